@@ -1,0 +1,27 @@
+//! Options shared by every subcommand (where the cluster and the relay are, read-only, settings).
+
+use std::path::PathBuf;
+
+/// Global options, resolved like kubectl's (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// hubble-relay address (host:port). Without it, cutover port-forwards to the
+    /// `hubble-relay` Service through the Kubernetes API.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub hubble_server: Option<String>,
+    /// Read-only watch mode: every request that could change the cluster or the Git repo is refused.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Settings file (default: ./cutover.toml when present, else built-in defaults = the plan).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub settings: Option<PathBuf>,
+    /// Log file (tracing; never the terminal). Default: $XDG_STATE_HOME/cutover/cutover.log.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}

@@ -1,0 +1,3 @@
+//! Hubble: the .proto subset, the relay client, flow filters and flow formatting. Shared by the
+//! Flows pane, `cutover flows` and the simulated relay, so there is one implementation of each.
+pub mod proto;

@@ -1,0 +1,106 @@
+//! Faults injected into the simulated cluster on demand (library API, scenario files, the
+//! `/simulator` HTTP hook). Each component reads the part that concerns it from `ActiveFaults`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A fault to inject. Durations are in (simulated) seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    /// The API server refuses connections (503 to every request) for N seconds.
+    ApiDown { seconds: u64 },
+    /// Every open watch stream is cut now (clients must re-watch).
+    CutWatches,
+    /// History is compacted: every watch resuming from an old resourceVersion gets 410 Gone.
+    ExpireResourceVersions,
+    /// Every API response is delayed.
+    SlowResponses { millis: u64 },
+    /// This share of API requests (0–100) fails with 500.
+    ErrorRate { percent: u8 },
+    /// hubble-relay refuses connections and ends open streams for N seconds.
+    RelayDown { seconds: u64 },
+    /// The relay reports this node as unavailable (no flows from it).
+    RelayNodeUnavailable { node: String },
+    /// The node's kubelet stops reporting: Ready becomes Unknown/False.
+    NodeNotReady { node: String },
+    /// The named PDB allows no disruptions (evictions of its pods get 429).
+    PdbBlocking { namespace: String, name: String },
+    /// The named pod never finishes terminating.
+    StuckPod { namespace: String, name: String },
+    /// Traffic between pods on these two nodes is dropped (shows as drops in Hubble).
+    BrokenPath { a: String, b: String },
+    /// DNS answers fail (coredns unreachable: drops / timeouts in flows).
+    DnsBroken,
+    /// Removes every active fault.
+    Clear,
+}
+
+/// Faults in force right now. Components subscribe through a `tokio::sync::watch` channel.
+#[derive(Debug, Clone, Default)]
+pub struct ActiveFaults {
+    pub api_down_until: Option<Instant>,
+    /// Bumped by `CutWatches`: watch streams end when they see it change.
+    pub watch_cut_generation: u64,
+    pub slow: Duration,
+    pub error_percent: u8,
+    pub relay_down_until: Option<Instant>,
+    pub relay_unavailable_nodes: BTreeSet<String>,
+    pub not_ready_nodes: BTreeSet<String>,
+    pub blocking_pdbs: BTreeSet<(String, String)>,
+    pub stuck_pods: BTreeSet<(String, String)>,
+    /// Node pairs, stored with the smaller name first.
+    pub broken_paths: BTreeSet<(String, String)>,
+    pub dns_broken: bool,
+}
+
+impl ActiveFaults {
+    pub fn api_down(&self) -> bool {
+        self.api_down_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    pub fn relay_down(&self) -> bool {
+        self.relay_down_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    pub fn path_broken(&self, a: &str, b: &str) -> bool {
+        let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
+        self.broken_paths.contains(&key)
+    }
+
+    /// Applies a fault. `speed` scales simulated seconds to wall time.
+    pub fn apply(&mut self, fault: &Fault, speed: f64) {
+        let wall = |s: u64| Duration::from_secs_f64(s as f64 / speed.max(0.001));
+        match fault {
+            Fault::ApiDown { seconds } => self.api_down_until = Some(Instant::now() + wall(*seconds)),
+            Fault::CutWatches => self.watch_cut_generation += 1,
+            Fault::ExpireResourceVersions => {}
+            Fault::SlowResponses { millis } => self.slow = Duration::from_millis(*millis),
+            Fault::ErrorRate { percent } => self.error_percent = (*percent).min(100),
+            Fault::RelayDown { seconds } => self.relay_down_until = Some(Instant::now() + wall(*seconds)),
+            Fault::RelayNodeUnavailable { node } => {
+                self.relay_unavailable_nodes.insert(node.clone());
+            }
+            Fault::NodeNotReady { node } => {
+                self.not_ready_nodes.insert(node.clone());
+            }
+            Fault::PdbBlocking { namespace, name } => {
+                self.blocking_pdbs.insert((namespace.clone(), name.clone()));
+            }
+            Fault::StuckPod { namespace, name } => {
+                self.stuck_pods.insert((namespace.clone(), name.clone()));
+            }
+            Fault::BrokenPath { a, b } => {
+                let key = if a <= b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+                self.broken_paths.insert(key);
+            }
+            Fault::DnsBroken => self.dns_broken = true,
+            Fault::Clear => {
+                let generation = self.watch_cut_generation;
+                *self = ActiveFaults { watch_cut_generation: generation, ..Default::default() };
+            }
+        }
+    }
+}

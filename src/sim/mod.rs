@@ -1,0 +1,315 @@
+//! The simulated k3s homelab: a loopback Kubernetes API (`api`), the controllers that make it
+//! live (`world`), and a loopback hubble-relay (`relay`), all sharing one object store.
+//!
+//! `cutover sim`, `cutover demo` and the tests start it through [`Sim::start`]; clients reach it
+//! only over real sockets (kube-rs over HTTP, tonic over HTTP/2), exactly as a real cluster.
+
+pub mod api;
+pub mod faults;
+pub mod registry;
+pub mod relay;
+pub mod store;
+pub mod topology;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use faults::{ActiveFaults, Fault};
+pub use store::Store;
+pub use topology::Topology;
+
+/// Errors starting or driving the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Kubeconfig { path: PathBuf, source: std::io::Error },
+    #[error("unknown scenario {0:?} (built-in: fresh, cilium-installed, migrated, kpr; or a path to a scenario file)")]
+    UnknownScenario(String),
+    #[error("scenario file {path}: {message}")]
+    ScenarioFile { path: PathBuf, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Who a bearer token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// May do everything.
+    Admin,
+    /// May only get, list and watch (403 otherwise, like an RBAC view role).
+    Viewer,
+}
+
+/// The bearer tokens the sim accepts. Random per start; never logged.
+#[derive(Clone)]
+pub struct Tokens {
+    pub admin: String,
+    pub viewer: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens { admin: <redacted>, viewer: <redacted> }")
+    }
+}
+
+impl Tokens {
+    pub fn random(rng: &mut fastrand::Rng) -> Self {
+        let mut tok = |who: &str| {
+            let hex: String = (0..32).map(|_| char::from_digit(rng.u32(0..16), 16).unwrap_or('0')).collect();
+            format!("sim-{who}.{hex}")
+        };
+        Tokens { admin: tok("admin"), viewer: tok("viewer") }
+    }
+
+    pub fn identify(&self, bearer: &str) -> Option<Identity> {
+        if bearer == self.admin {
+            Some(Identity::Admin)
+        } else if bearer == self.viewer {
+            Some(Identity::Viewer)
+        } else {
+            None
+        }
+    }
+}
+
+/// One request the API server answered (for tests and the read-only audit).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection,
+    /// or `connect` for portforward; `discovery` for /api, /apis, /version.
+    pub verb: String,
+    pub method: String,
+    pub path: String,
+    pub identity: Option<Identity>,
+    pub code: u16,
+}
+
+impl RequestRecord {
+    /// Whether the request could change the cluster (anything but reads and discovery).
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self.verb.as_str(), "get" | "list" | "watch" | "discovery")
+    }
+}
+
+/// Log of every API request, in arrival order.
+#[derive(Debug, Default)]
+pub struct RequestLog(Mutex<Vec<RequestRecord>>);
+
+impl RequestLog {
+    pub fn push(&self, r: RequestRecord) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+    pub fn all(&self) -> Vec<RequestRecord> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Everything the sim's components share.
+pub struct SimShared {
+    pub store: Store,
+    pub faults: watch::Sender<ActiveFaults>,
+    pub topology: watch::Sender<Topology>,
+    pub requests: RequestLog,
+    pub tokens: Tokens,
+    pub seed: u64,
+    /// Simulated time runs this many times faster than wall time (controller delays shrink).
+    pub speed: f64,
+}
+
+impl SimShared {
+    pub fn inject(&self, fault: &Fault) {
+        if matches!(fault, Fault::ExpireResourceVersions) {
+            self.store.compact();
+        }
+        let speed = self.speed;
+        self.faults.send_modify(|f| f.apply(fault, speed));
+    }
+}
+
+/// How to start the sim.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Where the API listens (port 0 = any free port).
+    pub api_listen: SocketAddr,
+    /// Where hubble-relay listens (port 0 = any free port).
+    pub relay_listen: SocketAddr,
+    /// Built-in scenario name or path to a scenario file.
+    pub scenario: String,
+    pub seed: u64,
+    pub speed: f64,
+    /// Where to write the kubeconfig; `None` = a file in a fresh temp directory.
+    pub kubeconfig_out: Option<PathBuf>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        SimOptions { api_listen: lo, relay_listen: lo, scenario: "fresh".into(), seed: 1, speed: 1.0, kubeconfig_out: None }
+    }
+}
+
+/// What `cutover sim` prints as its one JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimInfo {
+    pub api_url: String,
+    pub kubeconfig: PathBuf,
+    pub hubble_relay: String,
+    pub contexts: Vec<String>,
+    pub tokens: Vec<String>,
+    pub scenario: String,
+    pub seed: u64,
+}
+
+/// A running simulated cluster. Dropping it stops every task.
+pub struct Sim {
+    pub shared: Arc<SimShared>,
+    pub api_addr: SocketAddr,
+    pub relay_addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    tasks: Vec<JoinHandle<()>>,
+    _tmp: Option<TempDir>,
+}
+
+impl Sim {
+    /// Starts the API server, the world's controllers and the relay.
+    pub async fn start(opts: SimOptions) -> Result<Sim, SimError> {
+        let api_listener =
+            TcpListener::bind(opts.api_listen).await.map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
+        let relay_listener =
+            TcpListener::bind(opts.relay_listen).await.map_err(|source| SimError::Listen { addr: opts.relay_listen, source })?;
+        let api_addr = api_listener.local_addr().map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
+        let relay_addr =
+            relay_listener.local_addr().map_err(|source| SimError::Listen { addr: opts.relay_listen, source })?;
+
+        let mut rng = fastrand::Rng::with_seed(opts.seed);
+        let shared = Arc::new(SimShared {
+            store: Store::default(),
+            faults: watch::channel(ActiveFaults::default()).0,
+            topology: watch::channel(Topology::default()).0,
+            requests: RequestLog::default(),
+            tokens: Tokens::random(&mut rng),
+            seed: opts.seed,
+            speed: opts.speed,
+        });
+
+        let scenario = world::Scenario::load(&opts.scenario)?;
+        let mut tasks = world::start(shared.clone(), &scenario)?;
+        tasks.push(api::serve(api_listener, shared.clone()));
+        tasks.push(relay::serve(relay_listener, shared.clone()));
+
+        let (kubeconfig, tmp) = match opts.kubeconfig_out {
+            Some(p) => (p, None),
+            None => {
+                let dir = TempDir::new().map_err(|source| SimError::Kubeconfig { path: std::env::temp_dir(), source })?;
+                (dir.path.join("kubeconfig"), Some(dir))
+            }
+        };
+        write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"), &shared.tokens)
+            .map_err(|source| SimError::Kubeconfig { path: kubeconfig.clone(), source })?;
+        Ok(Sim { shared, api_addr, relay_addr, kubeconfig, tasks, _tmp: tmp })
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn info(&self) -> SimInfo {
+        SimInfo {
+            api_url: self.api_url(),
+            kubeconfig: self.kubeconfig.clone(),
+            hubble_relay: self.relay_addr.to_string(),
+            contexts: vec!["sim".into(), "sim-viewer".into()],
+            tokens: vec!["sim-admin".into(), "sim-viewer".into()],
+            scenario: String::new(),
+            seed: self.shared.seed,
+        }
+    }
+
+    pub fn inject(&self, fault: &Fault) {
+        self.shared.inject(fault);
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests.all()
+    }
+
+    pub fn stop(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Writes a kubeconfig with two contexts: `sim` (admin) and `sim-viewer` (read-only identity).
+pub fn write_kubeconfig(path: &std::path::Path, server: &str, tokens: &Tokens) -> std::io::Result<()> {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "sim",
+        "clusters": [{"name": "sim", "cluster": {"server": server}}],
+        "users": [
+            {"name": "sim-admin", "user": {"token": tokens.admin}},
+            {"name": "sim-viewer", "user": {"token": tokens.viewer}},
+        ],
+        "contexts": [
+            {"name": "sim", "context": {"cluster": "sim", "user": "sim-admin"}},
+            {"name": "sim-viewer", "context": {"cluster": "sim", "user": "sim-viewer"}},
+        ],
+    });
+    // JSON is valid YAML; kubectl and kube-rs both read it.
+    let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+    write_private(path, text.as_bytes())
+}
+
+/// Writes a file readable by the owner only (it holds tokens).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path)?;
+    f.write_all(bytes)
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> std::io::Result<Self> {
+        let n = fastrand::u64(..);
+        let path = std::env::temp_dir().join(format!("cutover-sim-{}-{n:016x}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,15 @@
+//! The simulated hubble-relay (gRPC `observer.Observer` on loopback). STUB: being written.
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::SimShared;
+
+/// Serves hubble-relay on `listener` until the task is aborted.
+pub fn serve(listener: TcpListener, shared: Arc<SimShared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = (listener, shared);
+        std::future::pending::<()>().await;
+    })
+}
