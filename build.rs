@@ -21,9 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds)?;
 
     let descriptors = fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptors)?
-        .preserve_proto_field_names()
-        .build(&[".flow", ".relay", ".observer"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.preserve_proto_field_names().build(&[
+        ".flow",
+        ".relay",
+        ".observer",
+    ])?;
     Ok(())
 }

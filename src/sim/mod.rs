@@ -155,7 +155,14 @@ pub struct SimOptions {
 impl Default for SimOptions {
     fn default() -> Self {
         let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-        SimOptions { api_listen: lo, relay_listen: lo, scenario: "fresh".into(), seed: 1, speed: 1.0, kubeconfig_out: None }
+        SimOptions {
+            api_listen: lo,
+            relay_listen: lo,
+            scenario: "fresh".into(),
+            seed: 1,
+            speed: 1.0,
+            kubeconfig_out: None,
+        }
     }
 }
 
@@ -184,11 +191,14 @@ pub struct Sim {
 impl Sim {
     /// Starts the API server, the world's controllers and the relay.
     pub async fn start(opts: SimOptions) -> Result<Sim, SimError> {
-        let api_listener =
-            TcpListener::bind(opts.api_listen).await.map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
-        let relay_listener =
-            TcpListener::bind(opts.relay_listen).await.map_err(|source| SimError::Listen { addr: opts.relay_listen, source })?;
-        let api_addr = api_listener.local_addr().map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
+        let api_listener = TcpListener::bind(opts.api_listen)
+            .await
+            .map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
+        let relay_listener = TcpListener::bind(opts.relay_listen)
+            .await
+            .map_err(|source| SimError::Listen { addr: opts.relay_listen, source })?;
+        let api_addr =
+            api_listener.local_addr().map_err(|source| SimError::Listen { addr: opts.api_listen, source })?;
         let relay_addr =
             relay_listener.local_addr().map_err(|source| SimError::Listen { addr: opts.relay_listen, source })?;
 
@@ -211,7 +221,8 @@ impl Sim {
         let (kubeconfig, tmp) = match opts.kubeconfig_out {
             Some(p) => (p, None),
             None => {
-                let dir = TempDir::new().map_err(|source| SimError::Kubeconfig { path: std::env::temp_dir(), source })?;
+                let dir =
+                    TempDir::new().map_err(|source| SimError::Kubeconfig { path: std::env::temp_dir(), source })?;
                 (dir.path.join("kubeconfig"), Some(dir))
             }
         };

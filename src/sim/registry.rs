@@ -63,8 +63,16 @@ const fn r(
 
 /// Every resource type the sim knows.
 pub static RESOURCES: &[Resource] = &[
-    Resource { short_names: &["ns"], subresources: &["status"], ..r("namespaces", "", "v1", "Namespace", "namespaces", "namespace", false) },
-    Resource { short_names: &["no"], subresources: &["status"], ..r("nodes", "", "v1", "Node", "nodes", "node", false) },
+    Resource {
+        short_names: &["ns"],
+        subresources: &["status"],
+        ..r("namespaces", "", "v1", "Namespace", "namespaces", "namespace", false)
+    },
+    Resource {
+        short_names: &["no"],
+        subresources: &["status"],
+        ..r("nodes", "", "v1", "Node", "nodes", "node", false)
+    },
     Resource {
         short_names: &["po"],
         categories: &["all"],
@@ -72,14 +80,38 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &["status", "eviction", "log", "portforward"],
         ..r("pods", "", "v1", "Pod", "pods", "pod", true)
     },
-    Resource { short_names: &["svc"], categories: &["all"], subresources: &["status"], ..r("services", "", "v1", "Service", "services", "service", true) },
+    Resource {
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: &["status"],
+        ..r("services", "", "v1", "Service", "services", "service", true)
+    },
     Resource { short_names: &["ep"], ..r("endpoints", "", "v1", "Endpoints", "endpoints", "endpoints", true) },
     Resource { short_names: &["cm"], ..r("configmaps", "", "v1", "ConfigMap", "configmaps", "configmap", true) },
     Resource { ..r("secrets", "", "v1", "Secret", "secrets", "secret", true) },
-    Resource { short_names: &["sa"], ..r("serviceaccounts", "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true) },
+    Resource {
+        short_names: &["sa"],
+        ..r("serviceaccounts", "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true)
+    },
     Resource { short_names: &["ev"], ..r("events", "", "v1", "Event", "events", "event", true) },
-    Resource { short_names: &["pvc"], subresources: &["status"], ..r("persistentvolumeclaims", "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true) },
-    Resource { short_names: &["pv"], subresources: &["status"], ..r("persistentvolumes", "", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false) },
+    Resource {
+        short_names: &["pvc"],
+        subresources: &["status"],
+        ..r(
+            "persistentvolumeclaims",
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            "persistentvolumeclaim",
+            true,
+        )
+    },
+    Resource {
+        short_names: &["pv"],
+        subresources: &["status"],
+        ..r("persistentvolumes", "", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false)
+    },
     Resource {
         short_names: &["deploy"],
         categories: &["all"],
@@ -104,33 +136,130 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &["status", "scale"],
         ..r("apps/replicasets", "apps", "v1", "ReplicaSet", "replicasets", "replicaset", true)
     },
-    Resource { categories: &["all"], subresources: &["status"], ..r("batch/jobs", "batch", "v1", "Job", "jobs", "job", true) },
-    Resource { short_names: &["cj"], categories: &["all"], subresources: &["status"], ..r("batch/cronjobs", "batch", "v1", "CronJob", "cronjobs", "cronjob", true) },
+    Resource {
+        categories: &["all"],
+        subresources: &["status"],
+        ..r("batch/jobs", "batch", "v1", "Job", "jobs", "job", true)
+    },
+    Resource {
+        short_names: &["cj"],
+        categories: &["all"],
+        subresources: &["status"],
+        ..r("batch/cronjobs", "batch", "v1", "CronJob", "cronjobs", "cronjob", true)
+    },
     Resource {
         short_names: &["pdb"],
         subresources: &["status"],
-        ..r("policy/poddisruptionbudgets", "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true)
+        ..r(
+            "policy/poddisruptionbudgets",
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            true,
+        )
     },
-    Resource { short_names: &["ing"], subresources: &["status"], ..r("networking.k8s.io/ingresses", "networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true) },
-    Resource { ..r("networking.k8s.io/ingressclasses", "networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false) },
-    Resource { short_names: &["netpol"], ..r("networking.k8s.io/networkpolicies", "networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true) },
+    Resource {
+        short_names: &["ing"],
+        subresources: &["status"],
+        ..r("networking.k8s.io/ingresses", "networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true)
+    },
+    Resource {
+        ..r(
+            "networking.k8s.io/ingressclasses",
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            "ingressclass",
+            false,
+        )
+    },
+    Resource {
+        short_names: &["netpol"],
+        ..r(
+            "networking.k8s.io/networkpolicies",
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            "networkpolicy",
+            true,
+        )
+    },
     Resource { ..r("coordination.k8s.io/leases", "coordination.k8s.io", "v1", "Lease", "leases", "lease", true) },
-    Resource { short_names: &["sc"], ..r("storage.k8s.io/storageclasses", "storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false) },
-    Resource { ..r("storage.k8s.io/csidrivers", "storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false) },
-    Resource { ..r("rbac.authorization.k8s.io/clusterroles", "rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false) },
     Resource {
-        ..r("rbac.authorization.k8s.io/clusterrolebindings", "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false)
+        short_names: &["sc"],
+        ..r(
+            "storage.k8s.io/storageclasses",
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "storageclasses",
+            "storageclass",
+            false,
+        )
     },
     Resource {
-        ..r("authorization.k8s.io/selfsubjectaccessreviews", "authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false)
+        ..r("storage.k8s.io/csidrivers", "storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", false)
     },
     Resource {
-        ..r("authorization.k8s.io/selfsubjectrulesreviews", "authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false)
+        ..r(
+            "rbac.authorization.k8s.io/clusterroles",
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            "clusterrole",
+            false,
+        )
+    },
+    Resource {
+        ..r(
+            "rbac.authorization.k8s.io/clusterrolebindings",
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "clusterrolebinding",
+            false,
+        )
+    },
+    Resource {
+        ..r(
+            "authorization.k8s.io/selfsubjectaccessreviews",
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            false,
+        )
+    },
+    Resource {
+        ..r(
+            "authorization.k8s.io/selfsubjectrulesreviews",
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            false,
+        )
     },
     Resource {
         short_names: &["crd", "crds"],
         subresources: &["status"],
-        ..r("apiextensions.k8s.io/customresourcedefinitions", "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false)
+        ..r(
+            "apiextensions.k8s.io/customresourcedefinitions",
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            false,
+        )
     },
     Resource {
         short_names: &["app", "apps"],
@@ -161,15 +290,39 @@ pub static RESOURCES: &[Resource] = &[
     Resource {
         short_names: &["smon"],
         crd: true,
-        ..r("monitoring.coreos.com/servicemonitors", "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", "servicemonitor", true)
+        ..r(
+            "monitoring.coreos.com/servicemonitors",
+            "monitoring.coreos.com",
+            "v1",
+            "ServiceMonitor",
+            "servicemonitors",
+            "servicemonitor",
+            true,
+        )
     },
     Resource {
         crd: true,
-        ..r("cert-manager.io/clusterissuers", "cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", "clusterissuer", false)
+        ..r(
+            "cert-manager.io/clusterissuers",
+            "cert-manager.io",
+            "v1",
+            "ClusterIssuer",
+            "clusterissuers",
+            "clusterissuer",
+            false,
+        )
     },
     Resource {
         crd: true,
-        ..r("metallb.io/ipaddresspools", "metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ipaddresspool", true)
+        ..r(
+            "metallb.io/ipaddresspools",
+            "metallb.io",
+            "v1beta1",
+            "IPAddressPool",
+            "ipaddresspools",
+            "ipaddresspool",
+            true,
+        )
     },
 ];
 

@@ -201,7 +201,9 @@ impl Store {
         if name.is_empty() {
             let prefix = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or("");
             if prefix.is_empty() {
-                return Err(StoreError::Invalid("metadata.name: Required value: name or generateName is required".into()));
+                return Err(StoreError::Invalid(
+                    "metadata.name: Required value: name or generateName is required".into(),
+                ));
             }
             g.uid_counter += 1;
             name = format!("{prefix}{}", short_suffix(g.uid_counter));
@@ -260,7 +262,13 @@ impl Store {
 
     /// Replaces an object. When `obj` carries `metadata.resourceVersion`, it must match the stored
     /// one (optimistic concurrency, 409 otherwise). Bumps `generation` when `spec` changed.
-    pub fn update(&self, res: &Resource, namespace: &str, name: &str, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub fn update(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Arc<Value>, StoreError> {
         let ns = if res.namespaced { namespace } else { "" };
         let mut g = self.lock();
         let key = Key { resource: res.id, namespace: ns.to_string(), name: name.to_string() };
@@ -284,7 +292,10 @@ impl Store {
             )));
         }
         self.commit_update(&mut g, res, key, &old, &mut obj);
-        Ok(g.objects.get(&Key { resource: res.id, namespace: ns.to_string(), name: name.to_string() }).cloned().unwrap_or_else(|| Arc::new(obj)))
+        Ok(g.objects
+            .get(&Key { resource: res.id, namespace: ns.to_string(), name: name.to_string() })
+            .cloned()
+            .unwrap_or_else(|| Arc::new(obj)))
     }
 
     /// Applies `f` to the stored object and writes the result (no resourceVersion precondition:
@@ -352,14 +363,21 @@ impl Store {
     /// Deletes an object. With finalizers (or, for pods bound to a node, a grace period > 0) the
     /// object only gets `deletionTimestamp` and stays until its finalizers are removed / the
     /// kubelet confirms (by calling `delete` again with `grace_seconds = Some(0)`).
-    pub fn delete(&self, res: &Resource, namespace: &str, name: &str, grace_seconds: Option<i64>) -> Result<Arc<Value>, StoreError> {
+    pub fn delete(
+        &self,
+        res: &Resource,
+        namespace: &str,
+        name: &str,
+        grace_seconds: Option<i64>,
+    ) -> Result<Arc<Value>, StoreError> {
         let ns = if res.namespaced { namespace } else { "" };
         let mut g = self.lock();
         let key = Key { resource: res.id, namespace: ns.to_string(), name: name.to_string() };
         let Some(old) = g.objects.get(&key).cloned() else {
             return Err(StoreError::NotFound { resource: res.plural.to_string(), name: name.to_string() });
         };
-        let has_finalizers = old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let has_finalizers =
+            old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
         let bound = old.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         let pod_grace = if res.graceful_delete && bound {
             let default = old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
@@ -449,7 +467,14 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
 /// Deterministic uid (the sim replays the same history for the same seed).
 fn uid_for(n: u64) -> String {
     let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", (h >> 32) as u32, (h >> 16) & 0xffff, h & 0xfff, (n >> 4) & 0xfff, n)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        (n >> 4) & 0xfff,
+        n
+    )
 }
 
 /// Five-character name suffix from the Kubernetes alphabet (no vowels), deterministic.

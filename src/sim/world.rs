@@ -23,3 +23,22 @@ pub fn start(shared: Arc<SimShared>, scenario: &Scenario) -> Result<Vec<JoinHand
     let _ = (shared, scenario);
     Ok(Vec::new())
 }
+
+/// What an operator does on a node over SSH, accepted by the sim through the `/simulator` hook
+/// (and the library) so that a per-node cutover can be rehearsed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum NodeOp {
+    /// Replace `/etc/rancher/k3s/config.yaml` on the node (YAML text, k3s config keys).
+    WriteK3sConfig { config: String },
+    /// `systemctl restart k3s` (servers) or `k3s-agent` (agents).
+    RestartK3s,
+    /// Reboot the node (also clears flannel/kube-proxy leftovers).
+    Reboot,
+}
+
+/// Applies a node operation; returns a human-readable result line.
+pub fn node_op(shared: &SimShared, node: &str, op: &NodeOp) -> Result<String, SimError> {
+    let _ = (shared, node, op);
+    Err(SimError::Other("node operations are not implemented yet".into()))
+}
