@@ -1,1 +1,172 @@
-fn main() {}
+//! `cutover`: the command line. Subcommands map onto library calls; errors are reported with
+//! color-eyre at this edge, the terminal is restored on every exit path, logs go to a file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use color_eyre::eyre::{Result, WrapErr};
+use cutover::cli::GlobalArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about = "Terminal cockpit for moving a k3s cluster from flannel to Cilium under Argo CD")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The cockpit against the cluster of the current (or --context) kubeconfig context (default).
+    Tui(TuiArgs),
+    /// The cockpit against the built-in simulated homelab (nothing to install, nothing real touched).
+    Demo(DemoArgs),
+    /// Run the simulated cluster (loopback Kubernetes API + hubble-relay) until Ctrl-C.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, clap::Args, Default)]
+struct TuiArgs {
+    /// Flows kept in the cockpit's ring buffer.
+    #[arg(long, default_value_t = 10_000)]
+    flow_buffer: usize,
+    /// Frames per second at most.
+    #[arg(long, default_value_t = 10)]
+    max_fps: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    /// Scenario: fresh, cilium-installed, migrated, kpr, or a scenario file.
+    #[arg(long, default_value = "fresh")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated time runs this many times faster.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Connect as the sim's viewer identity (get/list/watch only) — implies --read-only.
+    #[arg(long)]
+    viewer: bool,
+    #[command(flatten)]
+    tui: TuiArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct SimArgs {
+    /// Kubernetes API listen address (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// hubble-relay listen address (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    relay_listen: std::net::SocketAddr,
+    #[arg(long, default_value = "fresh")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Where to write the kubeconfig (default: a temp file, printed in the JSON line).
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    if let Err(e) = color_eyre::install() {
+        eprintln!("cutover: {e}");
+        return ExitCode::FAILURE;
+    }
+    cutover::tui::install_panic_hook();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log_guard = init_logging(&cli.global);
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            cutover::tui::restore_terminal();
+            eprintln!("cutover: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to a file (never the terminal the TUI draws on).
+fn init_logging(global: &GlobalArgs) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let path = global.log_file.clone().or_else(|| {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+        Some(base.join("cutover").join("cutover.log"))
+    })?;
+    let dir = path.parent()?.to_path_buf();
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,h2=warn,tower=warn"));
+    tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init().ok()?;
+    Some(guard)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let global = cli.global;
+    match cli.command.unwrap_or(Cmd::Tui(TuiArgs { flow_buffer: 10_000, max_fps: 10 })) {
+        Cmd::Tui(args) => {
+            let conn = cutover::cluster::client::connect(&global, |_| false).await.wrap_err("cannot connect to the cluster")?;
+            let relay = relay_starter(&global, &conn);
+            cutover::tui::run(conn, relay, tui_options(&args)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo(args) => demo(global, args).await,
+        Cmd::Sim(args) => sim(args).await,
+    }
+}
+
+fn tui_options(args: &TuiArgs) -> cutover::tui::TuiOptions {
+    cutover::tui::TuiOptions { flow_buffer: args.flow_buffer.max(1), max_fps: args.max_fps.clamp(1, 60), ..Default::default() }
+}
+
+fn relay_starter(global: &GlobalArgs, _conn: &cutover::cluster::client::ClusterConn) -> Option<cutover::tui::RelayStarter> {
+    let _ = global;
+    None
+}
+
+async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
+    let opts = cutover::sim::SimOptions { scenario: args.scenario.clone(), seed: args.seed, speed: args.speed, ..Default::default() };
+    let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
+    global.kubeconfig = Some(sim.kubeconfig.clone());
+    global.context = Some(if args.viewer { "sim-viewer".into() } else { "sim".into() });
+    global.read_only |= args.viewer;
+    global.hubble_server = Some(sim.relay_addr.to_string());
+    let conn = cutover::cluster::client::connect(&global, |_| false).await.wrap_err("cannot connect to the simulated cluster")?;
+    let relay = relay_starter(&global, &conn);
+    cutover::tui::run(conn, relay, tui_options(&args.tui)).await?;
+    sim.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sim(args: SimArgs) -> Result<ExitCode> {
+    let opts = cutover::sim::SimOptions {
+        api_listen: args.listen,
+        relay_listen: args.relay_listen,
+        scenario: args.scenario.clone(),
+        seed: args.seed,
+        speed: args.speed,
+        kubeconfig_out: args.kubeconfig_out.clone(),
+    };
+    let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
+    let mut info = sim.info();
+    info.scenario = args.scenario;
+    println!("{}", serde_json::to_string(&info).wrap_err("cannot encode the sim info")?);
+    tokio::signal::ctrl_c().await.wrap_err("cannot wait for Ctrl-C")?;
+    sim.stop();
+    Ok(ExitCode::SUCCESS)
+}

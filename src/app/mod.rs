@@ -1,0 +1,7 @@
+//! The cockpit's state, its events and update function, and the keymap.
+pub mod action;
+pub mod flowview;
+pub mod keymap;
+pub mod model;
+pub mod state;
+pub mod update;

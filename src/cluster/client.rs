@@ -1,0 +1,273 @@
+//! Connecting to a cluster like kubectl does (kubeconfig, `$KUBECONFIG`, `--context`), and the
+//! request layer that enforces read-only mode.
+//!
+//! Read-only mode is enforced here, on every HTTP request the client sends, not by hiding keys:
+//! a request that could change the cluster never leaves the process.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Method, Request};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tower::{BoxError, Layer, Service};
+
+use crate::cli::GlobalArgs;
+
+/// Errors connecting to the cluster. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot read kubeconfig {path}: {message}")]
+    ReadKubeconfig { path: PathBuf, message: String },
+    #[error("no kubeconfig found (tried $KUBECONFIG and ~/.kube/config); pass --kubeconfig")]
+    NoKubeconfig,
+    #[error("unknown context {wanted:?}; the kubeconfig has: {available}")]
+    UnknownContext { wanted: String, available: String },
+    #[error("the kubeconfig has no current-context; pass --context (available: {available})")]
+    NoCurrentContext { available: String },
+    #[error("invalid kubeconfig for context {context:?}: {message}")]
+    Config { context: String, message: String },
+}
+
+/// A request refused by read-only mode.
+#[derive(Debug, thiserror::Error)]
+#[error("read-only mode: refused {method} {path} (this cockpit was started with --read-only)")]
+pub struct ReadOnlyRefused {
+    pub method: Method,
+    pub path: String,
+}
+
+/// A connected cluster.
+#[derive(Clone)]
+pub struct ClusterConn {
+    pub client: kube::Client,
+    pub context: String,
+    pub cluster: String,
+    /// API server URL (no credentials).
+    pub server: String,
+    pub read_only: bool,
+}
+
+impl std::fmt::Debug for ClusterConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConn")
+            .field("context", &self.context)
+            .field("cluster", &self.cluster)
+            .field("server", &self.server)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the kubeconfig the way kubectl does: `--kubeconfig`, else every file in `$KUBECONFIG`
+/// (merged, first wins), else `~/.kube/config`.
+pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, ConnectError> {
+    let paths: Vec<PathBuf> = match &global.kubeconfig {
+        // clap fills this from $KUBECONFIG too, which may hold several paths.
+        Some(p) => std::env::split_paths(p.as_os_str()).filter(|p| !p.as_os_str().is_empty()).collect(),
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from).ok_or(ConnectError::NoKubeconfig)?;
+            vec![home.join(".kube").join("config")]
+        }
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths {
+        if global.kubeconfig.is_none() && !path.exists() {
+            return Err(ConnectError::NoKubeconfig);
+        }
+        let kc = Kubeconfig::read_from(&path)
+            .map_err(|e| ConnectError::ReadKubeconfig { path: path.clone(), message: redact(&e.to_string()) })?;
+        merged = Some(match merged {
+            None => kc,
+            Some(m) => {
+                m.merge(kc).map_err(|e| ConnectError::ReadKubeconfig { path: path.clone(), message: redact(&e.to_string()) })?
+            }
+        });
+    }
+    merged.ok_or(ConnectError::NoKubeconfig)
+}
+
+/// Connects to the context chosen by `--context` (or the current one). `read_only_for_context`
+/// says whether the settings file marks that context read-only; `--read-only` always wins.
+pub async fn connect(global: &GlobalArgs, read_only_for_context: impl Fn(&str) -> bool) -> Result<ClusterConn, ConnectError> {
+    let kubeconfig = load_kubeconfig(global)?;
+    connect_with(kubeconfig, global.context.as_deref(), global.read_only, read_only_for_context).await
+}
+
+/// Like [`connect`], from an already loaded kubeconfig.
+pub async fn connect_with(
+    kubeconfig: Kubeconfig,
+    context: Option<&str>,
+    read_only_flag: bool,
+    read_only_for_context: impl Fn(&str) -> bool,
+) -> Result<ClusterConn, ConnectError> {
+    let available = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let ctx_name = match context {
+        Some(c) => {
+            if !kubeconfig.contexts.iter().any(|n| n.name == c) {
+                return Err(ConnectError::UnknownContext { wanted: c.to_string(), available });
+            }
+            c.to_string()
+        }
+        None => kubeconfig.current_context.clone().ok_or(ConnectError::NoCurrentContext { available })?,
+    };
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    let opts = KubeConfigOptions { context: Some(ctx_name.clone()), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &opts)
+        .await
+        .map_err(|e| ConnectError::Config { context: ctx_name.clone(), message: redact(&e.to_string()) })?;
+    let server = config.cluster_url.to_string();
+    let read_only = read_only_flag || read_only_for_context(&ctx_name);
+    let client = build_client(config, read_only).map_err(|message| ConnectError::Config { context: ctx_name.clone(), message })?;
+    Ok(ClusterConn { client, context: ctx_name, cluster, server, read_only })
+}
+
+/// Builds a kube client; in read-only mode every request goes through [`ReadOnlyLayer`].
+pub fn build_client(config: kube::Config, read_only: bool) -> Result<kube::Client, String> {
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| redact(&e.to_string()))?;
+    Ok(if read_only { builder.with_layer(&ReadOnlyLayer).build() } else { builder.build() })
+}
+
+/// Whether a request only reads. SelfSubject{Access,Rules}Reviews are POSTs that change nothing
+/// (they ask "what may I do?"); port-forward is a GET upgrade and changes nothing either.
+pub fn is_read_request(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => true,
+        Method::POST => {
+            path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+                || path == "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+        }
+        _ => false,
+    }
+}
+
+/// Tower layer refusing every non-read request before it is sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOnlyLayer;
+
+impl<S> Layer<S> for ReadOnlyLayer {
+    type Service = ReadOnly<S>;
+    fn layer(&self, inner: S) -> ReadOnly<S> {
+        ReadOnly { inner }
+    }
+}
+
+/// See [`ReadOnlyLayer`].
+#[derive(Debug, Clone)]
+pub struct ReadOnly<S> {
+    inner: S,
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl<S, B> Service<Request<B>> for ReadOnly<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxFut<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        if !is_read_request(req.method(), &path) {
+            tracing::warn!(method = %req.method(), %path, "read-only mode refused a request");
+            let err = ReadOnlyRefused { method: req.method().clone(), path };
+            return Box::pin(async move { Err(Box::new(err) as BoxError) });
+        }
+        let fut = self.inner.call(req);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+/// Removes anything that looks like a credential from an error message (tokens, keys).
+pub fn redact(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for word in message.split_inclusive(char::is_whitespace) {
+        let w = word.trim_end();
+        let secretish = w.len() >= 24
+            && w.chars().filter(|c| c.is_ascii_alphanumeric()).count() * 10 >= w.len() * 8
+            && !w.contains('/');
+        if secretish {
+            out.push_str("<redacted>");
+            out.push_str(&word[w.len()..]);
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// Whether a kube error is a 403 / 404 from the API (for "forbidden" / "not installed" states).
+pub fn api_status(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Whether a kube error came from read-only mode.
+pub fn is_read_only_refusal(err: &kube::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = src {
+        if e.is::<ReadOnlyRefused>() {
+            return true;
+        }
+        src = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_requests() {
+        assert!(is_read_request(&Method::GET, "/api/v1/pods"));
+        assert!(is_read_request(&Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"));
+        assert!(!is_read_request(&Method::POST, "/api/v1/namespaces/a/pods/b/eviction"));
+        assert!(!is_read_request(&Method::PATCH, "/api/v1/nodes/n"));
+        assert!(!is_read_request(&Method::DELETE, "/api/v1/namespaces/a/pods/b"));
+        assert!(!is_read_request(&Method::PUT, "/api/v1/nodes/n"));
+    }
+
+    #[test]
+    fn redacts_tokens() {
+        let m = redact("401 for token sim-admin.0123456789abcdef0123456789abcdef at http://127.0.0.1:1/api");
+        assert!(!m.contains("0123456789abcdef"), "{m}");
+        assert!(m.contains("http://127.0.0.1:1/api"));
+    }
+
+    #[tokio::test]
+    async fn layer_refuses_writes_without_sending() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let sent = Arc::new(AtomicUsize::new(0));
+        let s2 = sent.clone();
+        let inner = tower::service_fn(move |_req: Request<()>| {
+            s2.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, BoxError>(()) }
+        });
+        let mut svc = ReadOnlyLayer.layer(inner);
+        let get = Request::get("/api/v1/nodes").body(()).unwrap_or_default();
+        assert!(svc.call(get).await.is_ok());
+        let patch = Request::patch("/api/v1/nodes/a").body(()).unwrap_or_default();
+        let err = svc.call(patch).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("read-only"), "{err}");
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
+    }
+}

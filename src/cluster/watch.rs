@@ -1,0 +1,258 @@
+//! kube-runtime watchers for everything the cockpit shows, merged into one event stream.
+//!
+//! Each resource is watched independently (list + watch, never polled) with backoff on errors;
+//! a resource that is forbidden (403) or not installed (404, no CRD) is reported as such and the
+//! others keep working. Objects are reduced to summaries here, so the state never holds
+//! managedFields or specs it does not show.
+
+use std::fmt;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::app::model::{AppSummary, NodeSummary, PdbSummary, PodSummary, WorkloadSummary};
+
+/// Which watched resource an event or error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceId {
+    Nodes,
+    Pods,
+    CiliumDaemonSet,
+    CiliumOperator,
+    CiliumNodes,
+    Applications,
+    Pdbs,
+}
+
+impl SourceId {
+    pub const ALL: [SourceId; 7] = [
+        SourceId::Nodes,
+        SourceId::Pods,
+        SourceId::CiliumDaemonSet,
+        SourceId::CiliumOperator,
+        SourceId::CiliumNodes,
+        SourceId::Applications,
+        SourceId::Pdbs,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceId::Nodes => "nodes",
+            SourceId::Pods => "pods",
+            SourceId::CiliumDaemonSet => "daemonset/cilium",
+            SourceId::CiliumOperator => "deployment/cilium-operator",
+            SourceId::CiliumNodes => "ciliumnodes.cilium.io",
+            SourceId::Applications => "applications.argoproj.io",
+            SourceId::Pdbs => "poddisruptionbudgets",
+        }
+    }
+}
+
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A change to one watched collection, in kube-runtime's terms (relists are Init..InitDone).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<T> {
+    /// A relist starts: objects not re-announced before `InitDone` are gone.
+    Init,
+    InitApply(T),
+    InitDone,
+    Apply(T),
+    Delete(T),
+}
+
+/// Why a source is not delivering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceProblem {
+    /// 403: the identity may not list/watch it.
+    Forbidden(String),
+    /// 404: the resource is not served (CRD not installed).
+    NotInstalled(String),
+    /// Connection refused, timeouts, 5xx: the API is unreachable or failing.
+    Unreachable(String),
+    Other(String),
+}
+
+impl SourceProblem {
+    pub fn message(&self) -> &str {
+        match self {
+            SourceProblem::Forbidden(m)
+            | SourceProblem::NotInstalled(m)
+            | SourceProblem::Unreachable(m)
+            | SourceProblem::Other(m) => m,
+        }
+    }
+}
+
+/// Everything the Kubernetes sources tell the state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeEvent {
+    Nodes(Change<NodeSummary>),
+    Pods(Change<PodSummary>),
+    CiliumDaemonSet(Change<WorkloadSummary>),
+    CiliumOperator(Change<WorkloadSummary>),
+    CiliumNodes(Change<String>),
+    Applications(Change<AppSummary>),
+    Pdbs(Change<PdbSummary>),
+    /// A source failed; the watcher backs off and retries by itself.
+    Problem(SourceId, SourceProblem),
+}
+
+impl KubeEvent {
+    pub fn source(&self) -> SourceId {
+        match self {
+            KubeEvent::Nodes(_) => SourceId::Nodes,
+            KubeEvent::Pods(_) => SourceId::Pods,
+            KubeEvent::CiliumDaemonSet(_) => SourceId::CiliumDaemonSet,
+            KubeEvent::CiliumOperator(_) => SourceId::CiliumOperator,
+            KubeEvent::CiliumNodes(_) => SourceId::CiliumNodes,
+            KubeEvent::Applications(_) => SourceId::Applications,
+            KubeEvent::Pdbs(_) => SourceId::Pdbs,
+            KubeEvent::Problem(s, _) => *s,
+        }
+    }
+}
+
+/// Where the cockpit looks.
+#[derive(Debug, Clone)]
+pub struct WatchTargets {
+    pub cilium_namespace: String,
+    pub argo_namespace: String,
+}
+
+impl Default for WatchTargets {
+    fn default() -> Self {
+        WatchTargets { cilium_namespace: "kube-system".into(), argo_namespace: "argocd".into() }
+    }
+}
+
+/// Starts every watcher; events go to `tx` until it is closed.
+pub fn spawn_all<E>(client: kube::Client, targets: &WatchTargets, tx: mpsc::Sender<E>) -> Vec<JoinHandle<()>>
+where
+    E: From<KubeEvent> + Send + 'static,
+{
+    let ns = &targets.cilium_namespace;
+    let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
+    let application = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"), "applications");
+    let cilium_node = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", "CiliumNode"), "ciliumnodes");
+    vec![
+        spawn_typed(Api::<Node>::all(client.clone()), watcher::Config::default(), SourceId::Nodes, tx.clone(), |c| {
+            KubeEvent::Nodes(c.map(|n| NodeSummary::from_node(&n)))
+        }),
+        spawn_typed(Api::<Pod>::all(client.clone()), watcher::Config::default(), SourceId::Pods, tx.clone(), |c| {
+            KubeEvent::Pods(c.map(|p| PodSummary::from_pod(&p)))
+        }),
+        spawn_typed(Api::<DaemonSet>::namespaced(client.clone(), ns), by_name("cilium"), SourceId::CiliumDaemonSet, tx.clone(), |c| {
+            KubeEvent::CiliumDaemonSet(c.map(|d| WorkloadSummary::from_daemonset(&d)))
+        }),
+        spawn_typed(
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            by_name("cilium-operator"),
+            SourceId::CiliumOperator,
+            tx.clone(),
+            |c| KubeEvent::CiliumOperator(c.map(|d| WorkloadSummary::from_deployment(&d))),
+        ),
+        spawn_typed(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default(), SourceId::Pdbs, tx.clone(), |c| {
+            KubeEvent::Pdbs(c.map(|p| PdbSummary::from_pdb(&p)))
+        }),
+        spawn_typed(Api::all_with(client.clone(), &cilium_node), watcher::Config::default(), SourceId::CiliumNodes, tx.clone(), |c| {
+            KubeEvent::CiliumNodes(c.map(|o: DynamicObject| o.metadata.name.unwrap_or_default()))
+        }),
+        spawn_typed(
+            Api::namespaced_with(client, &targets.argo_namespace, &application),
+            watcher::Config::default(),
+            SourceId::Applications, tx, |c| {
+            KubeEvent::Applications(c.map(|o: DynamicObject| {
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let mut v = o.data.clone();
+                if let Some(m) = v.as_object_mut() {
+                    // `data` holds everything but metadata; the summary wants deletionTimestamp.
+                    m.insert(
+                        "metadata".into(),
+                        serde_json::json!({ "deletionTimestamp": o.metadata.deletion_timestamp.is_some().then_some("set") }),
+                    );
+                }
+                AppSummary::from_json(&name, &v)
+            }))
+        }),
+    ]
+}
+
+impl<T> Change<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Change<U> {
+        match self {
+            Change::Init => Change::Init,
+            Change::InitApply(t) => Change::InitApply(f(t)),
+            Change::InitDone => Change::InitDone,
+            Change::Apply(t) => Change::Apply(f(t)),
+            Change::Delete(t) => Change::Delete(f(t)),
+        }
+    }
+}
+
+fn from_watcher<K>(ev: watcher::Event<K>) -> Change<K> {
+    match ev {
+        watcher::Event::Init => Change::Init,
+        watcher::Event::InitApply(k) => Change::InitApply(k),
+        watcher::Event::InitDone => Change::InitDone,
+        watcher::Event::Apply(k) => Change::Apply(k),
+        watcher::Event::Delete(k) => Change::Delete(k),
+    }
+}
+
+fn spawn_typed<K, E>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    source: SourceId,
+    tx: mpsc::Sender<E>,
+    to_event: fn(Change<K>) -> KubeEvent,
+) -> JoinHandle<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + fmt::Debug + Send + 'static,
+    E: From<KubeEvent> + Send + 'static,
+{
+    tokio::spawn(async move {
+        // client-go's reflector backoff (0.8 s .. 30 s, jitter); a CRD that is not installed
+        // keeps being retried at that pace so the pane fills in once it appears.
+        let mut stream = watcher(api, cfg).default_backoff().boxed();
+        while let Some(item) = stream.next().await {
+            let ev = match item {
+                Ok(ev) => to_event(from_watcher(ev)),
+                Err(e) => KubeEvent::Problem(source, classify(&e)),
+            };
+            if tx.send(E::from(ev)).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Turns a watcher error into what the operator needs to know.
+pub fn classify(err: &watcher::Error) -> SourceProblem {
+    let kube_err = match err {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => Some(e),
+        _ => None,
+    };
+    let msg = crate::cluster::client::redact(&err.to_string());
+    match kube_err {
+        Some(kube::Error::Api(s)) if s.code == 403 => SourceProblem::Forbidden(s.message.clone()),
+        Some(kube::Error::Api(s)) if s.code == 404 => SourceProblem::NotInstalled(s.message.clone()),
+        Some(kube::Error::Api(s)) if s.code >= 500 => SourceProblem::Unreachable(format!("{} {}", s.code, s.message)),
+        Some(kube::Error::HyperError(_) | kube::Error::Service(_)) => SourceProblem::Unreachable(msg),
+        _ => match err {
+            watcher::Error::WatchError(s) if s.code == 403 => SourceProblem::Forbidden(s.message.clone()),
+            _ => SourceProblem::Other(msg),
+        },
+    }
+}

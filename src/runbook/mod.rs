@@ -1,0 +1,2 @@
+//! The runbook: the operations that change the cluster and the executor that runs them.
+pub mod executor;

@@ -1,0 +1,183 @@
+//! The cockpit's event loop: terminal set-up and restore (also on panic), one `select!` over keys,
+//! source events, a housekeeping tick and a capped frame rate. Sources → events → `update` →
+//! state → `ui::draw`; operations run in the executor and come back as events.
+
+use std::io::{self, Stdout};
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr};
+use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use crossterm::{cursor, execute};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+
+use crate::app::state::{AppState, Mode};
+use crate::app::update::{AppEvent, Command, update};
+use crate::cluster::client::ClusterConn;
+use crate::cluster::watch::{self, WatchTargets};
+use crate::runbook::executor::Executor;
+use crate::ui::{self, Theme};
+
+/// Restores the terminal when dropped (normal exit, error, or unwinding panic).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Leaves raw mode and the alternate screen; safe to call more than once.
+pub fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+}
+
+/// Installs a panic hook that restores the terminal before the report is printed.
+pub fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        prev(info);
+    }));
+}
+
+/// How the cockpit runs.
+#[derive(Debug, Clone)]
+pub struct TuiOptions {
+    pub targets: WatchTargets,
+    pub flow_buffer: usize,
+    /// Frames per second at most (SSH links are slow).
+    pub max_fps: u32,
+    pub cilium_app: String,
+    pub root_app: String,
+}
+
+impl Default for TuiOptions {
+    fn default() -> Self {
+        TuiOptions { targets: WatchTargets::default(), flow_buffer: 10_000, max_fps: 10, cilium_app: "cilium-app".into(), root_app: "root".into() }
+    }
+}
+
+/// A function that starts the Hubble source, sending into the cockpit's channel.
+pub type RelayStarter = Box<dyn FnOnce(mpsc::Sender<AppEvent>) -> tokio::task::JoinHandle<()> + Send>;
+
+/// Runs the cockpit until the operator quits.
+pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOptions) -> Result<()> {
+    let mode = if conn.read_only { Mode::ReadOnly } else { Mode::Armed };
+    let mut state = AppState::new(jiff::Timestamp::now(), mode, opts.flow_buffer);
+    state.context = conn.context.clone();
+    state.cluster = conn.cluster.clone();
+    state.server = conn.server.clone();
+    state.cilium_app = opts.cilium_app.clone();
+    state.root_app = opts.root_app.clone();
+    state.log(crate::app::state::Level::Info, format!("connected to {} ({}){}", conn.context, conn.server, if conn.read_only { ", read-only" } else { "" }));
+
+    let (tx, mut rx) = mpsc::channel::<AppEvent>(8192);
+    let mut tasks = watch::spawn_all(conn.client.clone(), &opts.targets, tx.clone());
+    if let Some(start) = relay {
+        tasks.push(start(tx.clone()));
+    } else {
+        state.log(crate::app::state::Level::Warn, "no hubble-relay configured: flows unknown");
+    }
+    let executor = Executor::new(conn.clone(), opts.targets.argo_namespace.clone());
+
+    enable_raw_mode().wrap_err("cannot switch the terminal to raw mode (is stdin a terminal?)")?;
+    let _guard = TerminalGuard;
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide).wrap_err("cannot enter the alternate screen")?;
+    let mut terminal: Terminal<CrosstermBackend<Stdout>> =
+        Terminal::new(CrosstermBackend::new(io::stdout())).wrap_err("cannot initialise the terminal")?;
+    terminal.clear().wrap_err("cannot clear the terminal")?;
+    let theme = Theme::from_env();
+
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let frame_every = Duration::from_millis(1000 / u64::from(opts.max_fps.max(1)));
+    let mut frame = tokio::time::interval(frame_every);
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let mut last_second = 0;
+
+    loop {
+        tokio::select! {
+            Some(ev) = keys.next() => {
+                match ev {
+                    Ok(TermEvent::Key(k)) => {
+                        state.now = jiff::Timestamp::now();
+                        let cmds = update(&mut state, AppEvent::Key(k));
+                        if run_commands(cmds, &executor, &tx) { break; }
+                        // Keys are answered at once, not at the next frame.
+                        draw(&mut terminal, &state, &theme)?;
+                        dirty = false;
+                    }
+                    Ok(TermEvent::Resize(..)) => {
+                        terminal.autoresize().wrap_err("resize")?;
+                        dirty = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("terminal event error: {e}"),
+                }
+            }
+            Some(ev) = rx.recv() => {
+                let _ = update(&mut state, ev);
+                // Drain what is already queued so a burst costs one frame.
+                let mut n = 0;
+                while let Ok(ev) = rx.try_recv() {
+                    let _ = update(&mut state, ev);
+                    n += 1;
+                    if n > 20_000 { break; }
+                }
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                let now = jiff::Timestamp::now();
+                let _ = update(&mut state, AppEvent::Tick(now));
+                // Ages and the clock change once a second.
+                if now.as_second() != last_second {
+                    last_second = now.as_second();
+                    dirty = true;
+                }
+            }
+            _ = frame.tick() => {
+                if dirty {
+                    draw(&mut terminal, &state, &theme)?;
+                    dirty = false;
+                }
+            }
+        }
+        if state.ui.quit {
+            break;
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &AppState, theme: &Theme) -> Result<()> {
+    terminal.draw(|f| ui::draw(f, state, theme)).wrap_err("cannot draw to the terminal")?;
+    Ok(())
+}
+
+/// Runs commands; returns true to quit.
+fn run_commands(cmds: Vec<Command>, executor: &Executor, tx: &mpsc::Sender<AppEvent>) -> bool {
+    for c in cmds {
+        match c {
+            Command::Quit => return true,
+            Command::Execute(op) => {
+                let executor = executor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = executor.run(&op, &tx).await.map_err(|e| e.to_string());
+                    let _ = tx.send(AppEvent::Done { op, result }).await;
+                });
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,124 @@
+//! Footer (key hints, filter prompt), events pane, help overlay (generated from the keymap) and
+//! the confirm dialog.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::Theme;
+use super::common::{fit, pane};
+use crate::app::action::Pending;
+use crate::app::keymap::{KEYMAP, Scope};
+use crate::app::state::{AppState, Focus, Level, Mode};
+
+pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let line = if let Some(input) = &state.ui.filter_input {
+        Line::from(vec![
+            Span::styled("/", theme.accent()),
+            Span::raw(input.clone()),
+            Span::styled("▏ Enter apply · Esc cancel · ns: pod: verdict: node: port: proto: !negate", theme.dim()),
+        ])
+    } else if state.ui.confirm.is_some() {
+        Line::from(Span::styled("y confirm · any other key cancels", theme.warn()))
+    } else {
+        let pane_keys: Vec<String> = KEYMAP
+            .iter()
+            .filter(|b| b.scope == Scope::Pane(state.ui.focus) && !b.help.is_empty())
+            .map(|b| {
+                let off = b.mutating && state.mode == Mode::ReadOnly;
+                format!("{} {}{}", b.label, b.help.split(" (").next().unwrap_or(b.help), if off { " [ro]" } else { "" })
+            })
+            .collect();
+        let mut text = String::from("? help · Tab pane · / filter · Space pause · q quit");
+        for k in pane_keys {
+            text.push_str(" · ");
+            text.push_str(&k);
+        }
+        if let Some(e) = &state.ui.filter_error {
+            text = format!("filter error: {e} · {text}");
+        }
+        Line::from(Span::styled(fit(&text, area.width as usize), theme.dim()))
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+pub fn events(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let focused = state.ui.focus == Focus::Events;
+    let block = pane("Events", focused, Line::from(""), theme);
+    let h = area.height.saturating_sub(2) as usize;
+    let w = area.width.saturating_sub(2) as usize;
+    let end = state.log.len().saturating_sub(state.ui.events_scroll);
+    let start = end.saturating_sub(h);
+    let lines: Vec<Line> = state
+        .log
+        .range(start..end)
+        .map(|l| {
+            let style = match l.level {
+                Level::Info => Style::new(),
+                Level::Warn => theme.warn(),
+                Level::Error => theme.bad(),
+            };
+            Line::from(vec![
+                Span::styled(l.at.strftime("%H:%M:%S ").to_string(), theme.dim()),
+                Span::styled(fit(&l.text, w.saturating_sub(9)), style),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let mut lines = vec![Line::from(Span::styled("Keys (any key closes)", Style::new().add_modifier(Modifier::BOLD)))];
+    let mut last_scope = None;
+    for b in KEYMAP.iter().filter(|b| !b.help.is_empty()) {
+        if last_scope != Some(b.scope) {
+            let title = match b.scope {
+                Scope::Global => "Everywhere",
+                Scope::Pane(Focus::Argo) => "Argo CD pane",
+                Scope::Pane(Focus::Nodes) => "Nodes pane",
+                Scope::Pane(Focus::Flows) => "Flows pane",
+                Scope::Pane(Focus::Events) => "Events pane",
+            };
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(title, theme.accent())));
+            last_scope = Some(b.scope);
+        }
+        let disabled = b.mutating && state.mode == Mode::ReadOnly;
+        let style = if disabled { theme.dim() } else { Style::new() };
+        let mut spans = vec![Span::styled(format!("  {:<10}", b.label), style.add_modifier(Modifier::BOLD)), Span::styled(b.help, style)];
+        if disabled {
+            spans.push(Span::styled("  — disabled: read-only mode", theme.dim()));
+        }
+        lines.push(Line::from(spans));
+    }
+    let r = centered(area, 84, lines.len() as u16 + 2);
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(" help ")).wrap(Wrap { trim: false }),
+        r,
+    );
+}
+
+pub fn confirm(frame: &mut Frame, area: Rect, pending: &Pending, theme: &Theme) {
+    let mut lines = vec![
+        Line::from(Span::styled(format!("Confirm: {}", pending.op.title()), theme.bad())),
+        Line::from(""),
+    ];
+    lines.extend(pending.op.explain().into_iter().map(Line::from));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Press y to run it. Any other key cancels.", Style::new().add_modifier(Modifier::BOLD))));
+    let r = centered(area, 76, lines.len() as u16 + 2);
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).border_style(theme.bad()).title(" confirm ")).wrap(Wrap { trim: false }),
+        r,
+    );
+}
