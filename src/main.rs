@@ -25,6 +25,8 @@ enum Cmd {
     Demo(DemoArgs),
     /// Run the simulated cluster (loopback Kubernetes API + hubble-relay) until Ctrl-C.
     Sim(SimArgs),
+    /// One snapshot of Argo apps, per-node Cilium readiness and the relay; exit 0 only when ready.
+    Status(cutover::status::StatusArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -127,6 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Demo(args) => demo(global, args).await,
         Cmd::Sim(args) => sim(args).await,
+        Cmd::Status(args) => cutover::status::run(args, &global).await,
     }
 }
 

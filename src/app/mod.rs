@@ -3,5 +3,6 @@ pub mod action;
 pub mod flowview;
 pub mod keymap;
 pub mod model;
+pub mod readiness;
 pub mod state;
 pub mod update;

@@ -87,7 +87,9 @@ impl Tokens {
 #[derive(Debug, Clone, Serialize)]
 pub struct RequestRecord {
     /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection,
-    /// or `connect` for portforward; `discovery` for /api, /apis, /version.
+    /// or `connect` for portforward; `discovery` for /api, /apis, /version; `review` for
+    /// SelfSubjectAccessReview / SelfSubjectRulesReview (answered, never stored); `simulator` for
+    /// the `/simulator/v1` control surface.
     pub verb: String,
     pub method: String,
     pub path: String,
@@ -97,8 +99,10 @@ pub struct RequestRecord {
 
 impl RequestRecord {
     /// Whether the request could change the cluster (anything but reads and discovery).
+    /// GET and HEAD never change anything, whatever resource they named (even an unknown one).
     pub fn is_mutating(&self) -> bool {
-        !matches!(self.verb.as_str(), "get" | "list" | "watch" | "discovery")
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+            && !matches!(self.verb.as_str(), "get" | "list" | "watch" | "discovery" | "review")
     }
 }
 
@@ -125,6 +129,12 @@ pub struct SimShared {
     pub seed: u64,
     /// Simulated time runs this many times faster than wall time (controller delays shrink).
     pub speed: f64,
+    /// Where the sim's hubble-relay listens: the API's port-forward to the hubble-relay pod
+    /// connects here. Set once by [`Sim::start`].
+    pub relay_addr: std::sync::OnceLock<SocketAddr>,
+    /// PEM of the CA of the API server's per-start TLS certificate (set by `api::serve`; the API
+    /// port speaks both plain HTTP and TLS). Public data, not a secret.
+    pub api_ca_pem: std::sync::OnceLock<String>,
 }
 
 impl SimShared {
@@ -211,6 +221,8 @@ impl Sim {
             tokens: Tokens::random(&mut rng),
             seed: opts.seed,
             speed: opts.speed,
+            relay_addr: std::sync::OnceLock::from(relay_addr),
+            api_ca_pem: std::sync::OnceLock::new(),
         });
 
         let scenario = world::Scenario::load(&opts.scenario)?;
