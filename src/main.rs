@@ -9,7 +9,11 @@ use color_eyre::eyre::{Result, WrapErr};
 use cutover::cli::GlobalArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about = "Terminal cockpit for moving a k3s cluster from flannel to Cilium under Argo CD")]
+#[command(
+    name = "cutover",
+    version,
+    about = "Terminal cockpit for moving a k3s cluster from flannel to Cilium under Argo CD"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -27,6 +31,12 @@ enum Cmd {
     Sim(SimArgs),
     /// One snapshot of Argo apps, per-node Cilium readiness and the relay; exit 0 only when ready.
     Status(cutover::status::StatusArgs),
+    /// Read-only pre-flight checks of the cluster against the plan (exit 0 pass, 1 fail, 2 warn).
+    Preflight(cutover::checks::PreflightArgs),
+    /// Render the Argo CD Application, Cilium values, Hubble UI Ingress and k3s config for a stage.
+    Render(cutover::manifests::render::RenderArgs),
+    /// Check a Cilium values file against the pinned chart (removed keys, invalid values, crashes).
+    Lint(cutover::manifests::lint::LintArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -122,36 +132,66 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
     match cli.command.unwrap_or(Cmd::Tui(TuiArgs { flow_buffer: 10_000, max_fps: 10 })) {
         Cmd::Tui(args) => {
-            let conn = cutover::cluster::client::connect(&global, |_| false).await.wrap_err("cannot connect to the cluster")?;
+            let settings = load_settings(&global)?;
+            let conn = cutover::cluster::client::connect(&global, |ctx| settings.read_only_for(Some(ctx)))
+                .await
+                .wrap_err("cannot connect to the cluster")?;
             let relay = relay_starter(&global, &conn);
-            cutover::tui::run(conn, relay, tui_options(&args)).await?;
+            cutover::tui::run(conn, relay, tui_options(&args, &settings)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo(args) => demo(global, args).await,
         Cmd::Sim(args) => sim(args).await,
         Cmd::Status(args) => cutover::status::run(args, &global).await,
+        Cmd::Preflight(args) => cutover::checks::run(args, &global).await,
+        Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
+        Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
     }
 }
 
-fn tui_options(args: &TuiArgs) -> cutover::tui::TuiOptions {
-    cutover::tui::TuiOptions { flow_buffer: args.flow_buffer.max(1), max_fps: args.max_fps.clamp(1, 60), ..Default::default() }
+fn load_settings(global: &GlobalArgs) -> Result<cutover::settings::Settings> {
+    cutover::settings::Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")
 }
 
-fn relay_starter(global: &GlobalArgs, _conn: &cutover::cluster::client::ClusterConn) -> Option<cutover::tui::RelayStarter> {
+fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutover::tui::TuiOptions {
+    cutover::tui::TuiOptions {
+        flow_buffer: args.flow_buffer.max(1),
+        max_fps: args.max_fps.clamp(1, 60),
+        targets: cutover::cluster::watch::WatchTargets {
+            cilium_namespace: settings.cilium.namespace.clone(),
+            argo_namespace: settings.argo.namespace.clone(),
+        },
+        cilium_app: settings.argo.cilium_app.clone(),
+        root_app: settings.argo.root_app.clone(),
+    }
+}
+
+fn relay_starter(
+    global: &GlobalArgs,
+    _conn: &cutover::cluster::client::ClusterConn,
+) -> Option<cutover::tui::RelayStarter> {
     let _ = global;
     None
 }
 
 async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
-    let opts = cutover::sim::SimOptions { scenario: args.scenario.clone(), seed: args.seed, speed: args.speed, ..Default::default() };
+    let opts = cutover::sim::SimOptions {
+        scenario: args.scenario.clone(),
+        seed: args.seed,
+        speed: args.speed,
+        ..Default::default()
+    };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
     global.kubeconfig = Some(sim.kubeconfig.clone());
     global.context = Some(if args.viewer { "sim-viewer".into() } else { "sim".into() });
     global.read_only |= args.viewer;
     global.hubble_server = Some(sim.relay_addr.to_string());
-    let conn = cutover::cluster::client::connect(&global, |_| false).await.wrap_err("cannot connect to the simulated cluster")?;
+    let settings = load_settings(&global)?;
+    let conn = cutover::cluster::client::connect(&global, |_| false)
+        .await
+        .wrap_err("cannot connect to the simulated cluster")?;
     let relay = relay_starter(&global, &conn);
-    cutover::tui::run(conn, relay, tui_options(&args.tui)).await?;
+    cutover::tui::run(conn, relay, tui_options(&args.tui, &settings)).await?;
     sim.stop();
     Ok(ExitCode::SUCCESS)
 }

@@ -52,7 +52,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some('h') => (&s[..s.len() - 1], 3600),
         _ => (s, 1),
     };
-    num.parse::<u64>().map(|n| Duration::from_secs(n * mult)).map_err(|_| format!("invalid duration {s:?} (use e.g. 90s, 5m, 1h)"))
+    num.parse::<u64>()
+        .map(|n| Duration::from_secs(n * mult))
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 90s, 5m, 1h)"))
 }
 
 /// Runs `cutover status`.
@@ -60,7 +62,8 @@ pub async fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode> {
     let mut global = global.clone();
     global.read_only = true;
     let conn = crate::cluster::client::connect(&global, |_| true).await.wrap_err("cannot connect to the cluster")?;
-    let targets = WatchTargets { cilium_namespace: args.cilium_namespace.clone(), argo_namespace: args.argo_namespace.clone() };
+    let targets =
+        WatchTargets { cilium_namespace: args.cilium_namespace.clone(), argo_namespace: args.argo_namespace.clone() };
     let (tx, mut rx) = mpsc::channel::<AppEvent>(4096);
     let tasks = watch::spawn_all(conn.client.clone(), &targets, tx.clone());
     let mut state = AppState::new(jiff::Timestamp::now(), Mode::ReadOnly, 1);
@@ -136,11 +139,18 @@ async fn query_relay(addr: &str, state: &mut AppState) {
     use crate::hubble::proto::observer::{GetNodesRequest, ServerStatusRequest, observer_client::ObserverClient};
     let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
     let result = async {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|e| e.to_string())?.connect_timeout(Duration::from_secs(5));
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5));
         let channel = endpoint.connect().await.map_err(|e| format!("cannot reach hubble-relay at {addr}: {e}"))?;
         let mut client = ObserverClient::new(channel);
-        let status = client.server_status(ServerStatusRequest {}).await.map_err(|e| format!("{addr}: {}", e.message()))?.into_inner();
-        let nodes = client.get_nodes(GetNodesRequest {}).await.map_err(|e| format!("{addr}: {}", e.message()))?.into_inner();
+        let status = client
+            .server_status(ServerStatusRequest {})
+            .await
+            .map_err(|e| format!("{addr}: {}", e.message()))?
+            .into_inner();
+        let nodes =
+            client.get_nodes(GetNodesRequest {}).await.map_err(|e| format!("{addr}: {}", e.message()))?.into_inner();
         Ok::<_, String>((status, nodes))
     }
     .await;
@@ -165,14 +175,25 @@ fn print_report(report: &Report, output: Output) -> Result<()> {
             writeln!(out)?;
         }
         Output::Text => {
-            writeln!(out, "context {} · stage {} · {}", report.context, report.stage, if report.ready { "READY" } else { "NOT READY" })?;
+            writeln!(
+                out,
+                "context {} · stage {} · {}",
+                report.context,
+                report.stage,
+                if report.ready { "READY" } else { "NOT READY" }
+            )?;
             for i in &report.items {
                 let mark = match i.status {
                     "ready" => "ok  ",
                     "not-ready" => "FAIL",
                     _ => "??  ",
                 };
-                writeln!(out, "{mark} {}{}", i.what, if i.detail.is_empty() { String::new() } else { format!(" — {}", i.detail) })?;
+                writeln!(
+                    out,
+                    "{mark} {}{}",
+                    i.what,
+                    if i.detail.is_empty() { String::new() } else { format!(" — {}", i.detail) }
+                )?;
             }
             let bad: Vec<&str> = report.items.iter().filter(|i| i.status != "ready").map(|i| i.what.as_str()).collect();
             if !bad.is_empty() {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
 use crossterm::event::{Event as TermEvent, EventStream};
-use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use crossterm::terminal::{
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
 use crossterm::{cursor, execute};
 use futures::StreamExt;
 use ratatui::Terminal;
@@ -58,7 +60,13 @@ pub struct TuiOptions {
 
 impl Default for TuiOptions {
     fn default() -> Self {
-        TuiOptions { targets: WatchTargets::default(), flow_buffer: 10_000, max_fps: 10, cilium_app: "cilium-app".into(), root_app: "root".into() }
+        TuiOptions {
+            targets: WatchTargets::default(),
+            flow_buffer: 10_000,
+            max_fps: 10,
+            cilium_app: "cilium-app".into(),
+            root_app: "root".into(),
+        }
     }
 }
 
@@ -74,7 +82,10 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
     state.server = conn.server.clone();
     state.cilium_app = opts.cilium_app.clone();
     state.root_app = opts.root_app.clone();
-    state.log(crate::app::state::Level::Info, format!("connected to {} ({}){}", conn.context, conn.server, if conn.read_only { ", read-only" } else { "" }));
+    state.log(
+        crate::app::state::Level::Info,
+        format!("connected to {} ({}){}", conn.context, conn.server, if conn.read_only { ", read-only" } else { "" }),
+    );
 
     let (tx, mut rx) = mpsc::channel::<AppEvent>(8192);
     let mut tasks = watch::spawn_all(conn.client.clone(), &opts.targets, tx.clone());
@@ -87,10 +98,12 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
 
     enable_raw_mode().wrap_err("cannot switch the terminal to raw mode (is stdin a terminal?)")?;
     let _guard = TerminalGuard;
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide).wrap_err("cannot enter the alternate screen")?;
+    // Clear with a plain escape: ratatui's `clear()` asks the terminal for the cursor position,
+    // which some terminals (and SSH/tmux set-ups) never answer.
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, Clear(ClearType::All))
+        .wrap_err("cannot enter the alternate screen")?;
     let mut terminal: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).wrap_err("cannot initialise the terminal")?;
-    terminal.clear().wrap_err("cannot clear the terminal")?;
     let theme = Theme::from_env();
 
     let mut keys = EventStream::new();

@@ -29,7 +29,11 @@ fn demo_shows_the_homelab_and_quits_cleanly() {
     drop(pair.slave);
     let mut reader = pair.master.try_clone_reader().expect("reader");
     let mut writer = pair.master.take_writer().expect("writer");
-    let parser = Arc::new(Mutex::new(vt100::Parser::new(std::num::NonZeroU16::new(30).expect("rows"), std::num::NonZeroU16::new(120).expect("cols"), 0)));
+    let parser = Arc::new(Mutex::new(vt100::Parser::new(
+        std::num::NonZeroU16::new(30).expect("rows"),
+        std::num::NonZeroU16::new(120).expect("cols"),
+        0,
+    )));
     let p2 = parser.clone();
     let reading = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];

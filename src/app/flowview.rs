@@ -34,11 +34,13 @@ impl ViewFilter {
                 Some(("ns" | "namespace", v)) => Term::Namespace(v.to_string()),
                 Some(("pod", v)) => Term::Pod(v.to_string()),
                 Some(("node", v)) => Term::Node(v.to_string()),
-                Some(("verdict", v)) => Term::Verdict(
-                    Verdict::from_str_name(&v.to_ascii_uppercase())
-                        .ok_or_else(|| format!("unknown verdict {v:?} (forwarded, dropped, error, audit, redirected, traced, translated)"))?
-                        as i32,
-                ),
+                Some(("verdict", v)) => {
+                    Term::Verdict(Verdict::from_str_name(&v.to_ascii_uppercase()).ok_or_else(|| {
+                        format!(
+                            "unknown verdict {v:?} (forwarded, dropped, error, audit, redirected, traced, translated)"
+                        )
+                    })? as i32)
+                }
                 Some(("port", v)) => Term::Port(v.parse().map_err(|_| format!("port {v:?} is not a number"))?),
                 Some(("proto", v)) => Term::Proto(v.to_ascii_lowercase()),
                 Some((k, _)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphabetic()) => {
@@ -90,7 +92,9 @@ fn term_matches(t: &Term, f: &Flow) -> bool {
         Term::Verdict(v) => f.verdict == *v,
         Term::Node(n) => crate::app::state::strip_cluster_prefix(&f.node_name) == n || f.node_name == *n,
         Term::Port(p) => ports(f).contains(p),
-        Term::Proto(p) => proto_name(f) == p || (p == "dns" && ports(f).contains(&53)) || (p == "http" && f.l7.is_some()),
+        Term::Proto(p) => {
+            proto_name(f) == p || (p == "dns" && ports(f).contains(&53)) || (p == "http" && f.l7.is_some())
+        }
         Term::Text(s) => {
             endpoints(f).any(|e| e.pod_name.contains(s.as_str()) || e.namespace.contains(s.as_str()))
                 || f.ip.as_ref().is_some_and(|ip| ip.source.contains(s.as_str()) || ip.destination.contains(s.as_str()))

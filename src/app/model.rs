@@ -276,9 +276,10 @@ impl AppSummary {
             .and_then(Value::as_str)
             .map(str::to_string)
             .or_else(|| {
-                status.pointer("/sync/revisions").and_then(Value::as_array).map(|r| {
-                    r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
-                })
+                status
+                    .pointer("/sync/revisions")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
             })
             .unwrap_or_default();
         AppSummary {
@@ -323,10 +324,11 @@ impl AppSummary {
                 })
                 .unwrap_or_default(),
             automated: automated_on,
-            self_heal: automated_on && automated.and_then(|a| a.get("selfHeal")).and_then(Value::as_bool).unwrap_or(false),
+            self_heal: automated_on
+                && automated.and_then(|a| a.get("selfHeal")).and_then(Value::as_bool).unwrap_or(false),
             prune: automated_on && automated.and_then(|a| a.get("prune")).and_then(Value::as_bool).unwrap_or(false),
             chart,
-            terminating: obj.pointer("/metadata/deletionTimestamp").is_some(),
+            terminating: obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()),
         }
     }
 }
@@ -383,7 +385,8 @@ mod tests {
         assert_eq!(a.role, "server");
         assert!(!a.flannel_enabled());
         assert!(a.disable_network_policy && a.disable_kube_proxy);
-        let b = K3sArgs::parse(r#"["server","--disable-kube-proxy","false","--cluster-cidr=10.42.0.0/16"]"#).unwrap_or_default();
+        let b = K3sArgs::parse(r#"["server","--disable-kube-proxy","false","--cluster-cidr=10.42.0.0/16"]"#)
+            .unwrap_or_default();
         assert!(b.flannel_enabled() && !b.disable_kube_proxy);
         assert_eq!(b.cluster_cidr.as_deref(), Some("10.42.0.0/16"));
         assert!(K3sArgs::parse("not json").is_none());
@@ -391,9 +394,11 @@ mod tests {
 
     #[test]
     fn real_k3s_node_fixture() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/k8s/kdash-k3s-node-k3d-server.yaml"))
-                .unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/k8s/kdash-k3s-node-k3d-server.yaml"
+        ))
+        .unwrap();
         let list: Value = serde_norway::from_str(&text).unwrap();
         let node: Node = serde_json::from_value(list["items"][0].clone()).unwrap();
         let n = NodeSummary::from_node(&node);

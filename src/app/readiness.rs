@@ -86,13 +86,22 @@ pub fn evaluate(state: &AppState, relay_checked: bool) -> Report {
             Some(agent.is_some_and(|p| p.ready)),
             agent.map_or_else(
                 || "no cilium pod on this node".to_string(),
-                |p| format!("{} {} restarts {}{}", p.name, p.phase, p.restarts, if p.waiting_reason.is_empty() { String::new() } else { format!(" ({})", p.waiting_reason) }),
+                |p| {
+                    format!(
+                        "{} {} restarts {}{}",
+                        p.name,
+                        p.phase,
+                        p.restarts,
+                        if p.waiting_reason.is_empty() { String::new() } else { format!(" ({})", p.waiting_reason) }
+                    )
+                },
             ),
         ));
         if n.agent_not_ready_taint {
             items.push(item(format!("node {name}: taint"), Some(false), "node.cilium.io/agent-not-ready is still set"));
         }
-        let cn_known = matches!(state.sources.get(&SourceId::CiliumNodes).map(|s| &s.state), Some(SourceState::Live { .. }));
+        let cn_known =
+            matches!(state.sources.get(&SourceId::CiliumNodes).map(|s| &s.state), Some(SourceState::Live { .. }));
         items.push(item(
             format!("node {name}: CiliumNode"),
             cn_known.then_some(state.cilium_nodes.contains(name)),
@@ -138,7 +147,11 @@ mod tests {
     #[test]
     fn not_ready_until_every_node_has_an_agent() {
         let mut s = AppState::new(jiff::Timestamp::UNIX_EPOCH, Mode::ReadOnly, 1);
-        s.on_kube(KubeEvent::Nodes(Change::Apply(NodeSummary { name: "a".into(), ready: Some(true), ..Default::default() })));
+        s.on_kube(KubeEvent::Nodes(Change::Apply(NodeSummary {
+            name: "a".into(),
+            ready: Some(true),
+            ..Default::default()
+        })));
         s.on_kube(KubeEvent::CiliumNodes(Change::Apply("a".into())));
         let ws = WorkloadSummary { name: "x".into(), desired: 1, ready: 1, available: 1, updated: 1 };
         s.on_kube(KubeEvent::CiliumDaemonSet(Change::Apply(ws.clone())));

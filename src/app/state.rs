@@ -291,7 +291,7 @@ impl AppState {
             }
             return;
         }
-        {
+        if !ev.is_init() {
             let src = self.sources.entry(source).or_default();
             src.last_event = Some(now);
             let recovered = matches!(src.state, SourceState::Failing { .. });
@@ -310,7 +310,8 @@ impl AppState {
                 apply_change(&mut self.apps, self.sources.get_mut(&source), c, |a| a.name.clone())
             }
             KubeEvent::CiliumNodes(c) => {
-                let mut map: BTreeMap<String, String> = self.cilium_nodes.iter().map(|n| (n.clone(), n.clone())).collect();
+                let mut map: BTreeMap<String, String> =
+                    self.cilium_nodes.iter().map(|n| (n.clone(), n.clone())).collect();
                 apply_change(&mut map, self.sources.get_mut(&source), c, Clone::clone);
                 self.cilium_nodes = map.into_keys().collect();
             }
@@ -344,7 +345,14 @@ impl AppState {
         self.relay.last_error = None;
         self.relay.attempts = 0;
         self.relay.next_retry = None;
-        self.log(Level::Info, if was_down { format!("hubble-relay {address}: reconnected") } else { format!("hubble-relay {address}: connected") });
+        self.log(
+            Level::Info,
+            if was_down {
+                format!("hubble-relay {address}: reconnected")
+            } else {
+                format!("hubble-relay {address}: connected")
+            },
+        );
     }
 
     pub fn on_relay_disconnected(&mut self, error: &str, attempt: u32, retry_in: std::time::Duration) {
@@ -361,14 +369,25 @@ impl AppState {
     pub fn on_relay_nodes(&mut self, nodes: &[RelayNode]) {
         self.relay.nodes = nodes
             .iter()
-            .map(|n| (strip_cluster_prefix(&n.name).to_string(), NodeState::try_from(n.state).unwrap_or(NodeState::UnknownNodeState)))
+            .map(|n| {
+                (
+                    strip_cluster_prefix(&n.name).to_string(),
+                    NodeState::try_from(n.state).unwrap_or(NodeState::UnknownNodeState),
+                )
+            })
             .collect();
         self.relay.nodes_at = Some(self.now);
     }
 
     pub fn on_lost(&mut self, lost: u64, node: &str) {
         self.relay.lost_events += lost;
-        self.log(Level::Warn, format!("hubble: {lost} flow events lost on {}", if node.is_empty() { "relay" } else { strip_cluster_prefix(node) }));
+        self.log(
+            Level::Warn,
+            format!(
+                "hubble: {lost} flow events lost on {}",
+                if node.is_empty() { "relay" } else { strip_cluster_prefix(node) }
+            ),
+        );
     }
 
     /// Derives the runbook stage from what the cluster shows (never from what we did).
@@ -417,7 +436,9 @@ impl AppState {
 
     /// True when any Kubernetes source is failing with the API unreachable.
     pub fn api_unreachable(&self) -> bool {
-        self.sources.values().any(|s| matches!(&s.state, SourceState::Failing { problem: SourceProblem::Unreachable(_), .. }))
+        self.sources
+            .values()
+            .any(|s| matches!(&s.state, SourceState::Failing { problem: SourceProblem::Unreachable(_), .. }))
     }
 }
 
@@ -435,7 +456,12 @@ fn describe_problem(p: &SourceProblem) -> String {
     }
 }
 
-fn apply_change<T>(map: &mut BTreeMap<String, T>, source: Option<&mut Source>, change: Change<T>, key: impl Fn(&T) -> String) {
+fn apply_change<T>(
+    map: &mut BTreeMap<String, T>,
+    source: Option<&mut Source>,
+    change: Change<T>,
+    key: impl Fn(&T) -> String,
+) {
     let Some(source) = source else { return };
     match change {
         Change::Init => source.relisting = Some(BTreeSet::new()),
@@ -509,6 +535,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(s.api_unreachable());
+        // A relist attempt is announced with Init before it can fail: not a recovery.
+        s.on_kube(KubeEvent::Nodes(Change::Init));
+        assert!(s.api_unreachable());
         s.on_kube(KubeEvent::Nodes(Change::Apply(node("a"))));
         assert!(!s.api_unreachable());
     }
@@ -519,7 +548,11 @@ mod tests {
         assert_eq!(s.node_rates("a"), None);
         s.on_relay_connected("127.0.0.1:4245");
         assert_eq!(s.node_rates("a"), None, "relay does not report node a");
-        s.on_relay_nodes(&[RelayNode { name: "homelab/a".into(), state: NodeState::NodeConnected as i32, ..Default::default() }]);
+        s.on_relay_nodes(&[RelayNode {
+            name: "homelab/a".into(),
+            state: NodeState::NodeConnected as i32,
+            ..Default::default()
+        }]);
         assert_eq!(s.node_rates("a"), Some((0.0, 0.0)));
         s.now = ts(1_002);
         s.on_flow(Flow { node_name: "homelab/a".into(), verdict: Verdict::Dropped as i32, ..Default::default() });

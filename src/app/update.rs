@@ -14,11 +14,22 @@ use crate::hubble::proto::observer::Node as RelayNode;
 /// What the relay source tells the state (adapted from the Hubble client's events).
 #[derive(Debug, Clone)]
 pub enum RelayEvent {
-    Connected { address: String },
-    Disconnected { error: String, attempt: u32, retry_in: std::time::Duration },
+    Connected {
+        address: String,
+    },
+    Disconnected {
+        error: String,
+        attempt: u32,
+        retry_in: std::time::Duration,
+    },
     Flow(Box<Flow>),
-    Lost { count: u64, node: String },
-    NodeStatus { text: String },
+    Lost {
+        count: u64,
+        node: String,
+    },
+    NodeStatus {
+        text: String,
+    },
     Nodes(Vec<RelayNode>),
     Version(String),
     /// The relay could not fill a gap after a reconnect; or flows were dropped client-side.
@@ -34,9 +45,15 @@ pub enum AppEvent {
     Kube(Box<KubeEvent>),
     Relay(RelayEvent),
     /// An operation finished (Ok: summary line; Err: why it failed).
-    Done { op: Operation, result: Result<String, String> },
+    Done {
+        op: Operation,
+        result: Result<String, String>,
+    },
     /// Progress of a running operation (e.g. drain retrying on a PDB).
-    Progress { op: Operation, text: String },
+    Progress {
+        op: Operation,
+        text: String,
+    },
 }
 
 impl From<KubeEvent> for AppEvent {
@@ -160,7 +177,8 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         Action::Bottom => move_selection(state, i64::MAX / 2),
         Action::Expand => {
             if let Some(app) = selected_app(state) {
-                state.ui.expanded_app = if state.ui.expanded_app.as_deref() == Some(app.as_str()) { None } else { Some(app) };
+                state.ui.expanded_app =
+                    if state.ui.expanded_app.as_deref() == Some(app.as_str()) { None } else { Some(app) };
             }
         }
         Action::Pause => {
@@ -193,7 +211,8 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         Action::Sync | Action::Refresh => {
             if let Some(app) = selected_app(state) {
-                let op = if binding.action == Action::Sync { Operation::Sync { app } } else { Operation::Refresh { app } };
+                let op =
+                    if binding.action == Action::Sync { Operation::Sync { app } } else { Operation::Refresh { app } };
                 state.ui.confirm = Some(Pending { op });
             }
         }

@@ -80,9 +80,9 @@ pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, ConnectError> 
             .map_err(|e| ConnectError::ReadKubeconfig { path: path.clone(), message: redact(&e.to_string()) })?;
         merged = Some(match merged {
             None => kc,
-            Some(m) => {
-                m.merge(kc).map_err(|e| ConnectError::ReadKubeconfig { path: path.clone(), message: redact(&e.to_string()) })?
-            }
+            Some(m) => m
+                .merge(kc)
+                .map_err(|e| ConnectError::ReadKubeconfig { path: path.clone(), message: redact(&e.to_string()) })?,
         });
     }
     merged.ok_or(ConnectError::NoKubeconfig)
@@ -90,7 +90,10 @@ pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, ConnectError> 
 
 /// Connects to the context chosen by `--context` (or the current one). `read_only_for_context`
 /// says whether the settings file marks that context read-only; `--read-only` always wins.
-pub async fn connect(global: &GlobalArgs, read_only_for_context: impl Fn(&str) -> bool) -> Result<ClusterConn, ConnectError> {
+pub async fn connect(
+    global: &GlobalArgs,
+    read_only_for_context: impl Fn(&str) -> bool,
+) -> Result<ClusterConn, ConnectError> {
     let kubeconfig = load_kubeconfig(global)?;
     connect_with(kubeconfig, global.context.as_deref(), global.read_only, read_only_for_context).await
 }
@@ -123,9 +126,14 @@ pub async fn connect_with(
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &opts)
         .await
         .map_err(|e| ConnectError::Config { context: ctx_name.clone(), message: redact(&e.to_string()) })?;
+    let mut config = config;
+    // kube-rs retries 429/503/504 for minutes by default; the cockpit shows them at once (a
+    // PDB-blocked eviction, an API outage) and retries on its own terms.
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
     let read_only = read_only_flag || read_only_for_context(&ctx_name);
-    let client = build_client(config, read_only).map_err(|message| ConnectError::Config { context: ctx_name.clone(), message })?;
+    let client = build_client(config, read_only)
+        .map_err(|message| ConnectError::Config { context: ctx_name.clone(), message })?;
     Ok(ClusterConn { client, context: ctx_name, cluster, server, read_only })
 }
 

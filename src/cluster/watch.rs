@@ -5,15 +5,14 @@
 //! others keep working. Objects are reduced to summaries here, so the state never holds
 //! managedFields or specs it does not show.
 
-use std::fmt;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
+use std::fmt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -110,6 +109,20 @@ pub enum KubeEvent {
 }
 
 impl KubeEvent {
+    /// `Init` only announces a (re)list attempt; it says nothing about success.
+    pub fn is_init(&self) -> bool {
+        matches!(
+            self,
+            KubeEvent::Nodes(Change::Init)
+                | KubeEvent::Pods(Change::Init)
+                | KubeEvent::CiliumDaemonSet(Change::Init)
+                | KubeEvent::CiliumOperator(Change::Init)
+                | KubeEvent::CiliumNodes(Change::Init)
+                | KubeEvent::Applications(Change::Init)
+                | KubeEvent::Pdbs(Change::Init)
+        )
+    }
+
     pub fn source(&self) -> SourceId {
         match self {
             KubeEvent::Nodes(_) => SourceId::Nodes,
@@ -144,8 +157,12 @@ where
 {
     let ns = &targets.cilium_namespace;
     let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
-    let application = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"), "applications");
-    let cilium_node = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", "CiliumNode"), "ciliumnodes");
+    let application = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+        "applications",
+    );
+    let cilium_node =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", "CiliumNode"), "ciliumnodes");
     vec![
         spawn_typed(Api::<Node>::all(client.clone()), watcher::Config::default(), SourceId::Nodes, tx.clone(), |c| {
             KubeEvent::Nodes(c.map(|n| NodeSummary::from_node(&n)))
@@ -153,9 +170,13 @@ where
         spawn_typed(Api::<Pod>::all(client.clone()), watcher::Config::default(), SourceId::Pods, tx.clone(), |c| {
             KubeEvent::Pods(c.map(|p| PodSummary::from_pod(&p)))
         }),
-        spawn_typed(Api::<DaemonSet>::namespaced(client.clone(), ns), by_name("cilium"), SourceId::CiliumDaemonSet, tx.clone(), |c| {
-            KubeEvent::CiliumDaemonSet(c.map(|d| WorkloadSummary::from_daemonset(&d)))
-        }),
+        spawn_typed(
+            Api::<DaemonSet>::namespaced(client.clone(), ns),
+            by_name("cilium"),
+            SourceId::CiliumDaemonSet,
+            tx.clone(),
+            |c| KubeEvent::CiliumDaemonSet(c.map(|d| WorkloadSummary::from_daemonset(&d))),
+        ),
         spawn_typed(
             Api::<Deployment>::namespaced(client.clone(), ns),
             by_name("cilium-operator"),
@@ -163,29 +184,39 @@ where
             tx.clone(),
             |c| KubeEvent::CiliumOperator(c.map(|d| WorkloadSummary::from_deployment(&d))),
         ),
-        spawn_typed(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default(), SourceId::Pdbs, tx.clone(), |c| {
-            KubeEvent::Pdbs(c.map(|p| PdbSummary::from_pdb(&p)))
-        }),
-        spawn_typed(Api::all_with(client.clone(), &cilium_node), watcher::Config::default(), SourceId::CiliumNodes, tx.clone(), |c| {
-            KubeEvent::CiliumNodes(c.map(|o: DynamicObject| o.metadata.name.unwrap_or_default()))
-        }),
+        spawn_typed(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            watcher::Config::default(),
+            SourceId::Pdbs,
+            tx.clone(),
+            |c| KubeEvent::Pdbs(c.map(|p| PdbSummary::from_pdb(&p))),
+        ),
+        spawn_typed(
+            Api::all_with(client.clone(), &cilium_node),
+            watcher::Config::default(),
+            SourceId::CiliumNodes,
+            tx.clone(),
+            |c| KubeEvent::CiliumNodes(c.map(|o: DynamicObject| o.metadata.name.unwrap_or_default())),
+        ),
         spawn_typed(
             Api::namespaced_with(client, &targets.argo_namespace, &application),
             watcher::Config::default(),
-            SourceId::Applications, tx, |c| {
-            KubeEvent::Applications(c.map(|o: DynamicObject| {
-                let name = o.metadata.name.clone().unwrap_or_default();
-                let mut v = o.data.clone();
-                if let Some(m) = v.as_object_mut() {
-                    // `data` holds everything but metadata; the summary wants deletionTimestamp.
-                    m.insert(
-                        "metadata".into(),
-                        serde_json::json!({ "deletionTimestamp": o.metadata.deletion_timestamp.is_some().then_some("set") }),
-                    );
-                }
-                AppSummary::from_json(&name, &v)
-            }))
-        }),
+            SourceId::Applications,
+            tx,
+            |c| {
+                KubeEvent::Applications(c.map(|o: DynamicObject| {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    let mut v = o.data.clone();
+                    if let Some(m) = v.as_object_mut() {
+                        // `data` holds everything but metadata; the summary wants deletionTimestamp.
+                        if o.metadata.deletion_timestamp.is_some() {
+                            m.insert("metadata".into(), serde_json::json!({ "deletionTimestamp": "set" }));
+                        }
+                    }
+                    AppSummary::from_json(&name, &v)
+                }))
+            },
+        ),
     ]
 }
 
@@ -223,25 +254,43 @@ where
     E: From<KubeEvent> + Send + 'static,
 {
     tokio::spawn(async move {
-        // client-go's reflector backoff (0.8 s .. 30 s, jitter); a CRD that is not installed
-        // keeps being retried at that pace so the pane fills in once it appears.
-        let mut stream = watcher(api, cfg).default_backoff().boxed();
+        // Backoff as client-go's reflector (0.8 s doubling to 30 s, jittered), reset only by
+        // real data: kube-runtime announces `Init` before each list attempt, so a resource that
+        // is not installed would otherwise be re-listed at the minimum delay forever.
+        let mut stream = watcher(api, cfg).boxed();
+        let mut delay = MIN_BACKOFF;
         while let Some(item) = stream.next().await {
             let ev = match item {
-                Ok(ev) => to_event(from_watcher(ev)),
+                Ok(ev) => {
+                    if !matches!(ev, watcher::Event::Init) {
+                        delay = MIN_BACKOFF;
+                    }
+                    to_event(from_watcher(ev))
+                }
                 Err(e) => KubeEvent::Problem(source, classify(&e)),
             };
+            let failed = matches!(ev, KubeEvent::Problem(..));
             if tx.send(E::from(ev)).await.is_err() {
                 return;
+            }
+            if failed {
+                let jitter = 1.0 + fastrand::f64() * 0.5;
+                tokio::time::sleep(delay.mul_f64(jitter)).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
             }
         }
     })
 }
 
+const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(800);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Turns a watcher error into what the operator needs to know.
 pub fn classify(err: &watcher::Error) -> SourceProblem {
     let kube_err = match err {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => Some(e),
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            Some(e)
+        }
         _ => None,
     };
     let msg = crate::cluster::client::redact(&err.to_string());

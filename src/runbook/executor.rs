@@ -54,7 +54,11 @@ pub struct DrainOptions {
 
 impl Default for DrainOptions {
     fn default() -> Self {
-        DrainOptions { timeout: Duration::from_secs(600), retry_delay: Duration::from_secs(5), poll: Duration::from_secs(1) }
+        DrainOptions {
+            timeout: Duration::from_secs(600),
+            retry_delay: Duration::from_secs(5),
+            poll: Duration::from_secs(1),
+        }
     }
 }
 
@@ -160,7 +164,10 @@ impl Executor {
     }
 
     fn apps(&self) -> Api<DynamicObject> {
-        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"), "applications");
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+            "applications",
+        );
         Api::namespaced_with(self.conn.client.clone(), &self.argo_namespace, &ar)
     }
 }
@@ -179,7 +186,8 @@ pub fn drain_plan(pods: &[Pod]) -> (Vec<(String, String, String)>, Vec<String>, 
         let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
         let finished = phase == "Succeeded" || phase == "Failed";
         let annotations: BTreeMap<String, String> = p.metadata.annotations.clone().unwrap_or_default();
-        let controller = p.metadata.owner_references.as_ref().and_then(|o| o.iter().find(|o| o.controller == Some(true)));
+        let controller =
+            p.metadata.owner_references.as_ref().and_then(|o| o.iter().find(|o| o.controller == Some(true)));
         if annotations.contains_key("kubernetes.io/config.mirror") {
             skipped.push(key);
             continue;
@@ -273,7 +281,11 @@ mod tests {
 
     #[test]
     fn drain_plan_follows_kubectl() {
-        let pods = vec![pod("a", Some("ReplicaSet"), "Running"), pod("ds", Some("DaemonSet"), "Running"), pod("done", None, "Succeeded")];
+        let pods = vec![
+            pod("a", Some("ReplicaSet"), "Running"),
+            pod("ds", Some("DaemonSet"), "Running"),
+            pod("done", None, "Succeeded"),
+        ];
         let (evict, skipped, blockers) = drain_plan(&pods);
         assert_eq!(evict.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), vec!["a", "done"]);
         assert_eq!(skipped, vec!["ns/ds".to_string()]);

@@ -238,13 +238,20 @@ impl Sim {
                 (dir.path.join("kubeconfig"), Some(dir))
             }
         };
-        write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"), &shared.tokens)
-            .map_err(|source| SimError::Kubeconfig { path: kubeconfig.clone(), source })?;
+        // HTTPS with a per-start CA when available: kubectl never sends a bearer token over plain
+        // http (kube-rs would), and the product must behave the same with both.
+        let written = if shared.api_ca_pem.get().is_some() {
+            api::tls::write_kubeconfig(&kubeconfig, api_addr, &shared)
+        } else {
+            write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"), &shared.tokens)
+        };
+        written.map_err(|source| SimError::Kubeconfig { path: kubeconfig.clone(), source })?;
         Ok(Sim { shared, api_addr, relay_addr, kubeconfig, tasks, _tmp: tmp })
     }
 
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        let scheme = if self.shared.api_ca_pem.get().is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.api_addr)
     }
 
     pub fn info(&self) -> SimInfo {

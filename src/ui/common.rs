@@ -30,7 +30,11 @@ impl Theme {
         self.fg(Color::Yellow)
     }
     pub fn bad(&self) -> Style {
-        if self.color { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) } else { Style::new().add_modifier(Modifier::BOLD) }
+        if self.color {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::BOLD)
+        }
     }
     pub fn dim(&self) -> Style {
         if self.color { Style::new().fg(Color::DarkGray) } else { Style::new() }

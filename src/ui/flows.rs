@@ -15,7 +15,8 @@ use crate::hubble::proto::flow::{Flow, Verdict};
 /// The flows the pane shows, newest last: after pause/scroll offsets, node follow and filter.
 pub fn visible(state: &AppState, rows: usize) -> Vec<&Flow> {
     let buf = &state.flows.flows;
-    let skip_new = state.ui.paused_at_total.map_or(0, |p| state.flows.total.saturating_sub(p) as usize) + state.ui.flow_scroll;
+    let skip_new =
+        state.ui.paused_at_total.map_or(0, |p| state.flows.total.saturating_sub(p) as usize) + state.ui.flow_scroll;
     let mut out: Vec<&Flow> = buf
         .iter()
         .rev()
@@ -32,12 +33,19 @@ fn relay_line<'a>(state: &AppState, theme: &Theme) -> Line<'a> {
     let r = &state.relay;
     match (&r.connected_since, &r.last_error) {
         (Some(_), _) => Line::from(Span::styled(
-            format!(" relay {} · last flow {} ", r.address, r.last_flow.map_or_else(|| "—".into(), |t| age(state.now, t) + " ago")),
+            format!(
+                " relay {} · last flow {} ",
+                r.address,
+                r.last_flow.map_or_else(|| "—".into(), |t| age(state.now, t) + " ago")
+            ),
             theme.ok(),
         )),
         (None, Some(e)) => {
             let retry = r.next_retry.map_or_else(String::new, |t| format!(" in {}", age(t, state.now)));
-            Line::from(Span::styled(format!(" relay DOWN: {} · retry {}{retry} ", super::common::fit(e, 40), r.attempts), theme.bad()))
+            Line::from(Span::styled(
+                format!(" relay DOWN: {} · retry {}{retry} ", super::common::fit(e, 40), r.attempts),
+                theme.bad(),
+            ))
         }
         (None, None) => Line::from(Span::styled(" relay connecting… ", theme.warn())),
     }
@@ -55,11 +63,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     };
     let mut status = vec![
         Span::raw(format!("{rate} flows · ")),
-        Span::styled(format!("{drops} drops"), if drops.starts_with("0.0") || drops.starts_with('?') { Style::new() } else { theme.bad() }),
-        Span::raw(format!(" · lost {} · buf {}/{}", state.relay.lost_events, state.flows.flows.len(), state.flows.capacity)),
+        Span::styled(
+            format!("{drops} drops"),
+            if drops.starts_with("0.0") || drops.starts_with('?') { Style::new() } else { theme.bad() },
+        ),
+        Span::raw(format!(
+            " · lost {} · buf {}/{}",
+            state.relay.lost_events,
+            state.flows.flows.len(),
+            state.flows.capacity
+        )),
     ];
     if state.relay.dropped_locally > 0 {
-        status.push(Span::styled(format!(" · {} not shown (cockpit behind)", state.relay.dropped_locally), theme.bad()));
+        status
+            .push(Span::styled(format!(" · {} not shown (cockpit behind)", state.relay.dropped_locally), theme.bad()));
     }
     if state.ui.paused_at_total.is_some() {
         status.push(Span::styled(" · PAUSED", theme.warn().add_modifier(Modifier::BOLD)));
@@ -106,7 +123,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             Span::styled(row.kind, theme.dim()),
             Span::raw(" "),
             Span::styled(row.verdict, style),
-            Span::styled(if row.summary.is_empty() { String::new() } else { format!(" ({})", row.summary) }, theme.dim()),
+            Span::styled(
+                if row.summary.is_empty() { String::new() } else { format!(" ({})", row.summary) },
+                theme.dim(),
+            ),
         ]));
     }
     frame.render_widget(Paragraph::new(lines).block(block), area);
@@ -132,15 +152,20 @@ impl Row {
         };
         let ip = f.ip.clone().unwrap_or_default();
         Row {
-            time: f.time.as_ref().map_or_else(|| "--:--:--".into(), |t| {
-                jiff::Timestamp::new(t.seconds, t.nanos).map_or_else(|_| "??".into(), |t| t.strftime("%H:%M:%S").to_string())
-            }),
+            time: f.time.as_ref().map_or_else(
+                || "--:--:--".into(),
+                |t| {
+                    jiff::Timestamp::new(t.seconds, t.nanos)
+                        .map_or_else(|_| "??".into(), |t| t.strftime("%H:%M:%S").to_string())
+                },
+            ),
             node: strip_cluster_prefix(&f.node_name).to_string(),
             src: ep(f.source.as_ref(), &ip.source),
             arrow: "->",
             dst: ep(f.destination.as_ref(), &ip.destination),
             kind: String::new(),
-            verdict: Verdict::try_from(f.verdict).map_or_else(|_| f.verdict.to_string(), |v| v.as_str_name().to_string()),
+            verdict: Verdict::try_from(f.verdict)
+                .map_or_else(|_| f.verdict.to_string(), |v| v.as_str_name().to_string()),
             summary: f.summary.clone(),
         }
     }

@@ -34,7 +34,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     ];
     let used: usize = spans.iter().map(|s| s.width()).sum();
     // The clock goes right-aligned when it fits; the state of the cluster comes first.
-    if used + clock.len() + 1 <= area.width as usize {
+    if used + clock.len() < area.width as usize {
         spans.push(Span::raw(" ".repeat(area.width as usize - used - clock.len())));
         spans.push(Span::styled(clock, theme.dim()));
     }

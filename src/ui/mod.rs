@@ -71,12 +71,8 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
 }
 
 fn argo_height(state: &AppState, cap: u16) -> u16 {
-    let expanded = state
-        .ui
-        .expanded_app
-        .as_ref()
-        .and_then(|a| state.apps.get(a))
-        .map_or(0, |a| a.resources.len().min(12) as u16);
+    let expanded =
+        state.ui.expanded_app.as_ref().and_then(|a| state.apps.get(a)).map_or(0, |a| a.resources.len().min(12) as u16);
     (state.apps.len() as u16 + expanded + 3).clamp(4, cap.max(4))
 }
 

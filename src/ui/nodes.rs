@@ -20,9 +20,13 @@ fn effective_args(state: &AppState, node: &NodeSummary) -> Option<K3sArgs> {
     if node.server {
         return node.k3s_args.clone();
     }
-    let servers: Vec<&K3sArgs> = state.nodes.values().filter(|n| n.server).filter_map(|n| n.k3s_args.as_ref()).collect();
+    let servers: Vec<&K3sArgs> =
+        state.nodes.values().filter(|n| n.server).filter_map(|n| n.k3s_args.as_ref()).collect();
     let first = servers.first()?;
-    servers.iter().all(|a| a.flannel_backend == first.flannel_backend && a.disable_kube_proxy == first.disable_kube_proxy).then(|| (*first).clone())
+    servers
+        .iter()
+        .all(|a| a.flannel_backend == first.flannel_backend && a.disable_kube_proxy == first.disable_kube_proxy)
+        .then(|| (*first).clone())
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
@@ -62,12 +66,23 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 } else {
                     format!("{}{} r{}", p.phase, if p.ready { " ✓" } else { " ✗" }, p.restarts)
                 };
-                let style = if p.ready { theme.ok() } else if p.restarts > 2 { theme.bad() } else { theme.warn() };
+                let style = if p.ready {
+                    theme.ok()
+                } else if p.restarts > 2 {
+                    theme.bad()
+                } else {
+                    theme.warn()
+                };
                 Span::styled(text, style)
             }
         };
-        let taint = if node.agent_not_ready_taint { Span::styled("agent-not-ready", theme.warn()) } else { Span::raw("") };
-        let cn = if state.cilium_nodes.contains(&node.name) { Span::styled("yes", theme.ok()) } else { Span::styled("no", theme.dim()) };
+        let taint =
+            if node.agent_not_ready_taint { Span::styled("agent-not-ready", theme.warn()) } else { Span::raw("") };
+        let cn = if state.cilium_nodes.contains(&node.name) {
+            Span::styled("yes", theme.ok())
+        } else {
+            Span::styled("no", theme.dim())
+        };
         let relay = match (state.relay.connected_since, state.relay.nodes.get(&node.name)) {
             (None, _) => Span::styled("?", theme.dim()),
             (Some(_), Some(NodeState::NodeConnected)) => Span::styled("conn", theme.ok()),
@@ -118,7 +133,22 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     }
     let (header, widths): (Vec<&str>, Vec<Constraint>) = if wide {
         (
-            vec!["NODE", "READY", "SCHED", "ROLE", "K3S", "FLANNEL", "KPROXY", "CILIUM AGENT", "TAINT", "CN", "RELAY", "PODS", "FLOW/S", "DROP/S"],
+            vec![
+                "NODE",
+                "READY",
+                "SCHED",
+                "ROLE",
+                "K3S",
+                "FLANNEL",
+                "KPROXY",
+                "CILIUM AGENT",
+                "TAINT",
+                "CN",
+                "RELAY",
+                "PODS",
+                "FLOW/S",
+                "DROP/S",
+            ],
             vec![
                 Constraint::Length(20),
                 Constraint::Length(6),

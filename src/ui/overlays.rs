@@ -76,7 +76,8 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
-    let mut lines = vec![Line::from(Span::styled("Keys (any key closes)", Style::new().add_modifier(Modifier::BOLD)))];
+    // Groups of lines, one per scope, generated from the keymap.
+    let mut groups: Vec<Vec<Line>> = Vec::new();
     let mut last_scope = None;
     for b in KEYMAP.iter().filter(|b| !b.help.is_empty()) {
         if last_scope != Some(b.scope) {
@@ -87,38 +88,77 @@ pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Scope::Pane(Focus::Flows) => "Flows pane",
                 Scope::Pane(Focus::Events) => "Events pane",
             };
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled(title, theme.accent())));
+            groups.push(vec![Line::from(Span::styled(title, theme.accent()))]);
             last_scope = Some(b.scope);
         }
         let disabled = b.mutating && state.mode == Mode::ReadOnly;
         let style = if disabled { theme.dim() } else { Style::new() };
-        let mut spans = vec![Span::styled(format!("  {:<10}", b.label), style.add_modifier(Modifier::BOLD)), Span::styled(b.help, style)];
+        let mut spans = vec![
+            Span::styled(format!(" {:<10}", b.label), style.add_modifier(Modifier::BOLD)),
+            Span::styled(b.help, style),
+        ];
         if disabled {
-            spans.push(Span::styled("  — disabled: read-only mode", theme.dim()));
+            spans.push(Span::styled(" — disabled: read-only mode", theme.dim()));
         }
-        lines.push(Line::from(spans));
+        if let Some(g) = groups.last_mut() {
+            g.push(Line::from(spans));
+        }
     }
-    let r = centered(area, 84, lines.len() as u16 + 2);
+    let title = Line::from(Span::styled("Keys (any key closes)", Style::new().add_modifier(Modifier::BOLD)));
+    let total: usize = groups.iter().map(|g| g.len() + 1).sum::<usize>() + 1;
+    // One column when it fits; otherwise two, split between groups.
+    let columns: Vec<Vec<Line>> = if total + 2 <= area.height as usize || area.width < 100 {
+        let mut col = vec![title];
+        for g in groups {
+            col.push(Line::from(""));
+            col.extend(g);
+        }
+        vec![col]
+    } else {
+        let mut left = vec![title];
+        let mut right = Vec::new();
+        let mut used = 1;
+        for g in groups {
+            let target = if used + g.len() < total / 2 + 2 && right.is_empty() { &mut left } else { &mut right };
+            target.push(Line::from(""));
+            used += g.len() + 1;
+            target.extend(g);
+        }
+        vec![left, right]
+    };
+    let height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 2;
+    let width = if columns.len() == 1 { 86 } else { area.width.saturating_sub(4) };
+    let r = centered(area, width, height);
     frame.render_widget(Clear, r);
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).title(" help ")).wrap(Wrap { trim: false }),
-        r,
-    );
+    let block = Block::new().borders(Borders::ALL).title(" help ");
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    let n = columns.len() as u32;
+    let areas =
+        ratatui::layout::Layout::horizontal((0..n).map(|_| ratatui::layout::Constraint::Ratio(1, n))).split(inner);
+    let two = n > 1;
+    for (col, a) in columns.into_iter().zip(areas.iter()) {
+        // Two columns are for short terminals: truncate rather than wrap, so no line is pushed out.
+        let p = Paragraph::new(col);
+        frame.render_widget(if two { p } else { p.wrap(Wrap { trim: false }) }, *a);
+    }
 }
 
 pub fn confirm(frame: &mut Frame, area: Rect, pending: &Pending, theme: &Theme) {
-    let mut lines = vec![
-        Line::from(Span::styled(format!("Confirm: {}", pending.op.title()), theme.bad())),
-        Line::from(""),
-    ];
+    let mut lines =
+        vec![Line::from(Span::styled(format!("Confirm: {}", pending.op.title()), theme.bad())), Line::from("")];
     lines.extend(pending.op.explain().into_iter().map(Line::from));
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled("Press y to run it. Any other key cancels.", Style::new().add_modifier(Modifier::BOLD))));
+    lines.push(Line::from(Span::styled(
+        "Press y to run it. Any other key cancels.",
+        Style::new().add_modifier(Modifier::BOLD),
+    )));
     let r = centered(area, 76, lines.len() as u16 + 2);
     frame.render_widget(Clear, r);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).border_style(theme.bad()).title(" confirm ")).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(Block::new().borders(Borders::ALL).border_style(theme.bad()).title(" confirm "))
+            .wrap(Wrap { trim: false }),
         r,
     );
 }

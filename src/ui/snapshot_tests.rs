@@ -24,7 +24,12 @@ fn node(name: &str, server: bool, flannel: bool) -> NodeSummary {
     let args = if flannel {
         K3sArgs { role: "server".into(), ..Default::default() }
     } else {
-        K3sArgs { role: "server".into(), flannel_backend: Some("none".into()), disable_network_policy: true, ..Default::default() }
+        K3sArgs {
+            role: "server".into(),
+            flannel_backend: Some("none".into()),
+            disable_network_policy: true,
+            ..Default::default()
+        }
     };
     NodeSummary {
         name: name.into(),
@@ -73,8 +78,18 @@ fn flow(i: i64, node: &str, verdict: Verdict) -> Flow {
         verdict: verdict as i32,
         node_name: format!("homelab/{node}"),
         ip: Some(Ip { source: "10.42.1.15".into(), destination: "10.42.0.8".into(), ..Default::default() }),
-        source: Some(Endpoint { namespace: "media".into(), pod_name: "jellyfin-7c9f8d-x2k4q".into(), identity: 21877, ..Default::default() }),
-        destination: Some(Endpoint { namespace: "kube-system".into(), pod_name: "coredns-6799fbcd5-9vzl2".into(), identity: 3129, ..Default::default() }),
+        source: Some(Endpoint {
+            namespace: "media".into(),
+            pod_name: "jellyfin-7c9f8d-x2k4q".into(),
+            identity: 21877,
+            ..Default::default()
+        }),
+        destination: Some(Endpoint {
+            namespace: "kube-system".into(),
+            pod_name: "coredns-6799fbcd5-9vzl2".into(),
+            identity: 3129,
+            ..Default::default()
+        }),
         summary: "UDP".into(),
         ..Default::default()
     }
@@ -100,8 +115,20 @@ fn typical(mode: Mode) -> AppState {
     let mut cilium = app("cilium-app", "Synced", "Progressing");
     cilium.chart = Some(("cilium".into(), "1.17.6".into()));
     cilium.resources = vec![
-        AppResource { kind: "DaemonSet".into(), namespace: "kube-system".into(), name: "cilium".into(), status: "Synced".into(), health: "Progressing".into() },
-        AppResource { kind: "Deployment".into(), namespace: "kube-system".into(), name: "cilium-operator".into(), status: "Synced".into(), health: "Healthy".into() },
+        AppResource {
+            kind: "DaemonSet".into(),
+            namespace: "kube-system".into(),
+            name: "cilium".into(),
+            status: "Synced".into(),
+            health: "Progressing".into(),
+        },
+        AppResource {
+            kind: "Deployment".into(),
+            namespace: "kube-system".into(),
+            name: "cilium-operator".into(),
+            status: "Synced".into(),
+            health: "Healthy".into(),
+        },
     ];
     kube(&mut s, KubeEvent::Applications(Change::Apply(cilium)));
     kube(&mut s, KubeEvent::Applications(Change::Apply(app("root", "Synced", "Healthy"))));
@@ -154,8 +181,20 @@ fn empty_connecting() {
 fn forbidden_and_not_installed() {
     let mut s = typical(Mode::ReadOnly);
     s.apps.clear();
-    kube(&mut s, KubeEvent::Problem(SourceId::Applications, SourceProblem::Forbidden("applications.argoproj.io is forbidden: User \"viewer\" cannot list".into())));
-    kube(&mut s, KubeEvent::Problem(SourceId::CiliumNodes, SourceProblem::NotInstalled("the server could not find the requested resource".into())));
+    kube(
+        &mut s,
+        KubeEvent::Problem(
+            SourceId::Applications,
+            SourceProblem::Forbidden("applications.argoproj.io is forbidden: User \"viewer\" cannot list".into()),
+        ),
+    );
+    kube(
+        &mut s,
+        KubeEvent::Problem(
+            SourceId::CiliumNodes,
+            SourceProblem::NotInstalled("the server could not find the requested resource".into()),
+        ),
+    );
     insta::assert_snapshot!(render(&s, 120, 30));
 }
 
@@ -178,7 +217,14 @@ fn stale_after_disconnect() {
 fn many_nodes_long_and_wide_names() {
     let mut s = typical(Mode::Armed);
     for i in 0..200 {
-        kube(&mut s, KubeEvent::Nodes(Change::Apply(node(&format!("worker-{i:03}-with-a-very-long-hostname.lab.example"), false, false))));
+        kube(
+            &mut s,
+            KubeEvent::Nodes(Change::Apply(node(
+                &format!("worker-{i:03}-with-a-very-long-hostname.lab.example"),
+                false,
+                false,
+            ))),
+        );
     }
     kube(&mut s, KubeEvent::Nodes(Change::Apply(node("ノード-東京-01", false, false))));
     let mut a = app("アプリ-😀-long-application-name-for-testing", "Synced", "Healthy");
@@ -236,4 +282,15 @@ fn unknown_rates_are_shown_as_unknown() {
     s.relay.last_error = Some("connection refused".into());
     let out = render(&s, 80, 24);
     assert!(!out.contains(" 0.0 "), "no zero rates while the relay is down\n{out}");
+}
+
+#[test]
+fn help_overlay_two_columns_when_short() {
+    let mut s = typical(Mode::Armed);
+    s.ui.help = true;
+    let out = render(&s, 120, 26);
+    assert!(out.contains("drain the selected node"), "every binding is visible\n{out}");
+    assert!(out.contains("stop following a node"), "{out}");
+    assert!(out.contains("clear flow filter"), "{out}");
+    insta::assert_snapshot!(out);
 }
