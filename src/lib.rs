@@ -1,5 +1,13 @@
 //! cutover: a terminal cockpit for moving a k3s cluster from flannel to Cilium under Argo CD.
+pub mod app;
+pub mod checks;
 pub mod cli;
+pub mod cluster;
 pub mod hubble;
 pub mod manifests;
+pub mod runbook;
+pub mod settings;
 pub mod sim;
+pub mod status;
+pub mod tui;
+pub mod ui;

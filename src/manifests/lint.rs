@@ -1,8 +1,22 @@
-//! Cilium Helm values linter. STUB: being written (interface fixed; used by the sim's Argo
-//! controller to fail chart renders and crash agents the way the real chart and agent do).
+//! Cilium Helm values linter: checks a values file against what the pinned chart and the agent
+//! really do (render failures, agent start failures, silently ignored keys, risky choices), with
+//! the line, the chart's or agent's own message, and the fix. Facts: cilium-helm-1.16.md.
+//!
+//! The interface (`Impact`, `Finding`, `LintContext`, `LintError`, `lint_values`) is also used by
+//! the simulator's Argo CD controller to fail renders and crash agents the way the real ones do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use color_eyre::eyre::WrapErr;
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+
+use super::chart_keys::{REMOVED_KEYS, TOP_LEVEL_KEYS, suggest};
+use crate::settings::{ChartVersion, Settings};
 
 /// What a finding does to the rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Impact {
     /// `helm template` fails: Argo shows ComparisonError, nothing is applied.
@@ -13,6 +27,25 @@ pub enum Impact {
     Ignored,
     /// Works, but risky or not recommended for this cluster.
     Warning,
+    /// Worth knowing, nothing to change (does not affect the exit code).
+    Info,
+}
+
+impl Impact {
+    /// Breaks the rollout (render or agent start).
+    pub fn is_breaking(self) -> bool {
+        matches!(self, Impact::RenderFails | Impact::AgentCrash)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::RenderFails => "render-fails",
+            Impact::AgentCrash => "agent-crash",
+            Impact::Ignored => "ignored",
+            Impact::Warning => "warning",
+            Impact::Info => "info",
+        }
+    }
 }
 
 /// One problem in a values file.
@@ -34,12 +67,25 @@ pub struct Finding {
 /// What the linter knows about the target cluster and chart.
 #[derive(Debug, Clone, Default)]
 pub struct LintContext {
-    /// Pinned chart version, e.g. `1.16.4`.
+    /// Pinned chart version, e.g. `1.16.4`. Empty or unparsable = newest 1.16.
     pub chart_version: String,
     /// API group/versions served by the cluster (e.g. `monitoring.coreos.com/v1`), when known.
     pub api_versions: Option<Vec<String>>,
     /// Schedulable nodes, when known (for `operator.replicas`).
     pub schedulable_nodes: Option<usize>,
+}
+
+/// More that the linter can use when the caller knows it (kept apart from `LintContext`, whose
+/// shape other components construct literally).
+#[derive(Debug, Clone, Default)]
+pub struct LintOptions {
+    /// The pod CIDR, used in suggested fixes (`ipv4NativeRoutingCIDR`).
+    pub native_routing_cidr: Option<String>,
+    /// Whether k3s' embedded kube-proxy still runs, when known (Stage 2 ordering).
+    pub kube_proxy_running: Option<bool>,
+    /// Rendered with `helm install/upgrade` against the cluster (Helm `lookup` works). `false` =
+    /// Argo CD / `helm template`, where it does not.
+    pub direct_helm: bool,
 }
 
 /// Errors reading a values file.
@@ -49,8 +95,1059 @@ pub enum LintError {
     Syntax { line: usize, message: String },
 }
 
+/// Errors of `lint_file`: they name the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LintFileError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    Syntax { path: PathBuf, line: usize, message: String },
+}
+
+/// The newest 1.16 chart in the reference snapshot; assumed when the context names none.
+const DEFAULT_CHART: ChartVersion = ChartVersion { major: 1, minor: 16, patch: 19 };
+
 /// Lints values YAML text against the pinned chart.
 pub fn lint_values(text: &str, ctx: &LintContext) -> Result<Vec<Finding>, LintError> {
-    let _ = (text, ctx);
-    Ok(Vec::new())
+    lint_values_with(text, ctx, &LintOptions::default())
+}
+
+/// `lint_values` with what else the caller knows.
+pub fn lint_values_with(text: &str, ctx: &LintContext, opts: &LintOptions) -> Result<Vec<Finding>, LintError> {
+    let values = Values::parse(text)?;
+    let chart = ChartVersion::parse(&ctx.chart_version).unwrap_or(DEFAULT_CHART);
+    let mut l = Linter { v: &values, ctx, opts, chart, out: Vec::new() };
+    l.run();
+    let mut out = l.out;
+    out.sort_by(|a, b| {
+        (a.line.unwrap_or(usize::MAX), a.impact, a.id, &a.key).cmp(&(
+            b.line.unwrap_or(usize::MAX),
+            b.impact,
+            b.id,
+            &b.key,
+        ))
+    });
+    Ok(out)
+}
+
+/// Reads and lints a values file; errors name the file.
+pub fn lint_file(path: &Path, ctx: &LintContext) -> Result<Vec<Finding>, LintFileError> {
+    lint_file_with(path, ctx, &LintOptions::default())
+}
+
+pub fn lint_file_with(path: &Path, ctx: &LintContext, opts: &LintOptions) -> Result<Vec<Finding>, LintFileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LintFileError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    lint_values_with(&text, ctx, opts).map_err(|e| match e {
+        LintError::Syntax { line, message } => LintFileError::Syntax { path: path.to_path_buf(), line, message },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The values tree, flattened to dotted paths with the line of each key.
+
+/// A value as the linter needs it.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(usize),
+    Map(usize),
+}
+
+impl Val {
+    /// Go template truthiness (Helm `if`), lenient about quoted booleans.
+    fn truthy(&self) -> bool {
+        match self {
+            Val::Null => false,
+            Val::Bool(b) => *b,
+            Val::Int(i) => *i != 0,
+            Val::Float(f) => *f != 0.0,
+            Val::Str(s) => !(s.is_empty() || s == "false"),
+            Val::Seq(n) | Val::Map(n) => *n > 0,
+        }
+    }
+
+    /// The value as Helm would print it in a message.
+    fn show(&self) -> String {
+        match self {
+            Val::Null => "null".into(),
+            Val::Bool(b) => b.to_string(),
+            Val::Int(i) => i.to_string(),
+            Val::Float(f) => f.to_string(),
+            Val::Str(s) => s.clone(),
+            Val::Seq(_) => "[…]".into(),
+            Val::Map(_) => "{…}".into(),
+        }
+    }
+
+    fn is_empty_str(&self) -> bool {
+        matches!(self, Val::Null) || matches!(self, Val::Str(s) if s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    line: usize,
+    val: Val,
+}
+
+/// Every key of the document by dotted path (`a.b`, list items as `a[0].b`).
+#[derive(Debug, Default)]
+struct Values {
+    entries: BTreeMap<String, Entry>,
+    /// Top-level keys in document order.
+    top: Vec<String>,
+}
+
+impl Values {
+    fn parse(text: &str) -> Result<Values, LintError> {
+        let docs = MarkedYaml::load_from_str(text)
+            .map_err(|e| LintError::Syntax { line: e.marker().line().max(1), message: e.info().to_string() })?;
+        let mut v = Values::default();
+        let Some(root) = docs.first() else { return Ok(v) };
+        if docs.len() > 1 {
+            return Err(LintError::Syntax {
+                line: docs[1].span.start.line().max(1),
+                message: "a values file holds one YAML document; found several".into(),
+            });
+        }
+        match &root.data {
+            YamlData::Mapping(m) => {
+                for (k, val) in m {
+                    let key = key_string(k);
+                    v.top.push(key.clone());
+                    v.walk(&key, k.span.start.line(), val);
+                }
+                Ok(v)
+            }
+            YamlData::Value(Scalar::Null) => Ok(v),
+            _ => Err(LintError::Syntax {
+                line: root.span.start.line().max(1),
+                message: "values must be a mapping of keys (e.g. `cluster:`), not a list or a scalar".into(),
+            }),
+        }
+    }
+
+    fn walk(&mut self, path: &str, line: usize, node: &MarkedYaml<'_>) {
+        let val = match &node.data {
+            YamlData::Mapping(m) => {
+                for (k, child) in m {
+                    let p = format!("{path}.{}", key_string(k));
+                    self.walk(&p, k.span.start.line(), child);
+                }
+                Val::Map(m.len())
+            }
+            YamlData::Sequence(s) => {
+                for (i, child) in s.iter().enumerate() {
+                    self.walk(&format!("{path}[{i}]"), child.span.start.line(), child);
+                }
+                Val::Seq(s.len())
+            }
+            YamlData::Tagged(_, inner) => {
+                self.walk(path, line, inner);
+                return;
+            }
+            YamlData::Value(s) => scalar_val(s),
+            YamlData::Representation(s, _, _) => Val::Str(s.to_string()),
+            YamlData::Alias(_) | YamlData::BadValue => Val::Null,
+        };
+        self.entries.insert(path.to_string(), Entry { line: line.max(1), val });
+    }
+
+    fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    fn val(&self, path: &str) -> Option<&Val> {
+        self.get(path).map(|e| &e.val)
+    }
+
+    /// Truthiness with the chart default when the key is absent.
+    fn flag(&self, path: &str, default: bool) -> bool {
+        self.val(path).map_or(default, Val::truthy)
+    }
+
+    fn str(&self, path: &str) -> Option<String> {
+        self.val(path).map(Val::show)
+    }
+
+    /// Line of the key, or of its nearest existing ancestor.
+    fn line(&self, path: &str) -> Option<usize> {
+        let mut p = path;
+        loop {
+            if let Some(e) = self.get(p) {
+                return Some(e.line);
+            }
+            p = p.rsplit_once('.')?.0;
+        }
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+}
+
+fn key_string(k: &MarkedYaml<'_>) -> String {
+    match &k.data {
+        YamlData::Value(s) => scalar_val(s).show(),
+        YamlData::Representation(s, _, _) => s.to_string(),
+        _ => "?".into(),
+    }
+}
+
+fn scalar_val(s: &Scalar<'_>) -> Val {
+    match s {
+        Scalar::Null => Val::Null,
+        Scalar::Boolean(b) => Val::Bool(*b),
+        Scalar::Integer(i) => Val::Int(*i),
+        Scalar::FloatingPoint(f) => Val::Float(f.into_inner()),
+        Scalar::String(s) => Val::Str(s.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules.
+
+/// What `kubeProxyReplacement` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kpr {
+    False,
+    True,
+    /// A value the chart rejects; `intended` is what the author meant.
+    Invalid {
+        intended: bool,
+    },
+}
+
+impl Kpr {
+    fn wants_true(self) -> bool {
+        matches!(self, Kpr::True | Kpr::Invalid { intended: true })
+    }
+}
+
+struct Linter<'a> {
+    v: &'a Values,
+    ctx: &'a LintContext,
+    opts: &'a LintOptions,
+    chart: ChartVersion,
+    out: Vec<Finding>,
+}
+
+impl Linter<'_> {
+    fn add(&mut self, id: &'static str, key: &str, impact: Impact, message: impl Into<String>, fix: impl Into<String>) {
+        self.out.push(Finding {
+            id,
+            key: key.to_string(),
+            line: self.v.line(key),
+            impact,
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// Like `add`, but a key that is not in the file points at `anchor`'s line (the key that
+    /// triggered the finding).
+    fn add_at(
+        &mut self,
+        id: &'static str,
+        key: &str,
+        anchor: &str,
+        impact: Impact,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.add(id, key, impact, message, fix);
+        if let Some(f) = self.out.last_mut()
+            && !self.v.has(key)
+        {
+            f.line = self.v.line(anchor).or(f.line);
+        }
+    }
+
+    fn pod_cidr(&self) -> String {
+        self.opts.native_routing_cidr.clone().unwrap_or_else(|| "<pod CIDR, e.g. 10.42.0.0/16>".into())
+    }
+
+    fn run(&mut self) {
+        self.tunnel();
+        let kpr = self.kpr();
+        self.routing();
+        self.host_services();
+        self.kpr_dependent_keys(kpr);
+        self.masquerade(kpr);
+        self.api_server(kpr);
+        self.hubble();
+        self.service_monitors();
+        self.cluster_identity();
+        self.operator();
+        self.unknown_keys();
+    }
+
+    fn tunnel(&mut self) {
+        let Some(e) = self.v.get("tunnel") else { return };
+        if e.val.is_empty_str() {
+            return;
+        }
+        let value = e.val.show();
+        let native = value == "disabled";
+        let fix = if native {
+            format!("delete `tunnel`; write `routingMode: native` and `ipv4NativeRoutingCIDR: {}`", self.pod_cidr())
+        } else {
+            format!("delete `tunnel`; write `routingMode: tunnel` and `tunnelProtocol: {value}`")
+        };
+        if self.chart.at_least(1, 16, 2) {
+            self.add(
+                "removed-key-tunnel",
+                "tunnel",
+                Impact::RenderFails,
+                "tunnel was deprecated in v1.14 and has been removed in v1.15",
+                fix,
+            );
+        } else {
+            let got = if native {
+                "the chart ignores it and you get the default tunnel (VXLAN) routing, not direct routing"
+            } else {
+                "the chart ignores it (routingMode/tunnelProtocol decide)"
+            };
+            self.add(
+                "removed-key-tunnel",
+                "tunnel",
+                Impact::Ignored,
+                format!("`tunnel` was removed in chart 1.15; {got}"),
+                fix,
+            );
+        }
+    }
+
+    fn kpr(&mut self) -> Kpr {
+        let Some(e) = self.v.get("kubeProxyReplacement") else { return Kpr::False };
+        match &e.val {
+            Val::Bool(b) => {
+                if *b {
+                    Kpr::True
+                } else {
+                    Kpr::False
+                }
+            }
+            Val::Str(s) if s == "true" => Kpr::True,
+            Val::Str(s) if s == "false" || s.is_empty() => Kpr::False,
+            Val::Null => Kpr::False,
+            other => {
+                let shown = other.show();
+                let (intended, fix) = match shown.as_str() {
+                    "disabled" => (false, "kubeProxyReplacement: \"false\"".to_string()),
+                    "strict" => (true, "kubeProxyReplacement: \"true\"".to_string()),
+                    "partial" => (
+                        false,
+                        "kubeProxyReplacement: \"false\" and enable the wanted features one by one \
+                         (nodePort.enabled, socketLB.enabled, …)"
+                            .to_string(),
+                    ),
+                    _ => (false, "kubeProxyReplacement: \"false\" (kube-proxy stays) or \"true\"".to_string()),
+                };
+                self.add(
+                    "kpr-invalid-value",
+                    "kubeProxyReplacement",
+                    Impact::RenderFails,
+                    format!(
+                        "kubeProxyReplacement must be explicitly set to a valid value (true or false) to continue \
+                         (got {shown:?}; the 1.16 chart accepts nothing else)"
+                    ),
+                    fix,
+                );
+                Kpr::Invalid { intended }
+            }
+        }
+    }
+
+    /// Routing mode as the agent ends up with it.
+    fn native_routing(&self) -> bool {
+        self.v.str("routingMode").as_deref() == Some("native")
+    }
+
+    fn routing(&mut self) {
+        let mode = self.v.str("routingMode").unwrap_or_default();
+        if !matches!(mode.as_str(), "" | "native" | "tunnel" | "null") {
+            self.add(
+                "routing-mode-invalid",
+                "routingMode",
+                Impact::AgentCrash,
+                format!("invalid routing mode {mode:?}: the agent accepts only `native` or `tunnel`"),
+                "routingMode: native",
+            );
+            return;
+        }
+        let native = self.native_routing();
+        if native
+            && self.v.val("ipv4NativeRoutingCIDR").is_none_or(Val::is_empty_str)
+            && self.v.flag("ipv4.enabled", true)
+            && self.v.flag("enableIPv4Masquerade", true)
+            && !self.v.flag("ipMasqAgent.enabled", false)
+        {
+            self.add_at(
+                "native-routing-cidr-missing",
+                "ipv4NativeRoutingCIDR",
+                "routingMode",
+                Impact::AgentCrash,
+                "native routing cidr must be configured with option --ipv4-native-routing-cidr in combination with \
+                 --enable-ipv4-masquerade (the agent exits at start)",
+                format!("ipv4NativeRoutingCIDR: {}", self.pod_cidr()),
+            );
+        }
+        if self.v.flag("autoDirectNodeRoutes", false) && !native {
+            let why = if self.v.has("tunnel") {
+                " (`tunnel` no longer selects the routing mode, so this is tunnel mode)"
+            } else {
+                " (routingMode defaults to tunnel)"
+            };
+            self.add(
+                "auto-direct-routes-with-tunnel",
+                "autoDirectNodeRoutes",
+                Impact::AgentCrash,
+                format!("auto-direct-node-routes cannot be used with tunneling{why}; the agent exits at start"),
+                format!(
+                    "routingMode: native + ipv4NativeRoutingCIDR: {} (nodes share one L2 segment)",
+                    self.pod_cidr()
+                ),
+            );
+        }
+    }
+
+    fn host_services(&mut self) {
+        if self.v.has("hostServices") {
+            self.add(
+                "removed-key-host-services",
+                "hostServices",
+                Impact::Ignored,
+                "`hostServices` is not a chart value any more (renamed `socketLB`); it has no effect",
+                "delete `hostServices`; use `socketLB.enabled` (kubeProxyReplacement \"true\" turns socket LB on by \
+                 itself)",
+            );
+        }
+    }
+
+    fn kpr_dependent_keys(&mut self, kpr: Kpr) {
+        if self.v.has("externalIPs") {
+            if self.chart.at_least(1, 17, 0) {
+                self.add(
+                    "removed-key-external-ips",
+                    "externalIPs",
+                    Impact::Ignored,
+                    format!(
+                        "`externalIPs` is not a value of the {}.{} chart (removed in 1.17); it has no effect",
+                        self.chart.major, self.chart.minor
+                    ),
+                    "delete `externalIPs` (kubeProxyReplacement \"true\" handles external IPs)",
+                );
+            } else if kpr.wants_true() && self.v.has("externalIPs.enabled") {
+                self.add(
+                    "kpr-forces-external-ips",
+                    "externalIPs.enabled",
+                    Impact::Ignored,
+                    "with kubeProxyReplacement \"true\" the chart does not render externalIPs.enabled: the agent \
+                     turns ExternalIPs on by itself",
+                    "delete `externalIPs` (it is also gone from the 1.17 chart)",
+                );
+            }
+        }
+        if kpr.wants_true() && self.v.has("nodePort.enabled") {
+            self.add(
+                "kpr-forces-node-port",
+                "nodePort.enabled",
+                Impact::Ignored,
+                "with kubeProxyReplacement \"true\" the chart does not render nodePort.enabled: the agent turns \
+                 NodePort on by itself",
+                "delete `nodePort.enabled`",
+            );
+        }
+    }
+
+    fn masquerade(&mut self, kpr: Kpr) {
+        if self.v.flag("bpf.masquerade", false) && !kpr.wants_true() && !self.v.flag("nodePort.enabled", false) {
+            self.add(
+                "bpf-masquerade-needs-nodeport",
+                "bpf.masquerade",
+                Impact::AgentCrash,
+                "BPF masquerade requires NodePort (--enable-node-port=\"true\"); the agent exits at start",
+                "bpf.masquerade: false until kubeProxyReplacement is \"true\" (Stage 2)",
+            );
+        }
+    }
+
+    fn api_server(&mut self, kpr: Kpr) {
+        let host = self.v.str("k8sServiceHost").unwrap_or_default();
+        if host == "auto" {
+            self.add(
+                "k8s-service-host-auto",
+                "k8sServiceHost",
+                Impact::Warning,
+                "`auto` reads the kubeadm ConfigMap kube-public/cluster-info with Helm `lookup`: k3s has no such \
+                 ConfigMap and `lookup` returns nothing under Argo CD (helm template)",
+                "k8sServiceHost: 127.0.0.1 and k8sServicePort: 6444 (k3s' local API load balancer on every node)",
+            );
+        }
+        let host_missing = host.is_empty() || host == "null";
+        let port_missing = self.v.val("k8sServicePort").is_none_or(Val::is_empty_str);
+        if kpr.wants_true() && (host_missing || port_missing) {
+            let running = self.opts.kube_proxy_running;
+            let (impact, msg) = if running == Some(true) {
+                (
+                    Impact::Warning,
+                    "kubeProxyReplacement \"true\" without k8sServiceHost/k8sServicePort: the agent reaches the API \
+                     through the kubernetes ClusterIP, which works only while kube-proxy still runs; once k3s runs \
+                     with disable-kube-proxy the agent cannot start",
+                )
+            } else {
+                (
+                    Impact::AgentCrash,
+                    "kubeProxyReplacement \"true\" without k8sServiceHost/k8sServicePort: without kube-proxy the \
+                     kubernetes ClusterIP answers only once Cilium runs, so the agent cannot reach the API and exits",
+                )
+            };
+            let key = if host_missing { "k8sServiceHost" } else { "k8sServicePort" };
+            self.add_at(
+                "kpr-needs-k8s-service-host",
+                key,
+                "kubeProxyReplacement",
+                impact,
+                msg,
+                "k8sServiceHost: 127.0.0.1 and k8sServicePort: 6444 (k3s' local API load balancer)",
+            );
+        }
+        if let Some(addr) = self.v.str("kubeProxyReplacementHealthzBindAddr")
+            && !addr.is_empty()
+            && addr != "null"
+            && self.opts.kube_proxy_running != Some(false)
+        {
+            self.add(
+                "kpr-healthz-bind-collision",
+                "kubeProxyReplacementHealthzBindAddr",
+                Impact::Warning,
+                format!(
+                    "{addr} collides with a still-running kube-proxy's healthz port 10256 (\"bind: address already \
+                     in use\")"
+                ),
+                "leave kubeProxyReplacementHealthzBindAddr empty until kube-proxy is gone on every node",
+            );
+        }
+    }
+
+    fn hubble(&mut self) {
+        let hubble = self.v.flag("hubble.enabled", true);
+        let relay = self.v.flag("hubble.relay.enabled", false);
+        let ui = self.v.flag("hubble.ui.enabled", false);
+        if relay && !hubble {
+            self.add(
+                "hubble-relay-needs-hubble",
+                "hubble.relay.enabled",
+                Impact::RenderFails,
+                "Hubble Relay requires .Values.hubble.enabled=true",
+                "hubble.enabled: true",
+            );
+        }
+        if ui && !self.v.flag("hubble.ui.standalone.enabled", false) && !relay {
+            self.add(
+                "hubble-ui-needs-relay",
+                "hubble.ui.enabled",
+                Impact::RenderFails,
+                "Hubble UI requires .Values.hubble.relay.enabled=true",
+                "hubble.relay.enabled: true",
+            );
+        }
+        let method = self.v.str("hubble.tls.auto.method").unwrap_or_else(|| "helm".into());
+        if hubble
+            && self.v.flag("hubble.tls.enabled", true)
+            && self.v.flag("hubble.tls.auto.enabled", true)
+            && method == "helm"
+            && !self.opts.direct_helm
+        {
+            self.add(
+                "hubble-tls-helm-under-argo",
+                "hubble.tls.auto.method",
+                Impact::Warning,
+                "hubble.tls.auto.method `helm` (the default) generates new Hubble certificates on every render; \
+                 under Argo CD (helm template, no lookup) the app is permanently OutOfSync and every sync rotates \
+                 hubble-server-certs / hubble-relay-client-certs",
+                "hubble.tls.auto.method: cronJob (or ignoreDifferences on those Secrets)",
+            );
+        }
+        if ui && self.v.flag("hubble.ui.ingress.enabled", false) {
+            self.hubble_ingress();
+        }
+    }
+
+    fn hubble_ingress(&mut self) {
+        let tls_count = match self.v.val("hubble.ui.ingress.tls") {
+            Some(Val::Seq(n)) => *n,
+            _ => 0,
+        };
+        for i in 0..tls_count {
+            let hosts = format!("hubble.ui.ingress.tls[{i}].hosts");
+            if !matches!(self.v.val(&hosts), Some(Val::Seq(n)) if *n > 0) {
+                let key = format!("hubble.ui.ingress.tls[{i}]");
+                let ui_host = self.v.str("hubble.ui.ingress.hosts[0]").unwrap_or_else(|| "<ui host>".into());
+                self.add(
+                    "hubble-ui-ingress-tls-without-hosts",
+                    &key,
+                    Impact::Warning,
+                    "an Ingress TLS entry without `hosts`: cert-manager issues no certificate for it and HAProxy \
+                     serves its default certificate",
+                    format!("add `hosts: [{ui_host}]` to the TLS entry"),
+                );
+            }
+        }
+        let has_issuer = ["cert-manager.io/cluster-issuer", "cert-manager.io/issuer"]
+            .iter()
+            .any(|a| self.v.has(&format!("hubble.ui.ingress.annotations.{a}")));
+        if tls_count > 0 && !has_issuer {
+            self.add(
+                "hubble-ui-ingress-without-issuer",
+                "hubble.ui.ingress",
+                Impact::Warning,
+                "the Hubble UI Ingress asks for TLS but has no cert-manager issuer annotation: nothing creates its \
+                 TLS Secret",
+                "hubble.ui.ingress.annotations: {cert-manager.io/cluster-issuer: <ClusterIssuer>}",
+            );
+        }
+    }
+
+    fn service_monitors(&mut self) {
+        // (prometheus.enabled path, its chart default, serviceMonitor.enabled path) checked by the
+        // chart's validate.yaml against .Capabilities.APIVersions.
+        const CHECKED: [(&str, bool, &str); 4] = [
+            ("prometheus.enabled", false, "prometheus.serviceMonitor.enabled"),
+            ("operator.prometheus.enabled", true, "operator.prometheus.serviceMonitor.enabled"),
+            ("hubble.relay.prometheus.enabled", false, "hubble.relay.prometheus.serviceMonitor.enabled"),
+            ("envoy.prometheus.enabled", true, "envoy.prometheus.serviceMonitor.enabled"),
+        ];
+        let trust = self.v.flag("prometheus.serviceMonitor.trustCRDsExist", false);
+        let served = self.ctx.api_versions.as_ref().map(|v| v.iter().any(|a| a == "monitoring.coreos.com/v1"));
+        if trust || served == Some(true) {
+            return;
+        }
+        for (enabled, default, sm) in CHECKED {
+            if !(self.v.flag(enabled, default) && self.v.flag(sm, false)) {
+                continue;
+            }
+            match served {
+                Some(false) => self.add(
+                    "servicemonitor-without-crd",
+                    sm,
+                    Impact::RenderFails,
+                    "Service Monitor requires monitoring.coreos.com/v1 CRDs (the cluster does not serve \
+                     monitoring.coreos.com/v1)",
+                    format!(
+                        "{sm}: false until the Prometheus Operator CRDs are installed (or \
+                         prometheus.serviceMonitor.trustCRDsExist: true if they really are)"
+                    ),
+                ),
+                _ => self.add(
+                    "servicemonitor-crd-unknown",
+                    sm,
+                    Impact::Warning,
+                    "Service Monitor requires monitoring.coreos.com/v1 CRDs: the chart fails to render unless the \
+                     cluster serves monitoring.coreos.com/v1 (not known here; run `cutover preflight`)",
+                    format!("{sm}: true only if the Prometheus Operator CRDs exist"),
+                ),
+            }
+        }
+        // Not checked by the chart: the ServiceMonitor renders and the sync fails on apply instead.
+        if self.v.flag("hubble.metrics.serviceMonitor.enabled", false) && served == Some(false) {
+            self.add(
+                "servicemonitor-without-crd",
+                "hubble.metrics.serviceMonitor.enabled",
+                Impact::Warning,
+                "the hubble metrics ServiceMonitor renders but cannot be applied without the \
+                 monitoring.coreos.com/v1 CRDs: the Argo CD sync fails",
+                "hubble.metrics.serviceMonitor.enabled: false until the Prometheus Operator CRDs are installed",
+            );
+        }
+    }
+
+    fn cluster_identity(&mut self) {
+        let name = self.v.str("cluster.name").unwrap_or_else(|| "default".into());
+        let id = match self.v.val("cluster.id") {
+            None | Some(Val::Null) => Some(0),
+            Some(Val::Int(i)) => Some(*i),
+            Some(Val::Str(s)) => s.parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        if name != "default"
+            && let Err(m) = crate::settings::check_cluster_name(&name)
+        {
+            self.add(
+                "cluster-name-invalid",
+                "cluster.name",
+                Impact::RenderFails,
+                format!("The cluster name is invalid: {m}"),
+                "cluster.name: a DNS label of at most 32 characters, e.g. homelab",
+            );
+        }
+        match id {
+            None => self.add(
+                "cluster-id-invalid",
+                "cluster.id",
+                Impact::AgentCrash,
+                "cluster.id must be an integer 0-255",
+                "cluster.id: 0",
+            ),
+            Some(id) if !(0..=255).contains(&id) => self.add(
+                "cluster-id-invalid",
+                "cluster.id",
+                Impact::AgentCrash,
+                format!("cluster.id {id} is outside 0-255 (the agent refuses it)"),
+                "cluster.id: 0",
+            ),
+            Some(id) if id != 0 && name == "default" => self.add(
+                "cluster-name-default-with-id",
+                "cluster.name",
+                Impact::RenderFails,
+                "The cluster name must be set when the cluster ID is not 0 (`default` with cluster.id != 0)",
+                "cluster.name: <your cluster>, or cluster.id: 0",
+            ),
+            Some(id) if id != 0 && !self.v.flag("clustermesh.useAPIServer", false) => self.add(
+                "cluster-id-without-clustermesh",
+                "cluster.id",
+                Impact::Info,
+                format!("cluster.id {id} only matters for ClusterMesh; 0 is the usual single-cluster value"),
+                "cluster.id: 0 (harmless either way; changing it later re-creates identities)",
+            ),
+            _ => {}
+        }
+        if name != "default" && self.v.has("cluster.name") {
+            self.add(
+                "cluster-name-prefixes-hubble-nodes",
+                "cluster.name",
+                Impact::Info,
+                format!("with cluster.name {name:?}, Hubble reports node names as `{name}/<node>`"),
+                "nothing to change; filter flows by `<cluster>/<node>`",
+            );
+        }
+    }
+
+    fn operator(&mut self) {
+        let replicas = match self.v.val("operator.replicas") {
+            None => 2,
+            Some(Val::Int(i)) => *i,
+            Some(Val::Str(s)) => s.parse().unwrap_or(2),
+            Some(_) => 2,
+        };
+        let Some(nodes) = self.ctx.schedulable_nodes else { return };
+        let nodes = i64::try_from(nodes).unwrap_or(i64::MAX);
+        if replicas > nodes {
+            self.add(
+                "operator-replicas-exceed-nodes",
+                "operator.replicas",
+                Impact::Warning,
+                format!(
+                    "operator.replicas {replicas} > {nodes} schedulable node(s): the operator's required pod \
+                     anti-affinity on kubernetes.io/hostname leaves {} replica(s) Pending and the app Progressing",
+                    replicas - nodes
+                ),
+                format!("operator.replicas: {}", nodes.clamp(1, 2)),
+            );
+        } else if replicas >= 2 && replicas == nodes {
+            self.add(
+                "operator-replicas-equal-nodes",
+                "operator.replicas",
+                Impact::Info,
+                format!(
+                    "operator.replicas {replicas} on {nodes} nodes: while a node is drained one replica is Pending"
+                ),
+                "fine during the cutover; one replica keeps working",
+            );
+        }
+    }
+
+    fn unknown_keys(&mut self) {
+        for key in self.v.top.clone() {
+            // Removed keys have their own rules above.
+            if TOP_LEVEL_KEYS.contains(&key.as_str()) || REMOVED_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let (msg, fix) = match suggest(&key, TOP_LEVEL_KEYS) {
+                Some(k) => (
+                    format!("`{key}` is not a chart value (Helm ignores it); did you mean `{k}`?"),
+                    format!("rename to `{k}`"),
+                ),
+                None => (
+                    format!("`{key}` is not a chart value (Helm ignores it)"),
+                    "delete it or check the chart's values.yaml".to_string(),
+                ),
+            };
+            self.add("unknown-key", &key, Impact::Warning, msg, fix);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLI: `cutover lint VALUES`.
+
+/// Output format of `lint` and `preflight`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `cutover lint`: check a Cilium values file against the pinned chart.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LintArgs {
+    /// The Helm values file to check.
+    #[arg(value_name = "VALUES")]
+    pub values: PathBuf,
+    /// Chart version to check against (default: cilium.chart_version from the settings).
+    #[arg(long, value_name = "V")]
+    pub chart_version: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Exit code for a set of findings: 1 breaking, 2 warnings/ignored only, 0 clean (info only).
+pub fn exit_code(findings: &[Finding]) -> u8 {
+    if findings.iter().any(|f| f.impact.is_breaking()) {
+        1
+    } else if findings.iter().any(|f| matches!(f.impact, Impact::Warning | Impact::Ignored)) {
+        2
+    } else {
+        0
+    }
+}
+
+/// Text report, one finding per entry: `file:line: key: [impact] message` + `  fix: …`.
+pub fn format_text(file: &Path, findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for f in findings {
+        let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
+        s.push_str(&format!(
+            "{}{line}: {}: [{}] {}\n  fix: {}\n",
+            file.display(),
+            f.key,
+            f.impact.as_str(),
+            f.message,
+            f.fix
+        ));
+    }
+    s
+}
+
+pub async fn run(args: LintArgs, global: &crate::cli::GlobalArgs) -> color_eyre::Result<ExitCode> {
+    let settings = Settings::load(global.settings.as_deref()).wrap_err("loading settings")?;
+    let chart_version = args.chart_version.unwrap_or_else(|| settings.cilium.chart_version.clone());
+    if ChartVersion::parse(&chart_version).is_none() {
+        color_eyre::eyre::bail!("--chart-version {chart_version:?} is not a version like 1.17.6");
+    }
+    let ctx = LintContext { chart_version, ..LintContext::default() };
+    let opts = LintOptions { native_routing_cidr: Some(settings.cluster.pod_cidr.clone()), ..LintOptions::default() };
+    let findings = lint_file_with(&args.values, &ctx, &opts).wrap_err("linting values")?;
+    let out = match args.output {
+        OutputFormat::Text => format_text(&args.values, &findings),
+        OutputFormat::Json => {
+            let mut v = serde_json::to_value(&findings).wrap_err("encoding findings")?;
+            if let Some(items) = v.as_array_mut() {
+                for item in items {
+                    if let Some(o) = item.as_object_mut() {
+                        o.insert("file".into(), serde_json::Value::String(args.values.display().to_string()));
+                    }
+                }
+            }
+            format!("{}\n", serde_json::to_string_pretty(&v).wrap_err("encoding findings")?)
+        }
+    };
+    print!("{out}");
+    Ok(ExitCode::from(exit_code(&findings)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chart 1.16.4, rendered by Helm directly (keeps the Argo-only Hubble TLS warning out of the
+    /// rule tests; `hubble_tls_under_argo` covers it).
+    fn ctx() -> LintContext {
+        LintContext { chart_version: "1.16.4".into(), ..Default::default() }
+    }
+
+    fn direct() -> LintOptions {
+        LintOptions { direct_helm: true, ..Default::default() }
+    }
+
+    #[test]
+    fn hubble_tls_under_argo() {
+        let argo = LintOptions::default();
+        assert!(ids_opts("", &ctx(), &argo).contains(&("hubble-tls-helm-under-argo", None, Impact::Warning)));
+        assert!(ids_opts("hubble:\n  tls:\n    auto:\n      method: cronJob\n", &ctx(), &argo).is_empty());
+        assert!(ids_opts("hubble:\n  enabled: false\n", &ctx(), &argo).is_empty());
+    }
+
+    fn ids(text: &str, ctx: &LintContext) -> Vec<(&'static str, Option<usize>, Impact)> {
+        ids_opts(text, ctx, &direct())
+    }
+
+    fn ids_opts(text: &str, ctx: &LintContext, opts: &LintOptions) -> Vec<(&'static str, Option<usize>, Impact)> {
+        lint_values_with(text, ctx, opts).expect("lints").into_iter().map(|f| (f.id, f.line, f.impact)).collect()
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_are_clean() {
+        assert!(ids("", &ctx()).iter().all(|(_, _, i)| !i.is_breaking()));
+        assert!(ids("# nothing\n", &ctx()).iter().all(|(_, _, i)| !i.is_breaking()));
+    }
+
+    #[test]
+    fn tunnel_depends_on_chart_patch() {
+        let text = "tunnel: disabled\n";
+        assert_eq!(ids(text, &ctx()).first().map(|f| (f.0, f.2)), Some(("removed-key-tunnel", Impact::RenderFails)));
+        let old = LintContext { chart_version: "1.16.1".into(), ..Default::default() };
+        assert_eq!(ids(text, &old).first().map(|f| (f.0, f.2)), Some(("removed-key-tunnel", Impact::Ignored)));
+    }
+
+    #[test]
+    fn kpr_values() {
+        for (v, bad) in [("disabled", true), ("strict", true), ("partial", true), ("\"false\"", false), ("true", false)]
+        {
+            let found =
+                ids(&format!("kubeProxyReplacement: {v}\nk8sServiceHost: 127.0.0.1\nk8sServicePort: 6444\n"), &ctx())
+                    .iter()
+                    .any(|f| f.0 == "kpr-invalid-value");
+            assert_eq!(found, bad, "{v}");
+        }
+        let f = lint_values("kubeProxyReplacement: strict\n", &ctx()).expect("lints");
+        let kpr = f.iter().find(|f| f.id == "kpr-invalid-value").expect("kpr finding");
+        assert!(kpr.fix.contains("\"true\""));
+        assert!(kpr.message.contains("must be explicitly set to a valid value (true or false)"));
+    }
+
+    #[test]
+    fn native_routing_needs_cidr() {
+        let f = ids("routingMode: native\n", &ctx());
+        assert!(f.contains(&("native-routing-cidr-missing", Some(1), Impact::AgentCrash)));
+        let f = ids("routingMode: native\nipv4NativeRoutingCIDR: 10.42.0.0/16\nautoDirectNodeRoutes: true\n", &ctx());
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn auto_direct_routes_need_native() {
+        let f = ids("autoDirectNodeRoutes: true\n", &ctx());
+        assert!(f.contains(&("auto-direct-routes-with-tunnel", Some(1), Impact::AgentCrash)));
+    }
+
+    #[test]
+    fn bpf_masquerade_needs_nodeport() {
+        assert!(ids("bpf:\n  masquerade: true\n", &ctx()).contains(&(
+            "bpf-masquerade-needs-nodeport",
+            Some(2),
+            Impact::AgentCrash
+        )));
+        let ok = "bpf:\n  masquerade: true\nkubeProxyReplacement: \"true\"\nk8sServiceHost: 127.0.0.1\nk8sServicePort: 6444\n";
+        assert!(ids(ok, &ctx()).is_empty());
+    }
+
+    #[test]
+    fn hubble_dependencies() {
+        let f = ids("hubble:\n  enabled: false\n  relay:\n    enabled: true\n", &ctx());
+        assert!(f.contains(&("hubble-relay-needs-hubble", Some(4), Impact::RenderFails)));
+        let f = ids("hubble:\n  ui:\n    enabled: true\n", &ctx());
+        assert!(f.contains(&("hubble-ui-needs-relay", Some(3), Impact::RenderFails)));
+    }
+
+    #[test]
+    fn service_monitor_depends_on_api_versions() {
+        let text = "prometheus:\n  enabled: true\n  serviceMonitor:\n    enabled: true\n";
+        assert!(ids(text, &ctx()).contains(&("servicemonitor-crd-unknown", Some(4), Impact::Warning)));
+        let none = LintContext { api_versions: Some(vec!["v1".into()]), ..ctx() };
+        assert!(ids(text, &none).contains(&("servicemonitor-without-crd", Some(4), Impact::RenderFails)));
+        let some = LintContext { api_versions: Some(vec!["monitoring.coreos.com/v1".into()]), ..ctx() };
+        assert!(!ids(text, &some).iter().any(|f| f.0.starts_with("servicemonitor")));
+        let trust = format!("{text}    trustCRDsExist: true\n");
+        assert!(!ids(&trust, &none).iter().any(|f| f.0.starts_with("servicemonitor")));
+    }
+
+    #[test]
+    fn cluster_name_rules() {
+        let long = "a".repeat(33);
+        assert!(ids(&format!("cluster:\n  name: {long}\n"), &ctx()).iter().any(|f| f.0 == "cluster-name-invalid"));
+        assert!(ids("cluster:\n  name: Home_Lab\n", &ctx()).iter().any(|f| f.0 == "cluster-name-invalid"));
+        assert!(ids("cluster:\n  id: 3\n", &ctx()).iter().any(|f| f.0 == "cluster-name-default-with-id"));
+        assert!(ids("cluster:\n  id: 300\n", &ctx()).iter().any(|f| f.0 == "cluster-id-invalid"));
+        let f = ids("cluster:\n  name: homelab\n", &ctx());
+        assert_eq!(f, vec![("cluster-name-prefixes-hubble-nodes", Some(2), Impact::Info)]);
+    }
+
+    #[test]
+    fn operator_replicas_vs_nodes() {
+        let one = LintContext { schedulable_nodes: Some(1), ..ctx() };
+        assert!(ids("operator:\n  replicas: 2\n", &one).contains(&(
+            "operator-replicas-exceed-nodes",
+            Some(2),
+            Impact::Warning
+        )));
+        // The chart default is 2.
+        assert!(ids("", &one).iter().any(|f| f.0 == "operator-replicas-exceed-nodes"));
+        let three = LintContext { schedulable_nodes: Some(3), ..ctx() };
+        assert!(ids("operator:\n  replicas: 2\n", &three).is_empty());
+    }
+
+    #[test]
+    fn api_server_rules() {
+        assert!(ids("k8sServiceHost: auto\n", &ctx()).iter().any(|f| f.0 == "k8s-service-host-auto"));
+        let f = ids("kubeProxyReplacement: \"true\"\n", &ctx());
+        assert!(f.contains(&("kpr-needs-k8s-service-host", Some(1), Impact::AgentCrash)), "{f:?}");
+        let running = LintOptions { kube_proxy_running: Some(true), ..direct() };
+        assert!(ids_opts("kubeProxyReplacement: true\n", &ctx(), &running).contains(&(
+            "kpr-needs-k8s-service-host",
+            Some(1),
+            Impact::Warning
+        )));
+        let f = ids("kubeProxyReplacementHealthzBindAddr: 0.0.0.0:10256\n", &ctx());
+        assert!(f.contains(&("kpr-healthz-bind-collision", Some(1), Impact::Warning)));
+    }
+
+    #[test]
+    fn removed_and_unknown_keys() {
+        let f = ids("hostServices:\n  enabled: true\nhubbel:\n  enabled: true\n", &ctx());
+        assert!(f.contains(&("removed-key-host-services", Some(1), Impact::Ignored)));
+        assert!(f.contains(&("unknown-key", Some(3), Impact::Warning)));
+        let msg = lint_values("hubbel: {}\n", &ctx()).expect("lints");
+        assert!(msg[0].message.contains("did you mean `hubble`"));
+        let v17 = LintContext { chart_version: "1.17.6".into(), ..Default::default() };
+        assert!(ids("externalIPs:\n  enabled: true\n", &v17).contains(&(
+            "removed-key-external-ips",
+            Some(1),
+            Impact::Ignored
+        )));
+        assert!(ids("externalIPs:\n  enabled: true\n", &ctx()).is_empty());
+    }
+
+    #[test]
+    fn malformed_yaml_is_an_error_with_line() {
+        let err = lint_values("cluster:\n  name: a\n bad: [\n", &ctx()).expect_err("malformed");
+        assert!(matches!(err, LintError::Syntax { line, .. } if line >= 2), "{err:?}");
+        let err = lint_values("- a\n- b\n", &ctx()).expect_err("not a mapping");
+        assert!(matches!(err, LintError::Syntax { line: 1, .. }));
+        let err = lint_values("a: 1\na: 2\n", &ctx()).expect_err("duplicate");
+        assert!(matches!(err, LintError::Syntax { .. }));
+    }
+
+    #[test]
+    fn exit_codes() {
+        let f = |impact| Finding {
+            id: "x",
+            key: "k".into(),
+            line: None,
+            impact,
+            message: String::new(),
+            fix: String::new(),
+        };
+        assert_eq!(exit_code(&[]), 0);
+        assert_eq!(exit_code(&[f(Impact::Info)]), 0);
+        assert_eq!(exit_code(&[f(Impact::Ignored), f(Impact::Info)]), 2);
+        assert_eq!(exit_code(&[f(Impact::Warning), f(Impact::AgentCrash)]), 1);
+    }
 }

@@ -1,0 +1,421 @@
+//! Pod subresources: `eviction` (PodDisruptionBudget checks as kube-apiserver does them), `log`
+//! (a few made-up lines) and `portforward` (WebSocket, `v4.channel.k8s.io`; the hubble-relay pod
+//! forwards to the sim's relay listener).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self as ws, protocol::Role};
+use tracing::debug;
+
+use crate::sim::registry::{self, Resource};
+use crate::sim::store::StoreError;
+
+use super::error::{ApiError, json_response, success_status};
+use super::route::ObjectPath;
+use super::select::from_json;
+use super::{ApiState, Query};
+
+fn pods_res() -> Result<&'static Resource, ApiError> {
+    registry::find("pods").ok_or_else(|| ApiError::internal("pods resource missing"))
+}
+
+fn s<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|c| {
+        c.iter().any(|c| c.get("type") == Some(&json!("Ready")) && c.get("status") == Some(&json!("True")))
+    })
+}
+
+fn too_many(msg: String) -> ApiError {
+    ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+        .with_details(json!({"causes": [{"reason": "DisruptionBudget", "message": msg}]}))
+}
+
+/// POST pods/{name}/eviction.
+pub fn evict(state: &Arc<ApiState>, p: &ObjectPath, q: &Query, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let store = &state.shared.store;
+    let pods = pods_res()?;
+    let name = p.name.as_deref().unwrap_or("");
+    let ns = p.ns();
+    let ev: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the object provided is unrecognized (must be of type Eviction): couldn't get version/kind; json parse error: {e}"))
+    })?;
+    match (s(&ev, "/apiVersion"), s(&ev, "/kind")) {
+        // An empty type means "the endpoint's type", as the real decoder defaults it.
+        ("policy/v1" | "policy/v1beta1" | "", "Eviction" | "") => {}
+        (av, kind) => {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type Eviction): apiVersion {av:?} kind {kind:?}"
+            )));
+        }
+    }
+    let ev_name = s(&ev, "/metadata/name");
+    if !ev_name.is_empty() && ev_name != name {
+        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
+    }
+    let dry = q.dry_run()
+        || ev.pointer("/deleteOptions/dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let grace = ev.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64);
+    let pod = store.get(pods, ns, name).map_err(|e| ApiError::from_store(pods, e))?;
+    let delete = || -> Result<Response<Body>, ApiError> {
+        if !dry {
+            match store.delete(pods, ns, name, grace) {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(ApiError::from_store(pods, e)),
+            }
+        }
+        Ok(json_response(201, &success_status(201)))
+    };
+    // Terminal, pending and already-terminating pods are evicted without consulting budgets.
+    let phase = s(&pod, "/status/phase");
+    if matches!(phase, "Succeeded" | "Failed" | "Pending") || pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return delete();
+    }
+    let pdb_res =
+        registry::find("policy/poddisruptionbudgets").ok_or_else(|| ApiError::internal("pdb resource missing"))?;
+    let (pdbs, _) = store.list(pdb_res, Some(ns));
+    let matching: Vec<Arc<Value>> = pdbs
+        .into_iter()
+        .filter(|pdb| from_json(pdb.pointer("/spec/selector")).ok().flatten().is_some_and(|sel| sel.matches(&pod)))
+        .collect();
+    if matching.len() > 1 {
+        return Err(ApiError::internal(
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        ));
+    }
+    let Some(pdb) = matching.into_iter().next() else { return delete() };
+    let pdb_name = s(&pdb, "/metadata/name").to_string();
+    let budget_msg = |pdb: &Value| {
+        format!(
+            "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+            pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
+            pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0)
+        )
+    };
+    // Unhealthy pods may go when the budget is met anyway (or the policy says so).
+    if !pod_ready(&pod) {
+        let policy = s(&pdb, "/spec/unhealthyPodEvictionPolicy");
+        let healthy = pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+        let desired = pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+        if policy == "AlwaysAllow" || (desired > 0 && healthy >= desired) {
+            return delete();
+        }
+    }
+    let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    if let Some(observed) = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64)
+        && observed < generation
+    {
+        return Err(too_many(format!("The disruption budget {pdb_name} is still being processed by the server.")));
+    }
+    let blocked = state.shared.faults.borrow().blocking_pdbs.contains(&(ns.to_string(), pdb_name.clone()));
+    let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+    if allowed < 0 {
+        return Err(ApiError::new(403, "Forbidden", "pdb disruptions allowed is negative"));
+    }
+    if blocked || allowed == 0 {
+        return Err(too_many(budget_msg(&pdb)));
+    }
+    if !dry {
+        let now = store.now_string();
+        let mut refused = false;
+        let res = store.mutate(pdb_res, ns, &pdb_name, |o| {
+            let left = o.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+            if left <= 0 {
+                refused = true;
+                return Err(StoreError::Conflict { resource: pdb_res.plural.into(), name: pdb_name.clone() });
+            }
+            if !o["status"].is_object() {
+                o["status"] = json!({});
+            }
+            o["status"]["disruptionsAllowed"] = json!(left - 1);
+            if !o["status"]["disruptedPods"].is_object() {
+                o["status"]["disruptedPods"] = json!({});
+            }
+            o["status"]["disruptedPods"][name] = json!(now);
+            Ok(())
+        });
+        match res {
+            Ok(_) => {}
+            Err(_) if refused => return Err(too_many(budget_msg(&pdb))),
+            Err(e) => return Err(ApiError::from_store(pdb_res, e)),
+        }
+    }
+    delete()
+}
+
+/// GET pods/{name}/log: a few plausible lines, generated from the pod.
+pub fn log(state: &Arc<ApiState>, p: &ObjectPath, q: &Query) -> Result<Response<Body>, ApiError> {
+    let pods = pods_res()?;
+    let name = p.name.as_deref().unwrap_or("");
+    let pod = state.shared.store.get(pods, p.ns(), name).map_err(|e| ApiError::from_store(pods, e))?;
+    let containers: Vec<(&str, &str)> = ["/spec/containers", "/spec/initContainers"]
+        .iter()
+        .flat_map(|ptr| pod.pointer(ptr).and_then(Value::as_array).into_iter().flatten())
+        .map(|c| (s(c, "/name"), s(c, "/image")))
+        .collect();
+    let main: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| s(c, "/name"))
+        .collect();
+    let container = match q.get("container") {
+        Some(c) => c,
+        None if main.len() == 1 => main[0],
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                main.join(" ")
+            )));
+        }
+    };
+    let Some((_, image)) = containers.iter().find(|(n, _)| *n == container) else {
+        return Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}")));
+    };
+    if s(&pod, "/status/phase") == "Pending" || s(&pod, "/status/phase").is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    let created = s(&pod, "/metadata/creationTimestamp").parse::<jiff::Timestamp>().unwrap_or(state.shared.store.now());
+    let msgs: &[&str] = if image.contains("cilium") {
+        &[
+            "level=info msg=\"Memory available for map entries\" subsys=config",
+            "level=info msg=\"Restored endpoints\" count=4 subsys=daemon",
+            "level=info msg=\"Daemon initialization completed\" bootstrapTime=7.2s subsys=daemon",
+            "level=info msg=\"Serving cilium health API\" subsys=health-server",
+            "level=info msg=\"Compiled new BPF template\" subsys=datapath-loader",
+        ]
+    } else if image.contains("coredns") {
+        &[
+            "[INFO] plugin/reload: Running configuration SHA512 = 0b8b",
+            "CoreDNS-1.12.0",
+            "linux/amd64, go1.23.3",
+            "[INFO] 10.42.0.1:51542 - 3011 \"A IN kubernetes.default.svc.cluster.local. udp 54 false 512\" NOERROR qr,aa,rd 106 0.0001s",
+        ]
+    } else {
+        &["starting", "configuration loaded", "listening", "ready to serve requests", "health check ok"]
+    };
+    let tail = q.get("tailLines").and_then(|t| t.parse::<usize>().ok()).unwrap_or(msgs.len());
+    let timestamps = q.flag("timestamps");
+    let mut text = String::new();
+    for (i, m) in msgs.iter().enumerate().skip(msgs.len().saturating_sub(tail)) {
+        if timestamps {
+            let t = created.checked_add(jiff::SignedDuration::from_secs(2 * i as i64 + 1)).unwrap_or(created);
+            text.push_str(&t.strftime("%Y-%m-%dT%H:%M:%S.000000000Z ").to_string());
+        }
+        text.push_str(m);
+        text.push('\n');
+    }
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(r)
+}
+
+const PORTFORWARD_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// Where a pod's port is really served in the sim, if anywhere.
+fn backend(state: &ApiState, pod: &Value, port: u16) -> Option<SocketAddr> {
+    let relay = pod.pointer("/metadata/labels/k8s-app").and_then(Value::as_str) == Some("hubble-relay");
+    let declared = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+        .any(|p| p.get("containerPort").and_then(Value::as_u64) == Some(u64::from(port)));
+    if relay && (port == 4245 || declared) { state.shared.relay_addr.get().copied() } else { None }
+}
+
+/// GET/POST pods/{name}/portforward with a WebSocket upgrade.
+pub async fn portforward(
+    state: &Arc<ApiState>,
+    mut req: Request<Incoming>,
+    p: &ObjectPath,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let pods = pods_res()?;
+    let name = p.name.as_deref().unwrap_or("");
+    let pod = state.shared.store.get(pods, p.ns(), name).map_err(|e| ApiError::from_store(pods, e))?;
+    let h = req.headers();
+    let header = |n: http::header::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let upgrade = header(http::header::UPGRADE);
+    // kubectl speaks SPDY (also tunnelled over WebSocket as `SPDY/3.1+portforward.k8s.io`).
+    if !upgrade.eq_ignore_ascii_case("websocket") || header(http::header::SEC_WEBSOCKET_PROTOCOL).contains("SPDY") {
+        return Err(ApiError::bad_request(
+            "unable to upgrade connection: the simulated API server supports only WebSocket port-forwarding (v4.channel.k8s.io), not SPDY",
+        ));
+    }
+    let mut ports = Vec::new();
+    // `ports=80,443` (PodPortForwardOptions, kube-rs) or repeated `port=` (kubectl).
+    for v in q.all("ports").chain(q.all("port")).flat_map(|v| v.split(',')) {
+        let port = v.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        ports.push(port.ok_or_else(|| ApiError::bad_request(format!("unable to parse {v:?} as a port")))?);
+    }
+    if ports.is_empty() {
+        return Err(ApiError::bad_request("at least 1 port is required"));
+    }
+    if s(&pod, "/status/phase") != "Running" {
+        return Err(ApiError::bad_request(format!("unable to upgrade connection: pod {name} is not running")));
+    }
+    let offered = header(http::header::SEC_WEBSOCKET_PROTOCOL);
+    if !offered.split(',').any(|p| p.trim() == PORTFORWARD_PROTOCOL) {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: none of the requested subprotocols ({offered}) is supported; use {PORTFORWARD_PROTOCOL}"
+        )));
+    }
+    let key = header(http::header::SEC_WEBSOCKET_KEY);
+    if key.is_empty() {
+        return Err(ApiError::bad_request("unable to upgrade connection: missing Sec-WebSocket-Key"));
+    }
+    let accept = ws::handshake::derive_accept_key(key.as_bytes());
+    let backends: Vec<(u16, Option<SocketAddr>)> =
+        ports.iter().map(|&port| (port, backend(state, &pod, port))).collect();
+    let uid = s(&pod, "/metadata/uid").to_string();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+                forward(socket, backends, uid, shutdown).await;
+            }
+            Err(e) => debug!(error = %e, "portforward upgrade failed"),
+        }
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hm = resp.headers_mut();
+    hm.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    hm.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    hm.insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PORTFORWARD_PROTOCOL));
+    hm.insert(
+        http::header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|_| ApiError::internal("bad accept key"))?,
+    );
+    Ok(resp)
+}
+
+enum FromPod {
+    Data(u8, Vec<u8>),
+    Closed,
+}
+
+/// Runs one port-forward session: per port a data channel `2i` and an error channel `2i+1`, each
+/// opened with a frame carrying the port (little-endian).
+async fn forward<S>(
+    socket: WebSocketStream<S>,
+    backends: Vec<(u16, Option<SocketAddr>)>,
+    uid: String,
+    mut shutdown: tokio::sync::watch::Receiver<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<FromPod>(32);
+    let mut readers = JoinSet::new();
+    let mut writers: Vec<Option<tokio::net::tcp::OwnedWriteHalf>> = Vec::new();
+    let mut open = 0usize;
+    for (i, (port, addr)) in backends.iter().enumerate() {
+        let data_ch = (2 * i) as u8;
+        let [lo, hi] = port.to_le_bytes();
+        for ch in [data_ch, data_ch + 1] {
+            if sink.send(ws::Message::binary(vec![ch, lo, hi])).await.is_err() {
+                return;
+            }
+        }
+        let conn = match addr {
+            Some(a) => TcpStream::connect(a).await.map_err(|e| e.to_string()),
+            None => Err("connect: connection refused".to_string()),
+        };
+        match conn {
+            Ok(tcp) => {
+                let (mut r, w) = tcp.into_split();
+                writers.push(Some(w));
+                open += 1;
+                let tx = tx.clone();
+                readers.spawn(async move {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if tx.send(FromPod::Data(data_ch, buf[..n].to_vec())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(FromPod::Closed).await;
+                });
+            }
+            Err(e) => {
+                writers.push(None);
+                let msg = format!(
+                    "error forwarding port {port} to pod {uid}, uid : failed to connect to localhost:{port} inside the pod network namespace: {e}"
+                );
+                let mut frame = vec![data_ch + 1];
+                frame.extend_from_slice(msg.as_bytes());
+                if sink.send(ws::Message::binary(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    drop(tx);
+    if open == 0 {
+        let _ = sink.send(ws::Message::Close(None)).await;
+        return;
+    }
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(FromPod::Data(ch, bytes)) => {
+                    let mut frame = Vec::with_capacity(bytes.len() + 1);
+                    frame.push(ch);
+                    frame.extend_from_slice(&bytes);
+                    if sink.send(ws::Message::binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(FromPod::Closed) => {
+                    open = open.saturating_sub(1);
+                    if open == 0 {
+                        let _ = sink.send(ws::Message::Close(None)).await;
+                        return;
+                    }
+                }
+                None => return,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(ws::Message::Binary(b))) if !b.is_empty() => {
+                    let ch = b[0] as usize;
+                    if ch.is_multiple_of(2)
+                        && let Some(Some(w)) = writers.get_mut(ch / 2)
+                        && w.write_all(&b[1..]).await.is_err()
+                    {
+                        writers[ch / 2] = None;
+                    }
+                }
+                Some(Ok(ws::Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
