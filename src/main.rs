@@ -136,8 +136,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let conn = cutover::cluster::client::connect(&global, |ctx| settings.read_only_for(Some(ctx)))
                 .await
                 .wrap_err("cannot connect to the cluster")?;
-            let relay = relay_starter(&global, &conn);
-            cutover::tui::run(conn, relay, tui_options(&args, &settings)).await?;
+            let relay = relay_starter(&global, &conn, &settings);
+            cutover::tui::run(conn, Some(relay), tui_options(&args, &settings)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo(args) => demo(global, args).await,
@@ -166,12 +166,18 @@ fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutove
     }
 }
 
+/// The relay: `--hubble-server`, else a port-forward through the API to Service hubble-relay.
 fn relay_starter(
     global: &GlobalArgs,
-    _conn: &cutover::cluster::client::ClusterConn,
-) -> Option<cutover::tui::RelayStarter> {
-    let _ = global;
-    None
+    conn: &cutover::cluster::client::ClusterConn,
+    settings: &cutover::settings::Settings,
+) -> cutover::tui::RelayStarter {
+    use cutover::hubble::client::RelayTarget;
+    let target = match &global.hubble_server {
+        Some(addr) => RelayTarget::Address(addr.clone()),
+        None => RelayTarget::Kube { client: conn.client.clone(), namespace: settings.cilium.namespace.clone() },
+    };
+    cutover::tui::hubble_source(target, 200)
 }
 
 async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
@@ -190,8 +196,8 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let conn = cutover::cluster::client::connect(&global, |_| false)
         .await
         .wrap_err("cannot connect to the simulated cluster")?;
-    let relay = relay_starter(&global, &conn);
-    cutover::tui::run(conn, relay, tui_options(&args.tui, &settings)).await?;
+    let relay = relay_starter(&global, &conn, &settings);
+    cutover::tui::run(conn, Some(relay), tui_options(&args.tui, &settings)).await?;
     sim.stop();
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,23 @@ impl Default for TuiOptions {
 /// A function that starts the Hubble source, sending into the cockpit's channel.
 pub type RelayStarter = Box<dyn FnOnce(mpsc::Sender<AppEvent>) -> tokio::task::JoinHandle<()> + Send>;
 
+/// Starts the Hubble flow source for the cockpit: follow, with the last `backlog` flows per node
+/// first; its events are forwarded into the cockpit's channel.
+pub fn hubble_source(target: crate::hubble::client::RelayTarget, backlog: u64) -> RelayStarter {
+    Box::new(move |tx: mpsc::Sender<AppEvent>| {
+        let (htx, mut hrx) = mpsc::channel(8192);
+        let source = crate::hubble::client::spawn_flow_source(target, crate::hubble::client::FlowQuery::follow_last(backlog), htx);
+        tokio::spawn(async move {
+            while let Some(ev) = hrx.recv().await {
+                if tx.send(AppEvent::Relay(Box::new(ev))).await.is_err() {
+                    break;
+                }
+            }
+            source.abort();
+        })
+    })
+}
+
 /// Runs the cockpit until the operator quits.
 pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOptions) -> Result<()> {
     let mode = if conn.read_only { Mode::ReadOnly } else { Mode::Armed };

@@ -8,33 +8,9 @@ use super::action::{Operation, Pending};
 use super::keymap::{self, Action};
 use super::state::{AppState, Focus, Level, Mode};
 use crate::cluster::watch::KubeEvent;
-use crate::hubble::proto::flow::Flow;
-use crate::hubble::proto::observer::Node as RelayNode;
-
-/// What the relay source tells the state (adapted from the Hubble client's events).
-#[derive(Debug, Clone)]
-pub enum RelayEvent {
-    Connected {
-        address: String,
-    },
-    Disconnected {
-        error: String,
-        attempt: u32,
-        retry_in: std::time::Duration,
-    },
-    Flow(Box<Flow>),
-    Lost {
-        count: u64,
-        node: String,
-    },
-    NodeStatus {
-        text: String,
-    },
-    Nodes(Vec<RelayNode>),
-    Version(String),
-    /// The relay could not fill a gap after a reconnect; or flows were dropped client-side.
-    Gap(String),
-}
+use crate::hubble::client::HubbleEvent;
+use crate::hubble::proto::observer::get_flows_response::ResponseTypes;
+use crate::hubble::proto::relay::NodeState;
 
 /// Everything that can happen to the cockpit.
 #[derive(Debug, Clone)]
@@ -43,7 +19,8 @@ pub enum AppEvent {
     /// Housekeeping tick with the current time.
     Tick(Timestamp),
     Kube(Box<KubeEvent>),
-    Relay(RelayEvent),
+    /// From the Hubble flow source (`hubble::client`).
+    Relay(Box<HubbleEvent>),
     /// An operation finished (Ok: summary line; Err: why it failed).
     Done {
         op: Operation,
@@ -82,7 +59,7 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             Vec::new()
         }
         AppEvent::Relay(r) => {
-            on_relay(state, r);
+            on_relay(state, *r);
             Vec::new()
         }
         AppEvent::Done { op, result } => {
@@ -100,18 +77,37 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
     }
 }
 
-fn on_relay(state: &mut AppState, r: RelayEvent) {
+fn on_relay(state: &mut AppState, r: HubbleEvent) {
     match r {
-        RelayEvent::Connected { address } => state.on_relay_connected(&address),
-        RelayEvent::Disconnected { error, attempt, retry_in } => state.on_relay_disconnected(&error, attempt, retry_in),
-        RelayEvent::Flow(f) => state.on_flow(*f),
-        RelayEvent::Lost { count, node } => state.on_lost(count, &node),
-        RelayEvent::NodeStatus { text } => state.log(Level::Info, format!("hubble: {text}")),
-        RelayEvent::Nodes(nodes) => state.on_relay_nodes(&nodes),
-        RelayEvent::Version(v) => state.relay.version = v,
-        RelayEvent::Gap(text) => {
-            state.relay.gap = Some(text.clone());
-            state.log(Level::Warn, format!("hubble: {text}"));
+        HubbleEvent::Connected { target, .. } => state.on_relay_connected(&target),
+        HubbleEvent::Disconnected { error, attempt, retry_in } => state.on_relay_disconnected(&error, attempt, retry_in),
+        HubbleEvent::Flow(resp) => {
+            if let Some(ResponseTypes::Flow(f)) = resp.response_types {
+                state.on_flow(f);
+            }
+        }
+        HubbleEvent::Lost { count, node_name, .. } => state.on_lost(count, &node_name),
+        HubbleEvent::NodeStatus { state: st, nodes, message, .. } => {
+            let st = NodeState::try_from(st).unwrap_or(NodeState::UnknownNodeState);
+            for n in &nodes {
+                state.relay.nodes.insert(crate::app::state::strip_cluster_prefix(n).to_string(), st);
+            }
+            let level = if st == NodeState::NodeConnected { Level::Info } else { Level::Warn };
+            let what = if message.is_empty() { st.as_str_name().to_string() } else { message };
+            state.log(level, format!("hubble: {}: {what}", nodes.join(", ")));
+        }
+        HubbleEvent::Gap { reason, .. } => {
+            state.relay.gap = Some(reason.clone());
+            state.log(Level::Warn, format!("hubble: {reason}"));
+        }
+        HubbleEvent::ClientDropped { total, .. } => state.relay.dropped_locally = total,
+        HubbleEvent::ServerStatus(s) => state.relay.version = s.version,
+        HubbleEvent::Nodes(nodes) => state.on_relay_nodes(&nodes),
+        HubbleEvent::Ended => state.log(Level::Info, "hubble: the relay ended the stream"),
+        HubbleEvent::Failed { error } => {
+            state.relay.last_error = Some(error.clone());
+            state.relay.connected_since = None;
+            state.log(Level::Error, format!("hubble: {error} (not retrying)"));
         }
     }
 }

@@ -10,7 +10,8 @@ use ratatui::widgets::Paragraph;
 use super::Theme;
 use super::common::{age, pane};
 use crate::app::state::{AppState, Focus, strip_cluster_prefix};
-use crate::hubble::proto::flow::{Flow, Verdict};
+use crate::hubble::format::{VerdictKind, flow_row};
+use crate::hubble::proto::flow::Flow;
 
 /// The flows the pane shows, newest last: after pause/scroll offsets, node follow and filter.
 pub fn visible(state: &AppState, rows: usize) -> Vec<&Flow> {
@@ -92,6 +93,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     }
     lines.push(Line::from(status));
 
+    let wide = area.width >= 140;
     let shown = visible(state, inner_h);
     if shown.is_empty() {
         let why = if state.relay.connected_since.is_none() {
@@ -104,69 +106,43 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         lines.push(Line::from(Span::styled(why, theme.dim())));
     }
     for f in shown {
-        let row = Row::from_flow(f);
-        let style = match Verdict::try_from(f.verdict) {
-            Ok(Verdict::Dropped | Verdict::Error) => theme.bad(),
-            Ok(Verdict::Forwarded | Verdict::Redirected | Verdict::Translated) => Style::new(),
-            Ok(Verdict::Audit | Verdict::Traced) => theme.warn(),
-            _ => theme.dim(),
+        let row = flow_row(f);
+        let style = match row.verdict_kind {
+            VerdictKind::Dropped | VerdictKind::Error => theme.bad(),
+            VerdictKind::Forwarded | VerdictKind::Redirected | VerdictKind::Translated => Style::new(),
+            VerdictKind::Audit | VerdictKind::Traced => theme.warn(),
+            VerdictKind::Unknown => theme.dim(),
         };
-        lines.push(Line::from(vec![
-            Span::styled(row.time, theme.dim()),
-            Span::raw(" "),
-            Span::styled(format!("{:<12}", super::common::fit(&row.node, 12)), theme.accent()),
-            Span::raw(" "),
-            Span::raw(row.src),
-            Span::styled(format!(" {} ", row.arrow), theme.dim()),
-            Span::raw(row.dst),
-            Span::raw(" "),
-            Span::styled(row.kind, theme.dim()),
-            Span::raw(" "),
-            Span::styled(row.verdict, style),
-            Span::styled(
-                if row.summary.is_empty() { String::new() } else { format!(" ({})", row.summary) },
-                theme.dim(),
-            ),
-        ]));
-    }
-    frame.render_widget(Paragraph::new(lines).block(block), area);
-}
-
-/// TEMPORARY: a minimal row until `hubble::format` lands (then this goes).
-struct Row {
-    time: String,
-    node: String,
-    src: String,
-    arrow: &'static str,
-    dst: String,
-    kind: String,
-    verdict: String,
-    summary: String,
-}
-
-impl Row {
-    fn from_flow(f: &Flow) -> Row {
-        let ep = |e: Option<&crate::hubble::proto::flow::Endpoint>, ip: &str| match e {
-            Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
-            _ => ip.to_string(),
-        };
-        let ip = f.ip.clone().unwrap_or_default();
-        Row {
-            time: f.time.as_ref().map_or_else(
-                || "--:--:--".into(),
-                |t| {
-                    jiff::Timestamp::new(t.seconds, t.nanos)
-                        .map_or_else(|_| "??".into(), |t| t.strftime("%H:%M:%S").to_string())
-                },
-            ),
-            node: strip_cluster_prefix(&f.node_name).to_string(),
-            src: ep(f.source.as_ref(), &ip.source),
-            arrow: "->",
-            dst: ep(f.destination.as_ref(), &ip.destination),
-            kind: String::new(),
-            verdict: Verdict::try_from(f.verdict)
-                .map_or_else(|_| f.verdict.to_string(), |v| v.as_str_name().to_string()),
-            summary: f.summary.clone(),
+        // `Jan _2 15:04:05.000`: the date is noise on a live screen; keep the time.
+        let time = row.time.get(7..).unwrap_or(&row.time).to_string();
+        let summary = if row.summary.is_empty() { String::new() } else { format!(" ({})", row.summary) };
+        let node = Span::styled(format!("{:<12} ", super::common::fit(&row.node, 12)), theme.accent());
+        if wide {
+            // The `hubble observe` compact layout.
+            lines.push(Line::from(vec![
+                Span::styled(time + " ", theme.dim()),
+                node,
+                Span::raw(row.src),
+                Span::styled(format!(" {} ", row.src_identity), theme.dim()),
+                Span::styled(format!("{} ", row.arrow), theme.dim()),
+                Span::raw(row.dst),
+                Span::styled(format!(" {} ", row.dst_identity), theme.dim()),
+                Span::styled(row.type_text + " ", theme.dim()),
+                Span::styled(row.verdict, style),
+                Span::styled(summary, theme.dim()),
+            ]));
+        } else {
+            // Narrow: the verdict right after the node, so it is never cut off.
+            lines.push(Line::from(vec![
+                Span::styled(time.get(..8).unwrap_or(&time).to_string() + " ", theme.dim()),
+                node,
+                Span::styled(format!("{:<9} ", super::common::fit(&row.verdict, 9)), style),
+                Span::raw(row.src),
+                Span::styled(format!(" {} ", row.arrow), theme.dim()),
+                Span::raw(row.dst),
+                Span::styled(summary, theme.dim()),
+            ]));
         }
     }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }

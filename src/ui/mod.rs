@@ -36,7 +36,8 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
     header::draw(frame, head, state, theme);
     overlays::footer(frame, foot, state, theme);
 
-    if body.width >= 160 {
+    // Side by side only when the flows still get the full `hubble observe` width.
+    if body.width >= 220 {
         let [left, right] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
         let argo_h = argo_height(state, left.height / 2);
         let [argo_a, nodes_a] = Layout::vertical([Constraint::Length(argo_h), Constraint::Min(0)]).areas(left);

@@ -61,10 +61,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         let agent = match state.cilium_agent(&node.name) {
             None => Span::styled("—", theme.dim()),
             Some(p) => {
+                let restarts = if p.restarts > 0 { format!(" r{}", p.restarts) } else { String::new() };
                 let text = if !p.waiting_reason.is_empty() {
-                    format!("{} r{}", p.waiting_reason, p.restarts)
+                    format!("{}{restarts}", p.waiting_reason)
                 } else {
-                    format!("{}{} r{}", p.phase, if p.ready { " ✓" } else { " ✗" }, p.restarts)
+                    format!("{}{}{restarts}", p.phase, if p.ready { " ✓" } else { " ✗" })
                 };
                 let style = if p.ready {
                     theme.ok()
@@ -88,7 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             (Some(_), Some(NodeState::NodeConnected)) => Span::styled("conn", theme.ok()),
             (Some(_), Some(NodeState::NodeUnavailable | NodeState::NodeError)) => Span::styled("unavail", theme.bad()),
             (Some(_), Some(_)) => Span::styled("gone", theme.warn()),
-            (Some(_), None) => Span::styled("absent", theme.dim()),
+            (Some(_), None) => Span::styled("none", theme.dim()),
         };
         let (fps, dps) = match state.node_rates(&node.name) {
             Some((f, d)) => (
