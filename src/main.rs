@@ -37,6 +37,8 @@ enum Cmd {
     Render(cutover::manifests::render::RenderArgs),
     /// Check a Cilium values file against the pinned chart (removed keys, invalid values, crashes).
     Lint(cutover::manifests::lint::LintArgs),
+    /// Stream or dump flows from hubble-relay, like `hubble observe` (same client and filters as the cockpit).
+    Flows(cutover::hubble::cli::FlowsArgs),
 }
 
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -146,6 +148,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Preflight(args) => cutover::checks::run(args, &global).await,
         Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
         Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
+        Cmd::Flows(args) => cutover::hubble::cli::run(args, &global).await,
     }
 }
 
