@@ -22,7 +22,7 @@ fn flow(i: u64, node: &str) -> Flow {
             seconds: 1_764_000_000 + (i / 20_000) as i64,
             nanos: (i % 1000) as i32 * 1000,
         }),
-        verdict: if i % 50 == 0 { Verdict::Dropped as i32 } else { Verdict::Forwarded as i32 },
+        verdict: if i.is_multiple_of(50) { Verdict::Dropped as i32 } else { Verdict::Forwarded as i32 },
         node_name: format!("homelab/{node}"),
         ip: Some(Ip { source: format!("10.42.1.{}", i % 250), destination: "10.42.0.8".into(), ..Default::default() }),
         source: Some(Endpoint {

@@ -215,8 +215,7 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
         kubeconfig_out: args.kubeconfig_out.clone(),
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
-    let mut info = sim.info();
-    info.scenario = args.scenario;
+    let info = sim.info();
     println!("{}", serde_json::to_string(&info).wrap_err("cannot encode the sim info")?);
     tokio::signal::ctrl_c().await.wrap_err("cannot wait for Ctrl-C")?;
     sim.stop();

@@ -78,7 +78,11 @@ pub type RelayStarter = Box<dyn FnOnce(mpsc::Sender<AppEvent>) -> tokio::task::J
 pub fn hubble_source(target: crate::hubble::client::RelayTarget, backlog: u64) -> RelayStarter {
     Box::new(move |tx: mpsc::Sender<AppEvent>| {
         let (htx, mut hrx) = mpsc::channel(8192);
-        let source = crate::hubble::client::spawn_flow_source(target, crate::hubble::client::FlowQuery::follow_last(backlog), htx);
+        let source = crate::hubble::client::spawn_flow_source(
+            target,
+            crate::hubble::client::FlowQuery::follow_last(backlog),
+            htx,
+        );
         tokio::spawn(async move {
             while let Some(ev) = hrx.recv().await {
                 if tx.send(AppEvent::Relay(Box::new(ev))).await.is_err() {

@@ -53,7 +53,7 @@ async fn press_everything(context: &str) {
     }
     // Whatever the keys produced, and every operation there is, goes to the executor.
     let node = state.nodes.keys().next().cloned().unwrap_or_else(|| "homelab-cp1".into());
-    let ops = vec![
+    let ops = [
         Operation::Cordon { node: node.clone() },
         Operation::Uncordon { node: node.clone() },
         Operation::Drain { node },

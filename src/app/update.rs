@@ -80,7 +80,9 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
 fn on_relay(state: &mut AppState, r: HubbleEvent) {
     match r {
         HubbleEvent::Connected { target, .. } => state.on_relay_connected(&target),
-        HubbleEvent::Disconnected { error, attempt, retry_in } => state.on_relay_disconnected(&error, attempt, retry_in),
+        HubbleEvent::Disconnected { error, attempt, retry_in } => {
+            state.on_relay_disconnected(&error, attempt, retry_in)
+        }
         HubbleEvent::Flow(resp) => {
             if let Some(ResponseTypes::Flow(f)) = resp.response_types {
                 state.on_flow(f);

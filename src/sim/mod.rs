@@ -180,12 +180,17 @@ impl Default for SimOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct SimInfo {
     pub api_url: String,
+    /// https kubeconfig (kubectl, kube-rs); falls back to the http one without TLS.
     pub kubeconfig: PathBuf,
+    /// http kubeconfig (kube-rs only: kubectl will not send a token over http).
+    pub kubeconfig_http: PathBuf,
     pub hubble_relay: String,
     pub contexts: Vec<String>,
     pub tokens: Vec<String>,
     pub scenario: String,
     pub seed: u64,
+    /// The simulated Git repository the sim's Argo CD reads (commit to `main` to deploy).
+    pub git_repo: Option<PathBuf>,
 }
 
 /// A running simulated cluster. Dropping it stops every task.
@@ -193,7 +198,11 @@ pub struct Sim {
     pub shared: Arc<SimShared>,
     pub api_addr: SocketAddr,
     pub relay_addr: SocketAddr,
+    /// kubeconfig over plain http (what the cockpit, `demo` and the tests use).
     pub kubeconfig: PathBuf,
+    /// kubeconfig over https with the per-start CA (`ca.crt` beside it), for kubectl.
+    pub kubeconfig_tls: Option<PathBuf>,
+    pub scenario: String,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<TempDir>,
 }
@@ -238,31 +247,46 @@ impl Sim {
                 (dir.path.join("kubeconfig"), Some(dir))
             }
         };
-        // HTTPS with a per-start CA when available: kubectl never sends a bearer token over plain
-        // http (kube-rs would), and the product must behave the same with both.
-        let written = if shared.api_ca_pem.get().is_some() {
-            api::tls::write_kubeconfig(&kubeconfig, api_addr, &shared)
-        } else {
-            write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"), &shared.tokens)
+        write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"), &shared.tokens)
+            .map_err(|source| SimError::Kubeconfig { path: kubeconfig.clone(), source })?;
+        // Also an https:// one (same port, per-start CA): kubectl never sends a bearer token over
+        // plain http, so off-the-shelf clients use this one.
+        let kubeconfig_tls = kubeconfig.with_file_name("kubeconfig-tls");
+        let kubeconfig_tls = match shared.api_ca_pem.get() {
+            Some(_) => {
+                api::tls::write_kubeconfig(&kubeconfig_tls, api_addr, &shared)
+                    .map_err(|source| SimError::Kubeconfig { path: kubeconfig_tls.clone(), source })?;
+                Some(kubeconfig_tls)
+            }
+            None => None,
         };
-        written.map_err(|source| SimError::Kubeconfig { path: kubeconfig.clone(), source })?;
-        Ok(Sim { shared, api_addr, relay_addr, kubeconfig, tasks, _tmp: tmp })
+        Ok(Sim {
+            shared,
+            api_addr,
+            relay_addr,
+            kubeconfig,
+            kubeconfig_tls,
+            scenario: opts.scenario.clone(),
+            tasks,
+            _tmp: tmp,
+        })
     }
 
     pub fn api_url(&self) -> String {
-        let scheme = if self.shared.api_ca_pem.get().is_some() { "https" } else { "http" };
-        format!("{scheme}://{}", self.api_addr)
+        format!("http://{}", self.api_addr)
     }
 
     pub fn info(&self) -> SimInfo {
         SimInfo {
             api_url: self.api_url(),
-            kubeconfig: self.kubeconfig.clone(),
+            kubeconfig: self.kubeconfig_tls.clone().unwrap_or_else(|| self.kubeconfig.clone()),
+            kubeconfig_http: self.kubeconfig.clone(),
             hubble_relay: self.relay_addr.to_string(),
             contexts: vec!["sim".into(), "sim-viewer".into()],
             tokens: vec!["sim-admin".into(), "sim-viewer".into()],
-            scenario: String::new(),
+            scenario: self.scenario.clone(),
             seed: self.shared.seed,
+            git_repo: world::git_repo(&self.shared),
         }
     }
 
