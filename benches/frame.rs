@@ -127,7 +127,7 @@ fn main() {
     );
 
     // Same with a filter active (worst case: the filter scans the buffer for visible rows).
-    s.flow_filter = cutover::app::flowview::ViewFilter::parse("verdict:dropped").ok();
+    s.set_flow_filter(cutover::app::flowview::ViewFilter::parse("verdict:dropped").ok());
     let t0 = Instant::now();
     for _ in 0..frames {
         let _ = term.draw(|f| cutover::ui::draw(f, &s, &theme));

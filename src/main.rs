@@ -51,16 +51,25 @@ struct TuiArgs {
     max_fps: u32,
 }
 
+/// What the simulated cluster replays.
 #[derive(Debug, Clone, clap::Args)]
-struct DemoArgs {
-    /// Scenario: fresh, cilium-installed, migrated, kpr, or a scenario file.
+struct ScenarioArgs {
+    /// Scenario: fresh, cilium-installed, migrated, kpr, a bundled example (ha-servers,
+    /// servicemonitor-crd, flaky-homelab, broken-plan-values) or a scenario file.
     #[arg(long, default_value = "fresh")]
     scenario: String,
+    /// Same seed, same history.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Simulated time runs this many times faster.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    sim: ScenarioArgs,
     /// Connect as the sim's viewer identity (get/list/watch only) — implies --read-only.
     #[arg(long)]
     viewer: bool,
@@ -76,12 +85,8 @@ struct SimArgs {
     /// hubble-relay listen address (port 0 = any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     relay_listen: std::net::SocketAddr,
-    #[arg(long, default_value = "fresh")]
-    scenario: String,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
+    #[command(flatten)]
+    sim: ScenarioArgs,
     /// Where to write the kubeconfig (default: a temp file, printed in the JSON line).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
@@ -166,6 +171,7 @@ fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutove
         },
         cilium_app: settings.argo.cilium_app.clone(),
         root_app: settings.argo.root_app.clone(),
+        settings: std::sync::Arc::new(settings.clone()),
     }
 }
 
@@ -185,9 +191,9 @@ fn relay_starter(
 
 async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let opts = cutover::sim::SimOptions {
-        scenario: args.scenario.clone(),
-        seed: args.seed,
-        speed: args.speed,
+        scenario: args.sim.scenario.clone(),
+        seed: args.sim.seed,
+        speed: args.sim.speed,
         ..Default::default()
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
@@ -209,9 +215,9 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
     let opts = cutover::sim::SimOptions {
         api_listen: args.listen,
         relay_listen: args.relay_listen,
-        scenario: args.scenario.clone(),
-        seed: args.seed,
-        speed: args.speed,
+        scenario: args.sim.scenario.clone(),
+        seed: args.sim.seed,
+        speed: args.sim.speed,
         kubeconfig_out: args.kubeconfig_out.clone(),
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;

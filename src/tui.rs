@@ -56,6 +56,8 @@ pub struct TuiOptions {
     pub max_fps: u32,
     pub cilium_app: String,
     pub root_app: String,
+    /// For the pre-flight checks run from the cockpit.
+    pub settings: std::sync::Arc<crate::settings::Settings>,
 }
 
 impl Default for TuiOptions {
@@ -66,6 +68,7 @@ impl Default for TuiOptions {
             max_fps: 10,
             cilium_app: "cilium-app".into(),
             root_app: "root".into(),
+            settings: Default::default(),
         }
     }
 }
@@ -143,7 +146,7 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                     Ok(TermEvent::Key(k)) => {
                         state.now = jiff::Timestamp::now();
                         let cmds = update(&mut state, AppEvent::Key(k));
-                        if run_commands(cmds, &executor, &tx) { break; }
+                        if run_commands(cmds, &executor, &opts.settings, &tx) { break; }
                         // Keys are answered at once, not at the next frame.
                         draw(&mut terminal, &state, &theme)?;
                         dirty = false;
@@ -199,10 +202,26 @@ fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &AppState, the
 }
 
 /// Runs commands; returns true to quit.
-fn run_commands(cmds: Vec<Command>, executor: &Executor, tx: &mpsc::Sender<AppEvent>) -> bool {
+fn run_commands(
+    cmds: Vec<Command>,
+    executor: &Executor,
+    settings: &std::sync::Arc<crate::settings::Settings>,
+    tx: &mpsc::Sender<AppEvent>,
+) -> bool {
     for c in cmds {
         match c {
             Command::Quit => return true,
+            Command::RunPreflight => {
+                // Reads only (lists and access reviews): the client's read-only layer allows it.
+                let client = executor.conn.client.clone();
+                let settings = settings.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let snapshot = crate::checks::gather(&client, &settings).await;
+                    let checks = crate::checks::evaluate(&snapshot, &settings);
+                    let _ = tx.send(AppEvent::Preflight(Ok(checks))).await;
+                });
+            }
             Command::Execute(op) => {
                 let executor = executor.clone();
                 let tx = tx.clone();

@@ -56,6 +56,12 @@ fn demo_shows_the_homelab_and_quits_cleanly() {
     let screen = screen_until(&parser, &["Keys (any key closes)"], Duration::from_secs(10));
     assert!(screen.contains("drain the selected node"), "{screen}");
     writer.write_all(b"x").expect("write");
+
+    // The pre-flight overlay runs the read-only checks against the sim.
+    writer.write_all(b"p").expect("write");
+    let screen = screen_until(&parser, &["pre-flight (read-only)", "k3s-flannel"], Duration::from_secs(30));
+    assert!(screen.contains("k3s-flannel"), "{screen}");
+    // q quits from the overlay too.
     writer.write_all(b"q").expect("write");
 
     let start = Instant::now();

@@ -161,3 +161,40 @@ async fn cli_entry_points_against_the_sim() {
     let ro = GlobalArgs { read_only: true, ..g.clone() };
     assert!(cutover::manifests::render::run(args, &ro).await.is_err());
 }
+
+/// The other scenarios: what changes between the user's cluster today, a migrated cluster, the
+/// kube-proxy-free one, and one where the Prometheus Operator CRDs exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_kpr_and_crd_scenarios() {
+    let cases: [(&str, &[(&str, Status)]); 3] = [
+        (
+            "migrated",
+            &[
+                ("k3s-flannel", Status::Pass),
+                ("k3s-network-policy", Status::Pass),
+                ("k3s-kube-proxy", Status::Pass),
+                ("argo-cilium-app", Status::Pass),
+                ("cilium-chart-compat", Status::Warn),
+            ],
+        ),
+        ("kpr", &[("k3s-flannel", Status::Pass), ("k3s-kube-proxy", Status::Pass), ("cni-daemonsets", Status::Pass)]),
+        ("servicemonitor-crd", &[("k3s-flannel", Status::Warn), ("servicemonitor-crds", Status::Pass)]),
+    ];
+    for (scenario, expect) in cases {
+        let sim = Sim::start(SimOptions { scenario: scenario.into(), ..Default::default() }).await.expect("sim starts");
+        let snap = snapshot(&sim, "sim").await;
+        let checks = checks::evaluate(&snap, &Settings::default());
+        for (id, status) in expect {
+            assert_eq!(by_id(&checks, id).status, *status, "{scenario}: {:#?}", by_id(&checks, id));
+        }
+        let evidence = by_id(&checks, "k3s-kube-proxy").evidence.join(" ");
+        match scenario {
+            "kpr" => assert!(evidence.contains("--disable-kube-proxy"), "{evidence}"),
+            _ => assert!(evidence.contains("embedded kube-proxy runs"), "{scenario}: {evidence}"),
+        }
+        if scenario == "migrated" {
+            let cni = by_id(&checks, "cni-daemonsets").evidence.join(" ");
+            assert!(cni.contains("kube-system/cilium"), "{cni}");
+        }
+    }
+}

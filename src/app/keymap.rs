@@ -27,6 +27,7 @@ pub enum Action {
     Drain,
     Sync,
     Refresh,
+    Preflight,
 }
 
 /// Where a binding applies.
@@ -87,6 +88,7 @@ pub static KEYMAP: &[Binding] = &[
         "filter flows: ns: pod: verdict: node: port: proto: text, !negates",
     ),
     key(KeyCode::Esc, "Esc", G, Action::ClearFilter, "clear flow filter and node follow; close overlays"),
+    key(KeyCode::Char('p'), "p", G, Action::Preflight, "pre-flight checks (read-only, run now; ↑↓ scroll, Esc close)"),
     key(KeyCode::Enter, "Enter", ARGO, Action::Expand, "expand / collapse the app's resources"),
     mutating(KeyCode::Char('s'), "s", ARGO, Action::Sync, "sync the selected Application (confirm)"),
     mutating(KeyCode::Char('r'), "r", ARGO, Action::Refresh, "refresh the selected Application (confirm)"),

@@ -106,10 +106,27 @@ pub struct RelayState {
     pub gap: Option<String>,
 }
 
+/// One buffered flow: its protobuf encoding (a few hundred bytes, against several KiB for the
+/// decoded message with all its strings), the node it came from, and whether it matches the
+/// current `/` filter (computed once on arrival or when the filter changes, never per frame).
+#[derive(Debug, Clone)]
+pub struct StoredFlow {
+    pub bytes: Box<[u8]>,
+    pub node: Box<str>,
+    pub matches: bool,
+}
+
+impl StoredFlow {
+    /// Decodes the flow (done only for the rows on screen).
+    pub fn decode(&self) -> Option<Flow> {
+        <Flow as prost::Message>::decode(&*self.bytes).ok()
+    }
+}
+
 /// The bounded flow buffer with its counters.
 #[derive(Debug, Clone)]
 pub struct FlowBuffer {
-    pub flows: VecDeque<Flow>,
+    pub flows: VecDeque<StoredFlow>,
     pub capacity: usize,
     pub total: u64,
     pub drops: u64,
@@ -196,6 +213,9 @@ pub struct UiState {
     pub events_scroll: usize,
     /// A confirmation waiting for y/n.
     pub confirm: Option<super::action::Pending>,
+    /// The pre-flight overlay is open (and its scroll offset).
+    pub preflight_open: bool,
+    pub preflight_scroll: usize,
     pub quit: bool,
 }
 
@@ -227,6 +247,9 @@ pub struct AppState {
     pub flow_filter: Option<crate::app::flowview::ViewFilter>,
     /// The runbook's current stage, as derived from the cluster.
     pub stage: String,
+    /// Last pre-flight result (when it finished), and whether one is running.
+    pub preflight: Option<(Timestamp, Result<Vec<crate::checks::Check>, String>)>,
+    pub preflight_running: bool,
 }
 
 const LOG_CAP: usize = 500;
@@ -256,6 +279,8 @@ impl AppState {
             root_app: "root".into(),
             flow_filter: None,
             stage: String::new(),
+            preflight: None,
+            preflight_running: false,
         }
     }
 
@@ -325,17 +350,34 @@ impl AppState {
     /// A flow arrived from the relay.
     pub fn on_flow(&mut self, flow: Flow) {
         let drop = flow.verdict == Verdict::Dropped as i32;
-        let node = strip_cluster_prefix(&flow.node_name).to_string();
+        let node = strip_cluster_prefix(&flow.node_name);
         let second = self.now.as_second();
         self.flows.total += 1;
         self.flows.drops += u64::from(drop);
         self.flows.rate.add(second, drop);
-        self.flows.per_node.entry(node).or_default().add(second, drop);
+        match self.flows.per_node.get_mut(node) {
+            Some(r) => r.add(second, drop),
+            None => self.flows.per_node.entry(node.to_string()).or_default().add(second, drop),
+        }
         self.relay.last_flow = Some(self.now);
+        let matches = self.flow_filter.as_ref().is_none_or(|f| f.matches(&flow));
+        let stored =
+            StoredFlow { bytes: prost::Message::encode_to_vec(&flow).into_boxed_slice(), node: node.into(), matches };
         if self.flows.flows.len() == self.flows.capacity {
             self.flows.flows.pop_front();
         }
-        self.flows.flows.push_back(flow);
+        self.flows.flows.push_back(stored);
+    }
+
+    /// Sets (or clears) the `/` filter and re-evaluates it once over the buffer.
+    pub fn set_flow_filter(&mut self, filter: Option<crate::app::flowview::ViewFilter>) {
+        for f in self.flows.flows.iter_mut() {
+            f.matches = match &filter {
+                None => true,
+                Some(flt) => f.decode().is_some_and(|flow| flt.matches(&flow)),
+            };
+        }
+        self.flow_filter = filter;
     }
 
     pub fn on_relay_connected(&mut self, address: &str) {
@@ -558,6 +600,22 @@ mod tests {
         s.on_flow(Flow { node_name: "homelab/a".into(), verdict: Verdict::Dropped as i32, ..Default::default() });
         let (f, d) = s.node_rates("a").unwrap();
         assert!(f > 0.0 && d > 0.0);
+    }
+
+    #[test]
+    fn filter_bit_is_kept_on_arrival_and_on_change() {
+        let mut s = AppState::new(ts(1_000), Mode::ReadOnly, 10);
+        let dropped = Flow { verdict: Verdict::Dropped as i32, ..Default::default() };
+        let fwd = Flow { verdict: Verdict::Forwarded as i32, ..Default::default() };
+        s.on_flow(dropped.clone());
+        s.set_flow_filter(crate::app::flowview::ViewFilter::parse("verdict:dropped").ok());
+        s.on_flow(fwd.clone());
+        s.on_flow(dropped);
+        let bits: Vec<bool> = s.flows.flows.iter().map(|f| f.matches).collect();
+        assert_eq!(bits, vec![true, false, true]);
+        assert_eq!(s.flows.flows[1].decode(), Some(fwd));
+        s.set_flow_filter(None);
+        assert!(s.flows.flows.iter().all(|f| f.matches));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum AppEvent {
         op: Operation,
         text: String,
     },
+    /// A pre-flight run finished.
+    Preflight(Result<Vec<crate::checks::Check>, String>),
 }
 
 impl From<KubeEvent> for AppEvent {
@@ -43,6 +45,8 @@ impl From<KubeEvent> for AppEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Execute(Operation),
+    /// Run the read-only pre-flight checks in the background.
+    RunPreflight,
     Quit,
 }
 
@@ -67,6 +71,19 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
                 Ok(msg) => state.log(Level::Info, format!("{}: {msg}", op.title())),
                 Err(e) => state.log(Level::Error, format!("{} failed: {e}", op.title())),
             }
+            Vec::new()
+        }
+        AppEvent::Preflight(result) => {
+            state.preflight_running = false;
+            match &result {
+                Ok(checks) => {
+                    let fails = checks.iter().filter(|c| c.status == crate::checks::Status::Fail).count();
+                    let warns = checks.iter().filter(|c| c.status == crate::checks::Status::Warn).count();
+                    state.log(Level::Info, format!("pre-flight: {} checks, {fails} fail, {warns} warn", checks.len()));
+                }
+                Err(e) => state.log(Level::Error, format!("pre-flight failed: {e}")),
+            }
+            state.preflight = Some((state.now, result));
             Vec::new()
         }
         AppEvent::Progress { op, text } => {
@@ -147,6 +164,24 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if state.ui.preflight_open {
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => state.ui.preflight_scroll = state.ui.preflight_scroll.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => state.ui.preflight_scroll += 1,
+            KeyCode::PageUp => state.ui.preflight_scroll = state.ui.preflight_scroll.saturating_sub(10),
+            KeyCode::PageDown => state.ui.preflight_scroll += 10,
+            KeyCode::Char('p') if !state.preflight_running => {
+                state.preflight_running = true;
+                return vec![Command::RunPreflight];
+            }
+            KeyCode::Char('q') => {
+                state.ui.quit = true;
+                return vec![Command::Quit];
+            }
+            _ => state.ui.preflight_open = false,
+        }
+        return Vec::new();
+    }
     if state.ui.help {
         // Any key closes help (q still quits).
         state.ui.help = false;
@@ -165,6 +200,14 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             return vec![Command::Quit];
         }
         Action::Help => state.ui.help = true,
+        Action::Preflight => {
+            state.ui.preflight_open = true;
+            state.ui.preflight_scroll = 0;
+            if !state.preflight_running {
+                state.preflight_running = true;
+                return vec![Command::RunPreflight];
+            }
+        }
         Action::FocusNext => state.ui.focus = state.ui.focus.next(),
         Action::FocusPrev => state.ui.focus = state.ui.focus.prev(),
         Action::Up => move_selection(state, -1),
@@ -221,14 +264,14 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
 fn set_filter(state: &mut AppState, text: String) {
     let text = text.trim().to_string();
     if text.is_empty() {
-        state.flow_filter = None;
+        state.set_flow_filter(None);
         state.ui.filter_text.clear();
         state.ui.filter_error = None;
         return;
     }
     match crate::app::flowview::ViewFilter::parse(&text) {
         Ok(f) => {
-            state.flow_filter = Some(f);
+            state.set_flow_filter(Some(f));
             state.ui.filter_text = text;
             state.ui.filter_error = None;
             state.ui.flow_scroll = 0;

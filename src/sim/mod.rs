@@ -315,11 +315,25 @@ impl Drop for Sim {
 
 /// Writes a kubeconfig with two contexts: `sim` (admin) and `sim-viewer` (read-only identity).
 pub fn write_kubeconfig(path: &std::path::Path, server: &str, tokens: &Tokens) -> std::io::Result<()> {
+    write_kubeconfig_with_ca(path, server, None, tokens)
+}
+
+/// As [`write_kubeconfig`], trusting the CA file `ca` for an https server.
+pub fn write_kubeconfig_with_ca(
+    path: &std::path::Path,
+    server: &str,
+    ca: Option<&std::path::Path>,
+    tokens: &Tokens,
+) -> std::io::Result<()> {
+    let mut cluster = serde_json::json!({ "server": server });
+    if let Some(ca) = ca {
+        cluster["certificate-authority"] = serde_json::json!(ca);
+    }
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
         "current-context": "sim",
-        "clusters": [{"name": "sim", "cluster": {"server": server}}],
+        "clusters": [{"name": "sim", "cluster": cluster}],
         "users": [
             {"name": "sim-admin", "user": {"token": tokens.admin}},
             {"name": "sim-viewer", "user": {"token": tokens.viewer}},

@@ -9,22 +9,23 @@ use ratatui::widgets::Paragraph;
 
 use super::Theme;
 use super::common::{age, pane};
-use crate::app::state::{AppState, Focus, strip_cluster_prefix};
+use crate::app::state::{AppState, Focus};
 use crate::hubble::format::{VerdictKind, flow_row};
 use crate::hubble::proto::flow::Flow;
 
 /// The flows the pane shows, newest last: after pause/scroll offsets, node follow and filter.
-pub fn visible(state: &AppState, rows: usize) -> Vec<&Flow> {
+/// Only these rows are decoded.
+pub fn visible(state: &AppState, rows: usize) -> Vec<Flow> {
     let buf = &state.flows.flows;
     let skip_new =
         state.ui.paused_at_total.map_or(0, |p| state.flows.total.saturating_sub(p) as usize) + state.ui.flow_scroll;
-    let mut out: Vec<&Flow> = buf
+    let mut out: Vec<Flow> = buf
         .iter()
         .rev()
         .skip(skip_new.min(buf.len()))
-        .filter(|f| state.ui.follow_node.as_deref().is_none_or(|n| strip_cluster_prefix(&f.node_name) == n))
-        .filter(|f| state.flow_filter.as_ref().is_none_or(|flt| flt.matches(f)))
+        .filter(|f| f.matches && state.ui.follow_node.as_deref().is_none_or(|n| &*f.node == n))
         .take(rows)
+        .filter_map(|f| f.decode())
         .collect();
     out.reverse();
     out
@@ -105,7 +106,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         };
         lines.push(Line::from(Span::styled(why, theme.dim())));
     }
-    for f in shown {
+    for f in &shown {
         let row = flow_row(f);
         let style = match row.verdict_kind {
             VerdictKind::Dropped | VerdictKind::Error => theme.bad(),

@@ -63,11 +63,24 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
         overlays::events(frame, events_a, state, theme);
     }
 
+    if state.ui.preflight_open {
+        overlays::preflight(frame, body, state, theme);
+    }
     if state.ui.help {
         overlays::help(frame, body, state, theme);
     }
     if let Some(p) = &state.ui.confirm {
         overlays::confirm(frame, body, p, theme);
+    }
+}
+
+/// Shrinks a rect by a margin, never below zero.
+pub(crate) fn inset(r: ratatui::layout::Rect, dx: u16, dy: u16) -> ratatui::layout::Rect {
+    ratatui::layout::Rect {
+        x: r.x + dx.min(r.width / 2),
+        y: r.y + dy.min(r.height / 2),
+        width: r.width.saturating_sub(2 * dx),
+        height: r.height.saturating_sub(2 * dy),
     }
 }
 

@@ -162,3 +162,60 @@ pub fn confirm(frame: &mut Frame, area: Rect, pending: &Pending, theme: &Theme) 
         r,
     );
 }
+
+/// The pre-flight overlay: the same checks as `cutover preflight`, worst first.
+pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    use crate::checks::Status;
+    let mut lines: Vec<Line> = Vec::new();
+    let header = match (&state.preflight, state.preflight_running) {
+        (_, true) => "running… (reads only: lists and access reviews)".to_string(),
+        (Some((at, Ok(checks))), false) => {
+            let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+            format!(
+                "at {} · {} fail · {} warn · {} unknown · {} pass · p runs again",
+                at.strftime("%H:%M:%S"),
+                count(Status::Fail),
+                count(Status::Warn),
+                count(Status::Unknown),
+                count(Status::Pass)
+            )
+        }
+        (Some((_, Err(e))), false) => format!("failed: {e}"),
+        (None, false) => "not run yet · p runs it".to_string(),
+    };
+    lines.push(Line::from(Span::styled(header, theme.dim())));
+    if let Some((_, Ok(checks))) = &state.preflight {
+        let mut sorted: Vec<&crate::checks::Check> = checks.iter().collect();
+        // Worst first; `Status` orders by severity.
+        sorted.sort_by(|a, b| b.status.cmp(&a.status));
+        let w = area.width.saturating_sub(8) as usize;
+        for c in sorted {
+            let style = match c.status {
+                Status::Fail => theme.bad(),
+                Status::Warn | Status::Unknown => theme.warn(),
+                Status::Pass => theme.ok(),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{:<8}", c.status.as_str().to_uppercase()), style),
+                Span::styled(format!("{} ", c.id), Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw(fit(&c.title, w.saturating_sub(c.id.len() + 9))),
+            ]));
+            if let Some(ev) = c.evidence.first() {
+                lines.push(Line::from(Span::styled(format!("        {}", fit(ev, w.saturating_sub(8))), theme.dim())));
+            }
+            if c.status != Status::Pass && !c.action.is_empty() {
+                lines.push(Line::from(format!("        → {}", fit(&c.action, w.saturating_sub(10)))));
+            }
+        }
+    }
+    let r = crate::ui::inset(area, 2, 1);
+    let visible = r.height.saturating_sub(2) as usize;
+    let max_scroll = lines.len().saturating_sub(visible);
+    let scroll = state.ui.preflight_scroll.min(max_scroll);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(" pre-flight (read-only) · Esc closes ")),
+        r,
+    );
+}

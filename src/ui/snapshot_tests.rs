@@ -258,7 +258,7 @@ fn paused_filtered_flows() {
     for i in 20..25 {
         s.on_flow(flow(i, "homelab-w1", Verdict::Forwarded));
     }
-    s.flow_filter = crate::app::flowview::ViewFilter::parse("verdict:dropped").ok();
+    s.set_flow_filter(crate::app::flowview::ViewFilter::parse("verdict:dropped").ok());
     s.ui.filter_text = "verdict:dropped".into();
     let out = render(&s, 120, 30);
     assert!(out.contains("PAUSED"));
@@ -292,5 +292,43 @@ fn help_overlay_two_columns_when_short() {
     assert!(out.contains("drain the selected node"), "every binding is visible\n{out}");
     assert!(out.contains("stop following a node"), "{out}");
     assert!(out.contains("clear flow filter"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn preflight_overlay_worst_first() {
+    use crate::checks::{Check, Status};
+    let mut s = typical(Mode::ReadOnly);
+    s.ui.preflight_open = true;
+    let check = |id: &str, status, ev: &str, action: &str| Check {
+        id: id.into(),
+        title: format!("title of {id}"),
+        status,
+        evidence: vec![ev.into()],
+        action: action.into(),
+    };
+    s.preflight = Some((
+        ts(T0),
+        Ok(vec![
+            check("k8s-version", Status::Pass, "all 3 node(s) run v1.32.6+k3s1", ""),
+            check(
+                "k3s-flannel",
+                Status::Warn,
+                "homelab-cp1: no --flannel-backend → embedded flannel runs",
+                "set flannel-backend: none",
+            ),
+            check(
+                "drain/homelab-w1",
+                Status::Fail,
+                "pod media/bare has no controller",
+                "recreate it under a controller",
+            ),
+        ]),
+    ));
+    let out = render(&s, 100, 30);
+    let fail = out.find("FAIL").unwrap_or(usize::MAX);
+    let warn = out.find("WARN").unwrap_or(usize::MAX);
+    let pass = out.find("PASS").unwrap_or(usize::MAX);
+    assert!(fail < warn && warn < pass, "worst first\n{out}");
     insta::assert_snapshot!(out);
 }

@@ -13,7 +13,7 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::sim::{SimShared, Tokens};
+use crate::sim::SimShared;
 
 /// The first byte of a TLS ClientHello (record type "handshake").
 pub const HANDSHAKE: u8 = 0x16;
@@ -71,33 +71,5 @@ pub fn write_kubeconfig(path: &std::path::Path, addr: SocketAddr, shared: &SimSh
     };
     let ca_path = path.with_file_name("ca.crt");
     std::fs::write(&ca_path, ca)?;
-    let server = format!("https://{addr}");
-    let Tokens { admin, viewer } = &shared.tokens;
-    let doc = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "sim",
-        "clusters": [{"name": "sim", "cluster": {"server": server, "certificate-authority": ca_path}}],
-        "users": [
-            {"name": "sim-admin", "user": {"token": admin}},
-            {"name": "sim-viewer", "user": {"token": viewer}},
-        ],
-        "contexts": [
-            {"name": "sim", "context": {"cluster": "sim", "user": "sim-admin"}},
-            {"name": "sim-viewer", "context": {"cluster": "sim", "user": "sim-viewer"}},
-        ],
-    });
-    let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
-    write_private(path, text.as_bytes())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    o.open(path)?.write_all(bytes)
+    crate::sim::write_kubeconfig_with_ca(path, &format!("https://{addr}"), Some(&ca_path), &shared.tokens)
 }
