@@ -187,7 +187,7 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
     if let Some((_, Ok(checks))) = &state.preflight {
         let mut sorted: Vec<&crate::checks::Check> = checks.iter().collect();
         // Worst first; `Status` orders by severity.
-        sorted.sort_by(|a, b| b.status.cmp(&a.status));
+        sorted.sort_by_key(|c| std::cmp::Reverse(c.status));
         let w = area.width.saturating_sub(8) as usize;
         for c in sorted {
             let style = match c.status {
