@@ -90,6 +90,15 @@ struct SimArgs {
     /// Where to write the kubeconfig (default: a temp file, printed in the JSON line).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Flows each node's Hubble ring buffer holds (Hubble's default: 4095).
+    #[arg(long, default_value_t = 4095)]
+    relay_ring: usize,
+    /// Flows put in each node's ring when its agent appears (a backlog for `--last N`, benchmarks).
+    #[arg(long, default_value_t = 200)]
+    relay_prefill: usize,
+    /// Flows per second over all nodes at speed 1.
+    #[arg(long, default_value_t = 300.0)]
+    relay_rate: f64,
 }
 
 fn main() -> ExitCode {
@@ -219,6 +228,12 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
         seed: args.sim.seed,
         speed: args.sim.speed,
         kubeconfig_out: args.kubeconfig_out.clone(),
+        relay: cutover::sim::relay::RelayConfig {
+            ring_capacity: args.relay_ring.max(1),
+            prefill_per_node: args.relay_prefill.min(args.relay_ring),
+            flows_per_sec: args.relay_rate.max(0.0),
+            ..Default::default()
+        },
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
     let info = sim.info();

@@ -160,6 +160,8 @@ pub struct SimOptions {
     pub speed: f64,
     /// Where to write the kubeconfig; `None` = a file in a fresh temp directory.
     pub kubeconfig_out: Option<PathBuf>,
+    /// The simulated relay's tuning (ring size, backlog, flow rate).
+    pub relay: relay::RelayConfig,
 }
 
 impl Default for SimOptions {
@@ -170,6 +172,7 @@ impl Default for SimOptions {
             relay_listen: lo,
             scenario: "fresh".into(),
             seed: 1,
+            relay: relay::RelayConfig::default(),
             speed: 1.0,
             kubeconfig_out: None,
         }
@@ -237,7 +240,7 @@ impl Sim {
         let scenario = world::Scenario::load(&opts.scenario)?;
         let mut tasks = world::start(shared.clone(), &scenario)?;
         tasks.push(api::serve(api_listener, shared.clone()));
-        tasks.push(relay::serve(relay_listener, shared.clone()));
+        tasks.push(relay::serve_with(relay_listener, shared.clone(), opts.relay.clone()));
 
         let (kubeconfig, tmp) = match opts.kubeconfig_out {
             Some(p) => (p, None),
