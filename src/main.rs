@@ -46,8 +46,9 @@ struct TuiArgs {
     /// Flows kept in the cockpit's ring buffer.
     #[arg(long, default_value_t = 10_000)]
     flow_buffer: usize,
-    /// Frames per second at most.
-    #[arg(long, default_value_t = 10)]
+    /// Frames per second at most (keys are answered at once regardless). Low by default: a
+    /// flow stream redraws most of the screen each frame, and SSH links are slow.
+    #[arg(long, default_value_t = 5)]
     max_fps: u32,
 }
 
@@ -146,7 +147,7 @@ fn init_logging(global: &GlobalArgs) -> Option<tracing_appender::non_blocking::W
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
-    match cli.command.unwrap_or(Cmd::Tui(TuiArgs { flow_buffer: 10_000, max_fps: 10 })) {
+    match cli.command.unwrap_or(Cmd::Tui(TuiArgs { flow_buffer: 10_000, max_fps: 5 })) {
         Cmd::Tui(args) => {
             let settings = load_settings(&global)?;
             let conn = cutover::cluster::client::connect(&global, |ctx| settings.read_only_for(Some(ctx)))
