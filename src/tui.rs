@@ -211,6 +211,20 @@ fn run_commands(
     for c in cmds {
         match c {
             Command::Quit => return true,
+            Command::RenderPreview(stage) => {
+                let client = executor.conn.client.clone();
+                let settings = settings.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    use crate::manifests::render::{Stage, render};
+                    let ctx = crate::checks::gather::render_context(&client).await;
+                    let st = if stage == 2 { Stage::Two } else { Stage::One };
+                    let result = render(st, &settings, &ctx)
+                        .map(|files| files.into_iter().map(|f| (f.path.display().to_string(), f.contents)).collect())
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(AppEvent::Rendered { stage, result }).await;
+                });
+            }
             Command::RunPreflight => {
                 // Reads only (lists and access reviews): the client's read-only layer allows it.
                 let client = executor.conn.client.clone();

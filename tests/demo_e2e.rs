@@ -61,7 +61,13 @@ fn demo_shows_the_homelab_and_quits_cleanly() {
     writer.write_all(b"p").expect("write");
     let screen = screen_until(&parser, &["pre-flight (read-only)", "k3s-flannel"], Duration::from_secs(30));
     assert!(screen.contains("k3s-flannel"), "{screen}");
-    // q quits from the overlay too.
+    writer.write_all(b"x").expect("write");
+
+    // The manifest preview renders Stage 1 for this cluster (fresh: no Cilium app yet).
+    writer.write_all(b"m").expect("write");
+    let screen = screen_until(&parser, &["stage 1 manifests", "cilium-app.yaml"], Duration::from_secs(30));
+    assert!(screen.contains("NEVER roll back by deleting"), "{screen}");
+    // q quits from an overlay too.
     writer.write_all(b"q").expect("write");
 
     let start = Instant::now();

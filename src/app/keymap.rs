@@ -28,6 +28,7 @@ pub enum Action {
     Sync,
     Refresh,
     Preflight,
+    RenderPreview,
 }
 
 /// Where a binding applies.
@@ -89,6 +90,13 @@ pub static KEYMAP: &[Binding] = &[
     ),
     key(KeyCode::Esc, "Esc", G, Action::ClearFilter, "clear flow filter and node follow; close overlays"),
     key(KeyCode::Char('p'), "p", G, Action::Preflight, "pre-flight checks (read-only, run now; ↑↓ scroll, Esc close)"),
+    key(
+        KeyCode::Char('m'),
+        "m",
+        G,
+        Action::RenderPreview,
+        "preview the rendered manifests (1 / 2 stage; writes nothing)",
+    ),
     key(KeyCode::Enter, "Enter", ARGO, Action::Expand, "expand / collapse the app's resources"),
     mutating(KeyCode::Char('s'), "s", ARGO, Action::Sync, "sync the selected Application (confirm)"),
     mutating(KeyCode::Char('r'), "r", ARGO, Action::Refresh, "refresh the selected Application (confirm)"),

@@ -216,6 +216,9 @@ pub struct UiState {
     /// The pre-flight overlay is open (and its scroll offset).
     pub preflight_open: bool,
     pub preflight_scroll: usize,
+    /// The manifest preview is open for this stage (1 or 2), and its scroll offset.
+    pub preview_stage: Option<u8>,
+    pub preview_scroll: usize,
     pub quit: bool,
 }
 
@@ -250,6 +253,8 @@ pub struct AppState {
     /// Last pre-flight result (when it finished), and whether one is running.
     pub preflight: Option<(Timestamp, Result<Vec<crate::checks::Check>, String>)>,
     pub preflight_running: bool,
+    /// Last manifest preview: stage and the rendered files (path, contents) or why it failed.
+    pub preview: Option<(u8, Result<Vec<(String, String)>, String>)>,
 }
 
 const LOG_CAP: usize = 500;
@@ -281,6 +286,7 @@ impl AppState {
             stage: String::new(),
             preflight: None,
             preflight_running: false,
+            preview: None,
         }
     }
 

@@ -33,6 +33,11 @@ pub enum AppEvent {
     },
     /// A pre-flight run finished.
     Preflight(Result<Vec<crate::checks::Check>, String>),
+    /// A manifest preview was rendered for a stage: (path, contents) per file.
+    Rendered {
+        stage: u8,
+        result: Result<Vec<(String, String)>, String>,
+    },
 }
 
 impl From<KubeEvent> for AppEvent {
@@ -47,6 +52,8 @@ pub enum Command {
     Execute(Operation),
     /// Run the read-only pre-flight checks in the background.
     RunPreflight,
+    /// Render the manifests of a stage for the preview (writes nothing).
+    RenderPreview(u8),
     Quit,
 }
 
@@ -84,6 +91,13 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
                 Err(e) => state.log(Level::Error, format!("pre-flight failed: {e}")),
             }
             state.preflight = Some((state.now, result));
+            Vec::new()
+        }
+        AppEvent::Rendered { stage, result } => {
+            if let Err(e) = &result {
+                state.log(Level::Error, format!("render stage {stage}: {e}"));
+            }
+            state.preview = Some((stage, result));
             Vec::new()
         }
         AppEvent::Progress { op, text } => {
@@ -164,6 +178,28 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if let Some(stage) = state.ui.preview_stage {
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => state.ui.preview_scroll = state.ui.preview_scroll.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => state.ui.preview_scroll += 1,
+            KeyCode::PageUp => state.ui.preview_scroll = state.ui.preview_scroll.saturating_sub(20),
+            KeyCode::PageDown => state.ui.preview_scroll += 20,
+            KeyCode::Char(c @ ('1' | '2')) => {
+                let want = if c == '1' { 1 } else { 2 };
+                state.ui.preview_scroll = 0;
+                if want != stage {
+                    state.ui.preview_stage = Some(want);
+                    return vec![Command::RenderPreview(want)];
+                }
+            }
+            KeyCode::Char('q') => {
+                state.ui.quit = true;
+                return vec![Command::Quit];
+            }
+            _ => state.ui.preview_stage = None,
+        }
+        return Vec::new();
+    }
     if state.ui.preflight_open {
         match key.code {
             KeyCode::Up | KeyCode::Char('k') => state.ui.preflight_scroll = state.ui.preflight_scroll.saturating_sub(1),
@@ -200,6 +236,13 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             return vec![Command::Quit];
         }
         Action::Help => state.ui.help = true,
+        Action::RenderPreview => {
+            // Start with the stage the cluster is heading to.
+            let stage = if state.apps.contains_key(&state.cilium_app) { 2 } else { 1 };
+            state.ui.preview_stage = Some(stage);
+            state.ui.preview_scroll = 0;
+            return vec![Command::RenderPreview(stage)];
+        }
         Action::Preflight => {
             state.ui.preflight_open = true;
             state.ui.preflight_scroll = 0;

@@ -66,6 +66,9 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) {
     if state.ui.preflight_open {
         overlays::preflight(frame, body, state, theme);
     }
+    if let Some(stage) = state.ui.preview_stage {
+        overlays::preview(frame, body, state, stage, theme);
+    }
     if state.ui.help {
         overlays::help(frame, body, state, theme);
     }

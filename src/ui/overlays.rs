@@ -115,16 +115,14 @@ pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         }
         vec![col]
     } else {
-        let mut left = vec![title];
-        let mut right = Vec::new();
-        let mut used = 1;
+        // Split the whole list in two halves (a group may continue in the second column).
+        let mut all = vec![title];
         for g in groups {
-            let target = if used + g.len() < total / 2 + 2 && right.is_empty() { &mut left } else { &mut right };
-            target.push(Line::from(""));
-            used += g.len() + 1;
-            target.extend(g);
+            all.push(Line::from(""));
+            all.extend(g);
         }
-        vec![left, right]
+        let right = all.split_off(all.len().div_ceil(2));
+        vec![all, right]
     };
     let height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 2;
     let width = if columns.len() == 1 { 86 } else { area.width.saturating_sub(4) };
@@ -218,4 +216,28 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
         Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(" pre-flight (read-only) · Esc closes ")),
         r,
     );
+}
+
+/// The manifest preview: what `cutover render --stage N` would write, from the settings and the
+/// cluster (API versions, nodes). Writes nothing.
+pub fn preview(frame: &mut Frame, area: Rect, state: &AppState, stage: u8, theme: &Theme) {
+    let mut lines: Vec<Line> = Vec::new();
+    match &state.preview {
+        Some((s, Ok(files))) if *s == stage => {
+            for (path, contents) in files {
+                lines.push(Line::from(Span::styled(format!("── {path}"), theme.accent().add_modifier(Modifier::BOLD))));
+                lines.extend(contents.lines().map(|l| Line::from(l.to_string())));
+                lines.push(Line::from(""));
+            }
+        }
+        Some((s, Err(e))) if *s == stage => lines.push(Line::from(Span::styled(e.clone(), theme.bad()))),
+        _ => lines.push(Line::from(Span::styled("rendering…", theme.dim()))),
+    }
+    let r = crate::ui::inset(area, 2, 1);
+    let visible = r.height.saturating_sub(2) as usize;
+    let scroll = state.ui.preview_scroll.min(lines.len().saturating_sub(visible));
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
+    frame.render_widget(Clear, r);
+    let title = format!(" stage {stage} manifests (preview, nothing written) · 1/2 stage · ↑↓ PgUp PgDn · Esc ");
+    frame.render_widget(Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(title)), r);
 }

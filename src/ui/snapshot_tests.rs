@@ -332,3 +332,25 @@ fn preflight_overlay_worst_first() {
     assert!(fail < warn && warn < pass, "worst first\n{out}");
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn manifest_preview_overlay() {
+    let mut s = typical(Mode::ReadOnly);
+    s.ui.preview_stage = Some(1);
+    s.preview = Some((
+        1,
+        Ok(vec![
+            (
+                "platform/networking/cilium/values.yaml".into(),
+                "routingMode: native\nipv4NativeRoutingCIDR: 10.42.0.0/16\nkubeProxyReplacement: \"false\"\n".into(),
+            ),
+            (
+                "infrastructure/k3s/config.yaml.d/50-cilium.yaml".into(),
+                "flannel-backend: none\ndisable-network-policy: true\n".into(),
+            ),
+        ]),
+    ));
+    let out = render(&s, 100, 30);
+    assert!(out.contains("nothing written"), "{out}");
+    insta::assert_snapshot!(out);
+}
