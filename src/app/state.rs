@@ -222,6 +222,9 @@ pub struct UiState {
     pub quit: bool,
 }
 
+/// A rendered file for the preview: (repo-relative path, contents).
+pub type RenderedText = (String, String);
+
 /// Everything the cockpit knows.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -254,7 +257,7 @@ pub struct AppState {
     pub preflight: Option<(Timestamp, Result<Vec<crate::checks::Check>, String>)>,
     pub preflight_running: bool,
     /// Last manifest preview: stage and the rendered files (path, contents) or why it failed.
-    pub preview: Option<(u8, Result<Vec<(String, String)>, String>)>,
+    pub preview: Option<(u8, Result<Vec<RenderedText>, String>)>,
 }
 
 const LOG_CAP: usize = 500;
