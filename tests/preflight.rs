@@ -166,7 +166,9 @@ async fn cli_entry_points_against_the_sim() {
 /// kube-proxy-free one, and one where the Prometheus Operator CRDs exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrated_kpr_and_crd_scenarios() {
-    let cases: [(&str, &[(&str, Status)]); 3] = [
+    let cases: [(&str, &[(&str, Status)]); 4] = [
+        // Half-way: k3s flags set, the Cilium app synced, kube-proxy still embedded.
+        ("cilium-installed", &[("k3s-flannel", Status::Pass), ("argo-cilium-app", Status::Pass)]),
         (
             "migrated",
             &[
