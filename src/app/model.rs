@@ -22,28 +22,19 @@ pub struct K3sArgs {
 }
 
 impl K3sArgs {
-    /// Parses the annotation (a JSON array of strings). `None` when absent or malformed.
+    /// Parses the annotation (a JSON array of strings) with the pre-flight's parser. `None` when
+    /// malformed.
     pub fn parse(annotation: &str) -> Option<K3sArgs> {
-        let args: Vec<String> = serde_json::from_str(annotation).ok()?;
-        let mut out = K3sArgs { role: args.first().cloned().unwrap_or_default(), ..Default::default() };
-        let value_after = |i: usize| args.get(i + 1).filter(|v| !v.starts_with("--")).cloned();
-        for (i, a) in args.iter().enumerate() {
-            let (flag, inline) = match a.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_string())),
-                None => (a.as_str(), None),
-            };
-            let val = || inline.clone().or_else(|| value_after(i));
-            let truthy = || val().is_none_or(|v| v != "false");
-            match flag {
-                "--flannel-backend" => out.flannel_backend = val(),
-                "--disable-network-policy" => out.disable_network_policy = truthy(),
-                "--disable-kube-proxy" => out.disable_kube_proxy = truthy(),
-                "--cluster-cidr" => out.cluster_cidr = val(),
-                "--service-cidr" => out.service_cidr = val(),
-                _ => {}
-            }
-        }
-        Some(out)
+        let args = crate::checks::k3s::NodeArgs::parse(annotation).ok()?;
+        let value = |f: &str| args.value(f).filter(|v| !v.is_empty()).map(str::to_string);
+        Some(K3sArgs {
+            role: args.role.clone(),
+            flannel_backend: value("flannel-backend"),
+            disable_network_policy: args.bool("disable-network-policy"),
+            disable_kube_proxy: args.bool("disable-kube-proxy"),
+            cluster_cidr: value("cluster-cidr"),
+            service_cidr: value("service-cidr"),
+        })
     }
 
     /// Embedded flannel runs unless the backend is `none`.

@@ -493,10 +493,7 @@ impl AppState {
     }
 }
 
-/// Node name without the `<cluster>/` prefix Hubble adds when `cluster.name` is not `default`.
-pub fn strip_cluster_prefix(node: &str) -> &str {
-    node.rsplit_once('/').map_or(node, |(_, n)| n)
-}
+pub use crate::hubble::format::strip_cluster_prefix;
 
 fn describe_problem(p: &SourceProblem) -> String {
     match p {

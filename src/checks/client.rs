@@ -4,44 +4,22 @@
 
 use std::path::PathBuf;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read kubeconfig {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("kubeconfig{}: {message}", context.as_ref().map(|c| format!(" context {c:?}")).unwrap_or_default())]
     Config { context: Option<String>, message: String },
-    #[error("cannot create the Kubernetes client: {0}")]
-    Client(String),
 }
 
-/// Builds the client for `global.kubeconfig` / `global.context`.
+/// Builds the client for `global.kubeconfig` / `global.context` through the cockpit's one
+/// connection path, always with the read-only request layer: pre-flight only reads (lists and
+/// access reviews), and the layer guarantees it.
 pub async fn build(global: &crate::cli::GlobalArgs) -> Result<kube::Client, ClientError> {
-    let options = KubeConfigOptions { context: global.context.clone(), ..Default::default() };
-    let config = match &global.kubeconfig {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
-                let kc = Kubeconfig::read_from(&path)
-                    .map_err(|e| ClientError::Read { path: path.clone(), message: describe(&e) })?;
-                merged = Some(match merged {
-                    None => kc,
-                    Some(m) => {
-                        m.merge(kc).map_err(|e| ClientError::Read { path: path.clone(), message: describe(&e) })?
-                    }
-                });
-            }
-            let kc = merged.ok_or_else(|| ClientError::Config {
-                context: global.context.clone(),
-                message: "no kubeconfig file given".into(),
-            })?;
-            kube::Config::from_custom_kubeconfig(kc, &options).await
-        }
-        None => kube::Config::from_kubeconfig(&options).await,
-    }
-    .map_err(|e| ClientError::Config { context: global.context.clone(), message: describe(&e) })?;
-    kube::Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))
+    crate::cluster::client::connect(global, |_| true).await.map(|c| c.client).map_err(|e| match e {
+        crate::cluster::client::ConnectError::ReadKubeconfig { path, message } => ClientError::Read { path, message },
+        other => ClientError::Config { context: global.context.clone(), message: describe(&other) },
+    })
 }
 
 /// The error chain as text. kube's kubeconfig errors name files, contexts and fields, not secrets.

@@ -166,25 +166,10 @@ pub async fn target_from_globals(global: &GlobalArgs, relay_namespace: &str) -> 
     Ok(RelayTarget::Kube { client, namespace: relay_namespace.to_string() })
 }
 
+/// The cockpit's one connection path, read-only: `flows` never changes the cluster (the relay
+/// port-forward is a GET upgrade, which the read-only layer lets through).
 async fn kube_client(global: &GlobalArgs) -> Result<kube::Client, String> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let opts = KubeConfigOptions { context: global.context.clone(), ..Default::default() };
-    let config = match &global.kubeconfig {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for p in std::env::split_paths(paths.as_os_str()).filter(|p| !p.as_os_str().is_empty()) {
-                let kc = Kubeconfig::read_from(&p).map_err(|e| format!("reading kubeconfig {}: {e}", p.display()))?;
-                merged = Some(match merged {
-                    None => kc,
-                    Some(m) => m.merge(kc).map_err(|e| format!("merging kubeconfig {}: {e}", p.display()))?,
-                });
-            }
-            let kc = merged.ok_or("empty --kubeconfig")?;
-            kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| format!("kubeconfig: {e}"))?
-        }
-        None => kube::Config::from_kubeconfig(&opts).await.map_err(|e| format!("kubeconfig: {e}"))?,
-    };
-    kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))
+    crate::cluster::client::connect(global, |_| true).await.map(|c| c.client).map_err(|e| e.to_string())
 }
 
 async fn stream<W: Write, E: Write>(
