@@ -207,7 +207,8 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
-    global.kubeconfig = Some(sim.kubeconfig.clone());
+    // Over TLS with the per-start CA, as against a real k3s API server.
+    global.kubeconfig = Some(sim.kubeconfig_tls.clone().unwrap_or_else(|| sim.kubeconfig.clone()));
     global.context = Some(if args.viewer { "sim-viewer".into() } else { "sim".into() });
     global.read_only |= args.viewer;
     global.hubble_server = Some(sim.relay_addr.to_string());
