@@ -77,23 +77,11 @@ impl Default for TuiOptions {
 pub type RelayStarter = Box<dyn FnOnce(mpsc::Sender<AppEvent>) -> tokio::task::JoinHandle<()> + Send>;
 
 /// Starts the Hubble flow source for the cockpit: follow, with the last `backlog` flows per node
-/// first; its events are forwarded into the cockpit's channel.
+/// first, sending straight into the cockpit's channel.
 pub fn hubble_source(target: crate::hubble::client::RelayTarget, backlog: u64) -> RelayStarter {
     Box::new(move |tx: mpsc::Sender<AppEvent>| {
-        let (htx, mut hrx) = mpsc::channel(8192);
-        let source = crate::hubble::client::spawn_flow_source(
-            target,
-            crate::hubble::client::FlowQuery::follow_last(backlog),
-            htx,
-        );
-        tokio::spawn(async move {
-            while let Some(ev) = hrx.recv().await {
-                if tx.send(AppEvent::Relay(Box::new(ev))).await.is_err() {
-                    break;
-                }
-            }
-            source.abort();
-        })
+        let query = crate::hubble::client::FlowQuery::follow_last(backlog);
+        crate::hubble::client::spawn_flow_source(target, query, tx).task
     })
 }
 

@@ -40,6 +40,12 @@ pub enum AppEvent {
     },
 }
 
+impl From<HubbleEvent> for AppEvent {
+    fn from(e: HubbleEvent) -> Self {
+        AppEvent::Relay(Box::new(e))
+    }
+}
+
 impl From<KubeEvent> for AppEvent {
     fn from(e: KubeEvent) -> Self {
         AppEvent::Kube(Box::new(e))

@@ -615,22 +615,30 @@ impl FlowSource {
 
 /// Starts a background task that streams `query` from `target` into `tx` (see [`HubbleEvent`])
 /// with default options. Flows use `try_send` (counted when dropped); other events wait for room.
-pub fn spawn_flow_source(target: RelayTarget, query: FlowQuery, tx: mpsc::Sender<HubbleEvent>) -> FlowSource {
+/// The channel may carry any event type made from a `HubbleEvent` (the cockpit's own event type:
+/// no forwarding task, no second channel hop per flow).
+pub fn spawn_flow_source<E>(target: RelayTarget, query: FlowQuery, tx: mpsc::Sender<E>) -> FlowSource
+where
+    E: From<HubbleEvent> + Send + 'static,
+{
     spawn_flow_source_with(target, query, tx, FlowSourceOptions::default())
 }
 
 /// [`spawn_flow_source`] with options.
-pub fn spawn_flow_source_with(
+pub fn spawn_flow_source_with<E>(
     target: RelayTarget,
     query: FlowQuery,
-    tx: mpsc::Sender<HubbleEvent>,
+    tx: mpsc::Sender<E>,
     opts: FlowSourceOptions,
-) -> FlowSource {
+) -> FlowSource
+where
+    E: From<HubbleEvent> + Send + 'static,
+{
     let stats = Arc::new(FlowSourceStats::default());
     let runner = Runner {
         target,
         query,
-        tx,
+        tx: EventTx { inner: tx },
         rng: opts.jitter_seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
         opts,
         stats: stats.clone(),
@@ -670,10 +678,33 @@ impl Dedup {
     }
 }
 
-struct Runner {
+/// The source's end of the channel: converts each `HubbleEvent` into the consumer's event type.
+struct EventTx<E> {
+    inner: mpsc::Sender<E>,
+}
+
+impl<E: From<HubbleEvent>> EventTx<E> {
+    async fn send(&self, ev: HubbleEvent) -> Result<(), mpsc::error::SendError<E>> {
+        self.inner.send(E::from(ev)).await
+    }
+
+    fn try_send(&self, ev: HubbleEvent) -> Result<(), mpsc::error::TrySendError<E>> {
+        self.inner.try_send(E::from(ev))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.inner.closed().await;
+    }
+}
+
+struct Runner<E> {
     target: RelayTarget,
     query: FlowQuery,
-    tx: mpsc::Sender<HubbleEvent>,
+    tx: EventTx<E>,
     opts: FlowSourceOptions,
     rng: fastrand::Rng,
     stats: Arc<FlowSourceStats>,
@@ -691,7 +722,7 @@ enum StreamOutcome {
     Retry { error: HubbleError, progressed: bool },
 }
 
-impl Runner {
+impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
     async fn run(mut self) {
         // Validate the filters once: an invalid filter never becomes valid.
         if let Err(e) = CompiledRequest::new(&self.query.whitelist, &self.query.blacklist) {
@@ -1079,11 +1110,11 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = mpsc::channel::<HubbleEvent>(1);
         let mut r = Runner {
             target: RelayTarget::Address("x:1".into()),
             query: FlowQuery::default(),
-            tx,
+            tx: EventTx { inner: tx },
             opts: FlowSourceOptions {
                 backoff_initial: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(2),
