@@ -103,7 +103,14 @@ struct SimArgs {
 }
 
 fn main() -> ExitCode {
-    if let Err(e) = color_eyre::install() {
+    // Errors for operators: the chain of what failed, no source locations; colour only when
+    // NO_COLOR is unset. RUST_BACKTRACE=1 still adds backtraces for bug reports.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let hook = color_eyre::config::HookBuilder::default()
+        .display_location_section(false)
+        .display_env_section(false)
+        .theme(if no_color { color_eyre::config::Theme::new() } else { color_eyre::config::Theme::dark() });
+    if let Err(e) = hook.install() {
         eprintln!("cutover: {e}");
         return ExitCode::FAILURE;
     }

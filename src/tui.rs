@@ -32,10 +32,16 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Leaves raw mode and the alternate screen; safe to call more than once.
+/// Whether the cockpit took over the terminal (raw mode, alternate screen).
+static TERMINAL_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Leaves raw mode and the alternate screen if the cockpit entered them; safe to call more than
+/// once, and a no-op for the headless commands (no stray escape codes in their output).
 pub fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    if TERMINAL_TAKEN.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
 }
 
 /// Installs a panic hook that restores the terminal before the report is printed.
@@ -108,6 +114,7 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
     }
     let executor = Executor::new(conn.clone(), opts.targets.argo_namespace.clone());
 
+    TERMINAL_TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
     enable_raw_mode().wrap_err("cannot switch the terminal to raw mode (is stdin a terminal?)")?;
     let _guard = TerminalGuard;
     // Clear with a plain escape: ratatui's `clear()` asks the terminal for the cursor position,
