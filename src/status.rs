@@ -134,24 +134,15 @@ fn is_init_done(ev: &KubeEvent) -> bool {
     )
 }
 
-/// Asks the relay for its nodes once (ServerStatus + GetNodes).
+/// Asks the relay for its nodes once (ServerStatus + GetNodes), with the shared Hubble client.
 async fn query_relay(addr: &str, state: &mut AppState) {
-    use crate::hubble::proto::observer::{GetNodesRequest, ServerStatusRequest, observer_client::ObserverClient};
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    use crate::hubble::client::{connect, get_nodes, server_status};
     let result = async {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect().await.map_err(|e| format!("cannot reach hubble-relay at {addr}: {e}"))?;
-        let mut client = ObserverClient::new(channel);
-        let status = client
-            .server_status(ServerStatusRequest {})
-            .await
-            .map_err(|e| format!("{addr}: {}", e.message()))?
-            .into_inner();
-        let nodes =
-            client.get_nodes(GetNodesRequest {}).await.map_err(|e| format!("{addr}: {}", e.message()))?.into_inner();
-        Ok::<_, String>((status, nodes))
+        let channel = connect(addr).await?;
+        Ok::<_, crate::hubble::client::HubbleError>((
+            server_status(&channel, addr).await?,
+            get_nodes(&channel, addr).await?,
+        ))
     }
     .await;
     match result {
@@ -160,9 +151,9 @@ async fn query_relay(addr: &str, state: &mut AppState) {
                 state.on_relay_connected(addr);
             }
             state.relay.version = status.version;
-            state.on_relay_nodes(&nodes.nodes);
+            state.on_relay_nodes(&nodes);
         }
-        Err(e) => state.on_relay_disconnected(&e, 1, Duration::ZERO),
+        Err(e) => state.on_relay_disconnected(&e.to_string(), 1, Duration::ZERO),
     }
 }
 

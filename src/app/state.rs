@@ -251,8 +251,6 @@ pub struct AppState {
     pub root_app: String,
     /// Compiled `/` filter, applied to buffered flows when drawing.
     pub flow_filter: Option<crate::app::flowview::ViewFilter>,
-    /// The runbook's current stage, as derived from the cluster.
-    pub stage: String,
     /// Last pre-flight result (when it finished), and whether one is running.
     pub preflight: Option<(Timestamp, Result<Vec<crate::checks::Check>, String>)>,
     pub preflight_running: bool,
@@ -286,7 +284,6 @@ impl AppState {
             cilium_app: "cilium-app".into(),
             root_app: "root".into(),
             flow_filter: None,
-            stage: String::new(),
             preflight: None,
             preflight_running: false,
             preview: None,
@@ -353,7 +350,6 @@ impl AppState {
             KubeEvent::CiliumOperator(c) => apply_single(&mut self.operator, c),
             KubeEvent::Problem(..) => {}
         }
-        self.stage = self.derive_stage();
     }
 
     /// A flow arrived from the relay.

@@ -30,7 +30,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         Span::styled(format!("[{}] ", state.cluster), theme.dim()),
         api,
         Span::raw(" · stage "),
-        Span::styled(state.stage.clone(), theme.accent()),
+        Span::styled(state.derive_stage(), theme.accent()),
     ];
     let used: usize = spans.iter().map(|s| s.width()).sum();
     // The clock goes right-aligned when it fits; the state of the cluster comes first.

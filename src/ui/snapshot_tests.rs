@@ -151,7 +151,6 @@ fn typical(mode: Mode) -> AppState {
         let v = if i % 5 == 4 { Verdict::Dropped } else { Verdict::Forwarded };
         s.on_flow(flow(i, n, v));
     }
-    s.stage = s.derive_stage();
     s
 }
 

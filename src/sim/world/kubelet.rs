@@ -395,39 +395,24 @@ impl World {
                 if let (Some(m), Some(f)) = (i.as_object_mut(), fp.as_object()) {
                     m.extend(f.clone());
                 }
-                self.events.emit(
-                    &self.store,
-                    &self.now_str,
-                    &i,
-                    &rt.ns,
-                    "Normal",
-                    "Pulled",
-                    &format!("Container image \"{image}\" already present on machine"),
-                    "kubelet",
-                    &rt.node,
-                );
-                self.events.emit(
-                    &self.store,
-                    &self.now_str,
-                    &i,
-                    &rt.ns,
-                    "Normal",
-                    "Created",
-                    &format!("Created container: {c}"),
-                    "kubelet",
-                    &rt.node,
-                );
-                self.events.emit(
-                    &self.store,
-                    &self.now_str,
-                    &i,
-                    &rt.ns,
-                    "Normal",
-                    "Started",
-                    &format!("Started container {c}"),
-                    "kubelet",
-                    &rt.node,
-                );
+                let steps = [
+                    ("Pulled", format!("Container image \"{image}\" already present on machine")),
+                    ("Created", format!("Created container: {c}")),
+                    ("Started", format!("Started container {c}")),
+                ];
+                for (reason, message) in steps {
+                    self.events.emit(
+                        &self.store,
+                        &self.now_str,
+                        &i,
+                        &rt.ns,
+                        "Normal",
+                        reason,
+                        &message,
+                        "kubelet",
+                        &rt.node,
+                    );
+                }
             }
         }
         if let Some(cause) = rt.crash_cause.clone() {
