@@ -800,3 +800,50 @@ async fn portforward_reaches_the_relay_pod() {
     // Not running / unknown pods are refused before the upgrade.
     assert!(pods.portforward("nope", &[4245]).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portforward_refuses_what_kubelet_refuses() {
+    let b = bare(None).await;
+    let client = b.client.clone();
+    namespace(&client, "kube-system").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    running_pod(&pods, "hubble-relay-abc", json!({"k8s-app": "hubble-relay"})).await;
+    let path = "/api/v1/namespaces/kube-system/pods/hubble-relay-abc/portforward";
+    let send = |headers: Vec<(&'static str, &'static str)>| {
+        let client = client.clone();
+        async move {
+            let mut req = http::Request::post(path);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = client.send(req.body(kube::client::Body::empty()).expect("request")).await.expect("answer");
+            let code = resp.status().as_u16();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (code, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // No upgrade at all.
+    let (code, body) = send(vec![]).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("Upgrade request required"), "{body}");
+    // SPDY with a stream protocol the server does not speak.
+    let (code, body) = send(vec![
+        ("connection", "Upgrade"),
+        ("upgrade", "SPDY/3.1"),
+        ("x-stream-protocol-version", "v4.channel.k8s.io"),
+    ])
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("unable to negotiate protocol"), "{body}");
+    // A WebSocket asking for no known subprotocol.
+    let (code, body) = send(vec![
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-protocol", "base64.channel.k8s.io"),
+    ])
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("SPDY/3.1+portforward.k8s.io"), "{body}");
+}

@@ -19,7 +19,7 @@ use super::error::{ApiError, json_response};
 use super::patch::{PatchKind, strategic_merge};
 use super::route::ObjectPath;
 use super::select::{FieldSelector, LabelSelector, parse_fields, parse_labels};
-use super::{ApiState, Query, authz, pods, proto, read_body, table, watch};
+use super::{ApiState, Query, authz, pods, portforward, proto, read_body, table, watch};
 
 /// How a client wants objects rendered (from `Accept`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub async fn handle(
             let obj = get_obj(&state.shared.store, &p)?;
             Ok(json_response(200, &render_one(&state.shared.store, p.res, &obj, out)))
         }
-        ("connect", _) => pods::portforward(state, req, &p, q).await,
+        ("connect", _) => portforward::portforward(state, req, &p, q).await,
         ("create", Some("eviction")) => {
             let body = read_body(req).await?;
             pods::evict(state, &p, q, &body)
