@@ -358,6 +358,16 @@ async fn grpc_go_client_reads_the_relay_directly_and_through_kubectl() {
 
     let status = grpcurl(&relay, "observer.Observer/ServerStatus", "{}").await;
     assert_eq!(status[0]["numConnectedNodes"], 3, "{status:?}");
+    // The version header the hubble CLI reads.
+    let verbose = Command::new(grpcurl_bin())
+        .args(["-plaintext", "-v", "-import-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("proto"))
+        .args(["-proto", "observer/observer.proto", &relay, "observer.Observer/ServerStatus"])
+        .output()
+        .await
+        .expect("grpcurl -v");
+    let text = String::from_utf8_lossy(&verbose.stdout);
+    assert!(text.contains("hubble-relay-version: 1."), "{text}");
     assert!(status[0]["version"].as_str().is_some_and(|v| v.starts_with("1.")), "{status:?}");
     let nodes = grpcurl(&relay, "observer.Observer/GetNodes", "{}").await;
     let names: Vec<&str> =

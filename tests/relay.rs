@@ -188,6 +188,11 @@ async fn number_first_since_until_per_node() {
 async fn follow_streams_new_flows_matching_filters() {
     let relay = start(homelab_topology("homelab"), live(1500.0)).await;
     let ch = client::connect(&relay.target()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while client::server_status(&ch, &relay.target()).await.unwrap().num_connected_nodes.map(|v| v.value) != Some(3) {
+        assert!(Instant::now() < deadline, "agents never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (wl, bl) = filters(&[("to-port", "53")]);
     let mut s = client::get_flows(
         &ch,
@@ -243,17 +248,19 @@ async fn status_nodes_namespaces_and_unavailable_node() {
     let ns = client::get_namespaces(&ch, &t).await.unwrap();
     assert!(ns.namespaces.iter().any(|n| n.namespace == "media" && n.cluster == "homelab"), "{ns:?}");
 
-    // A follower sees the node go unavailable, then no more flows from it.
+    // A follower sees the relay lose the node (NODE_ERROR, as the relay reports a failed agent
+    // stream), then no more flows from it.
     let mut s = client::get_flows(&ch, &t, GetFlowsRequest { follow: true, ..Default::default() }).await.unwrap();
     relay.shared.inject(&Fault::RelayNodeUnavailable { node: "homelab-w2".into() });
     let deadline = Instant::now() + WAIT;
     loop {
-        assert!(Instant::now() < deadline, "no NODE_UNAVAILABLE event");
+        assert!(Instant::now() < deadline, "no NODE_ERROR event");
         let r = tokio::time::timeout(WAIT, s.message()).await.unwrap().unwrap().unwrap();
         if let Some(ResponseTypes::NodeStatus(ns)) = r.response_types
-            && ns.state_change == NodeState::NodeUnavailable as i32
+            && ns.state_change == NodeState::NodeError as i32
         {
             assert_eq!(ns.node_names, vec!["homelab/homelab-w2".to_string()]);
+            assert!(ns.message.contains("code = Unavailable"), "{ns:?}");
             break;
         }
     }
@@ -446,14 +453,27 @@ async fn errors_are_classified() {
     let relay = start(homelab_topology("default"), quiet(10)).await;
     let ch = client::connect(&relay.target()).await.unwrap();
     let bad = vec![FlowFilter { source_ip: vec!["10.0.0.0/99".into()], ..Default::default() }];
-    let err =
-        match client::get_flows(&ch, &relay.target(), GetFlowsRequest { whitelist: bad.clone(), ..Default::default() })
+    // As a real relay: each agent refuses the request; the relay reports that as one NODE_ERROR
+    // for the nodes it asked, and ends the stream normally.
+    let deadline = Instant::now() + WAIT;
+    while client::server_status(&ch, &relay.target()).await.unwrap().num_connected_nodes.map(|v| v.value) != Some(3) {
+        assert!(Instant::now() < deadline, "agents never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut s =
+        client::get_flows(&ch, &relay.target(), GetFlowsRequest { whitelist: bad.clone(), ..Default::default() })
             .await
-        {
-            Ok(mut s) => s.message().await.expect_err("an error"),
-            Err(e) => e,
-        };
-    assert!(matches!(err, HubbleError::InvalidFilter(_)), "{err}");
+            .expect("the stream opens");
+    let mut states = Vec::new();
+    while let Some(r) = s.message().await.expect("no gRPC error") {
+        let Some(ResponseTypes::NodeStatus(ns)) = r.response_types else { panic!("only node status: {r:?}") };
+        if ns.state_change == NodeState::NodeError as i32 {
+            assert!(ns.message.contains("invalid CIDR"), "{ns:?}");
+            assert_eq!(ns.node_names.len(), 3, "{ns:?}");
+        }
+        states.push(ns.state_change);
+    }
+    assert_eq!(states, vec![NodeState::NodeConnected as i32, NodeState::NodeError as i32]);
     let (tx, mut rx) = mpsc::channel(10);
     let _s = client::spawn_flow_source(
         RelayTarget::Address(relay.target()),

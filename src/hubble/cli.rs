@@ -153,6 +153,7 @@ pub fn build_request(args: &FlowsArgs, now: SystemTime) -> Result<GetFlowsReques
         since,
         until,
         field_mask: None,
+        experimental: None,
     })
 }
 

@@ -495,6 +495,7 @@ impl FlowQuery {
             since: self.since,
             until: self.until,
             field_mask: None,
+            experimental: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::hubble::names;
 use crate::hubble::proto::flow::{
-    DropReason, EventTypeFilter, FlowFilter, IpVersion, TcpFlags, TrafficDirection, Verdict, Workload,
+    DropReason, EventTypeFilter, FlowFilter, HttpHeader, IpVersion, TcpFlags, TrafficDirection, Verdict, Workload,
 };
 
 use super::FilterError;
@@ -66,6 +66,7 @@ pub const FILTER_FLAGS: &[FilterFlagSpec] = &[
     flag("http-method", None, "HTTP method"),
     flag("http-path", None, "HTTP path regular expression"),
     flag("http-url", None, "HTTP URL regular expression"),
+    flag("http-header", None, "HTTP header as key:value"),
     flag("node-name", None, "Flows observed on this node (pattern, [cluster/]node, * wildcards)"),
     flag("node-label", None, "Flows observed on nodes matching this label selector"),
     flag("tcp-flags", None, "TCP flags, comma separated (SYN,ACK)"),
@@ -366,6 +367,13 @@ fn apply(t: &mut Tracker, flag: &str, value: &str) -> Result<(), FilterError> {
         "http-method" => t.both(|f| f.http_method.push(v.clone())),
         "http-path" => t.both(|f| f.http_path.push(v.clone())),
         "http-url" => t.both(|f| f.http_url.push(v.clone())),
+        "http-header" => {
+            let Some((key, val)) = value.split_once(':') else {
+                return Err(invalid(flag, value, "expected key:value"));
+            };
+            let h = HttpHeader { key: key.to_string(), value: val.to_string() };
+            t.both(|f| f.http_header.push(h.clone()));
+        }
         "type" => {
             let tf = parse_event_type(value)?;
             t.both(|f| f.event_type.push(tf));

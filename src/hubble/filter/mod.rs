@@ -56,6 +56,8 @@ pub enum FilterError {
     Conflict(String, String),
     #[error("namespace conflict: {0:?} does not contain {1:?}")]
     NamespaceConflict(String, String),
+    #[error("{0} are not supported")]
+    Unsupported(&'static str),
     #[error("consecutive --not statements")]
     ConsecutiveNot,
     #[error("--not must be followed by a filter flag")]
@@ -96,6 +98,7 @@ pub struct CompiledFilter {
     http_method: Vec<String>,
     http_path: Vec<Regex>,
     http_url: Vec<Regex>,
+    http_header: Vec<(String, String)>,
     tcp_flags: Vec<TcpFlags>,
     node_name: Vec<NodePattern>,
     ip_version: Vec<i32>,
@@ -162,6 +165,10 @@ impl CompiledFilter {
         need_l7("http method", !ff.http_method.is_empty())?;
         need_l7("http path", !ff.http_path.is_empty())?;
         need_l7("http url", !ff.http_url.is_empty())?;
+        need_l7("http header", !ff.http_header.is_empty())?;
+        if ff.experimental.as_ref().is_some_and(|x| !x.cel_expression.is_empty()) {
+            return Err(FilterError::Unsupported("CEL expressions (experimental.cel_expression)"));
+        }
 
         let regexes = |field: &'static str, pats: &[String]| -> Result<Vec<Regex>, FilterError> {
             pats.iter()
@@ -207,6 +214,7 @@ impl CompiledFilter {
             http_method: ff.http_method.clone(),
             http_path: regexes("http path", &ff.http_path)?,
             http_url: regexes("http url", &ff.http_url)?,
+            http_header: ff.http_header.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
             tcp_flags: ff.tcp_flags.clone(),
             node_name: ff.node_name.iter().map(|p| NodePattern::new(p)).collect::<Result<_, _>>()?,
             ip_version: ff.ip_version.clone(),
@@ -260,6 +268,10 @@ impl CompiledFilter {
                 || http(f).and_then(|h| request_uri_path(&h.url)).is_some_and(|p| self.http_path.iter().any(|re| re.is_match(p))))
             && (self.http_url.is_empty()
                 || http(f).is_some_and(|h| !h.url.is_empty() && self.http_url.iter().any(|re| re.is_match(&h.url))))
+            && (self.http_header.is_empty()
+                || http(f).is_some_and(|h| {
+                    self.http_header.iter().any(|(k, v)| h.headers.iter().any(|fh| &fh.key == k && &fh.value == v))
+                }))
             && self.tcp_flags_match(f)
             && (self.node_name.is_empty() || node_name_matches(&self.node_name, &f.node_name))
             && (self.ip_version.is_empty() || self.ip_version.contains(&ip.map_or(0, |i| i.ip_version)))

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::hubble::proto::flow::{
-    CiliumEventType, Dns, Http, Ip, Layer4, Layer7, Service, Tcp, Udp, layer4::Protocol, layer7::Record,
+    CiliumEventType, Dns, Http, HttpHeader, Ip, Layer4, Layer7, Service, Tcp, Udp, layer4::Protocol, layer7::Record,
 };
 use crate::hubble::proto::observer::GetFlowsResponse;
 
@@ -507,4 +507,30 @@ fn hubble_flags_on_fixture_flows() {
     assert_eq!(count(&drops, &[("node-name", "kind-worker")]), 2);
     assert_eq!(count(&drops, &[("pod", "xwing")]), 1);
     assert_eq!(count(&drops, &[("to-pod", "default/deathstar")]), 1);
+}
+
+#[test]
+fn http_headers_and_unsupported_cel() {
+    let mut f = http_flow(200, "GET", "/");
+    if let Some(Layer7 { record: Some(Record::Http(h)), .. }) = f.l7.as_mut() {
+        h.headers = vec![HttpHeader { key: "x-request-id".into(), value: "abc".into() }];
+    }
+    let hdr =
+        |k: &str, v: &str| FlowFilter { http_header: vec![HttpHeader { key: k.into(), value: v.into() }], ..ff() };
+    yes(hdr("x-request-id", "abc"), &f);
+    no(hdr("x-request-id", "abd"), &f);
+    no(hdr("x-other", "abc"), &f);
+    no(hdr("x-request-id", "abc"), &base());
+    // `--http-header key:value`, as the hubble CLI spells it.
+    let mut b = FilterBuilder::new();
+    b.set("http-header", "x-request-id:abc").unwrap();
+    let (wl, _) = b.build().unwrap();
+    assert_eq!(wl[0].http_header, vec![HttpHeader { key: "x-request-id".into(), value: "abc".into() }]);
+    assert!(FilterBuilder::new().set("http-header", "novalue").is_err());
+    // CEL is refused, not silently ignored (an ignored filter would match everything).
+    let cel = FlowFilter {
+        experimental: Some(crate::hubble::proto::flow::flow_filter::Experimental { cel_expression: s(&["true"]) }),
+        ..ff()
+    };
+    assert!(matches!(CompiledFilter::new(&cel), Err(FilterError::Unsupported(_))));
 }

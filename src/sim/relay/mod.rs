@@ -291,28 +291,17 @@ async fn run_generator(state: Arc<RelayState>) {
     }
 }
 
-/// Aligns the relay's peers with the topology and faults; emits node-status events. Returns the
-/// indexes (in `idx.nodes`) of nodes that just became connected for the first time.
+/// Aligns the relay's peers with the topology and faults; emits NODE_ERROR for agents lost.
+/// Returns the indexes (in `idx.nodes`) of nodes that just became connected for the first time.
 fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFaults, version: &str) -> Vec<usize> {
-    let mut connected_now = Vec::new();
     let mut unavailable_now = Vec::new();
-    let mut gone = Vec::new();
     let mut first_time = Vec::new();
     {
         let mut inner = state.lock();
         inner.version = if version.is_empty() { "1.16.6".into() } else { version.to_string() };
         inner.cluster = idx.cluster.clone();
         // Nodes that left the topology are gone.
-        let before = inner.nodes.len();
-        let mut kept = Vec::with_capacity(before);
-        for n in inner.nodes.drain(..) {
-            if idx.nodes.iter().any(|t| t.name == n.name) {
-                kept.push(n);
-            } else {
-                gone.push(n.display.clone());
-            }
-        }
-        inner.nodes = kept;
+        inner.nodes.retain(|n| idx.nodes.iter().any(|t| t.name == n.name));
         for (i, t) in idx.nodes.iter().enumerate() {
             let fault =
                 faults.relay_unavailable_nodes.contains(&t.name) || faults.relay_unavailable_nodes.contains(&t.display);
@@ -325,7 +314,6 @@ fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFa
                         n.link = want;
                         if want == Link::Connected {
                             n.since = Instant::now();
-                            connected_now.push(t.display.clone());
                         } else {
                             unavailable_now.push(t.display.clone());
                         }
@@ -342,24 +330,22 @@ fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFa
                         since: Instant::now(),
                     });
                     if want == Link::Connected {
-                        connected_now.push(t.display.clone());
                         first_time.push(i);
-                    } else {
-                        unavailable_now.push(t.display.clone());
                     }
                 }
                 None => {}
             }
         }
     }
-    for (st, names) in [
-        (NodeState::NodeConnected, connected_now),
-        (NodeState::NodeUnavailable, unavailable_now),
-        (NodeState::NodeGone, gone),
-    ] {
-        if !names.is_empty() {
-            publish_event(state, state.node_status(st, names));
+    // A follower hears only about agents it loses (the relay's stream from that agent failed);
+    // agents that appear or come back are picked up silently, and removed ones end quietly, as
+    // the relay does.
+    if !unavailable_now.is_empty() {
+        let mut resp = state.node_status(NodeState::NodeError, unavailable_now);
+        if let Some(ResponseTypes::NodeStatus(ns)) = resp.response_types.as_mut() {
+            ns.message = "rpc error: code = Unavailable desc = error reading from server: EOF".into();
         }
+        publish_event(state, resp);
     }
     first_time
 }
@@ -646,11 +632,15 @@ fn get_flows(state: Arc<RelayState>, req: GetFlowsRequest) -> Result<Response<Ou
     if state.down() {
         return Err(RelayState::unavailable());
     }
-    let compiled =
-        CompiledRequest::new(&req.whitelist, &req.blacklist).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    if req.first && req.follow {
-        return Err(Status::invalid_argument("first cannot be specified with follow"));
-    }
+    // The relay passes the request to every agent; an agent refusing it is reported per node as
+    // NODE_ERROR (the message as the agent gave it), and the stream then ends normally.
+    let refused = match CompiledRequest::new(&req.whitelist, &req.blacklist) {
+        Err(e) => Err(e.to_string()),
+        Ok(_) if req.first && req.follow => {
+            Err("rpc error: code = InvalidArgument desc = first cannot be specified with follow".to_string())
+        }
+        Ok(c) => Ok(c),
+    };
     // Snapshot the rings and subscribe to live events atomically (nothing is missed or doubled).
     let (rings, connected, unavailable, live, last_seq) = {
         let inner = state.lock();
@@ -668,45 +658,89 @@ fn get_flows(state: Arc<RelayState>, req: GetFlowsRequest) -> Result<Response<Ou
         }
         (rings, connected, unavailable, live, inner.seq)
     };
+    let compiled = match refused {
+        Ok(c) => c,
+        Err(message) => {
+            let mut out: Batch = Vec::new();
+            if !connected.is_empty() {
+                out.push(Ok(Out::Owned(Box::new(state.node_status(NodeState::NodeConnected, connected.clone())))));
+            }
+            if !unavailable.is_empty() {
+                out.push(Ok(Out::Owned(Box::new(state.node_status(NodeState::NodeUnavailable, unavailable)))));
+            }
+            if !connected.is_empty() {
+                let mut err = state.node_status(NodeState::NodeError, connected);
+                if let Some(ResponseTypes::NodeStatus(ns)) = err.response_types.as_mut() {
+                    ns.message = message;
+                }
+                out.push(Ok(Out::Owned(Box::new(err))));
+            }
+            return Ok(with_version(&state, Response::new(Box::pin(futures::stream::iter(out)))));
+        }
+    };
     let (tx, rx) = mpsc::channel::<Batch>(16);
-    tokio::spawn(stream_flows(state, req, compiled, rings, connected, unavailable, live, last_seq, tx));
+    tokio::spawn(stream_flows(state.clone(), req, compiled, rings, connected, unavailable, live, last_seq, tx));
     let stream: OutStream = Box::pin(ReceiverStream::new(rx).flat_map(futures::stream::iter));
-    Ok(Response::new(stream))
+    Ok(with_version(&state, Response::new(stream)))
+}
+
+/// The relay names its version in a response header (the hubble CLI compares it with its own).
+fn with_version<T>(state: &RelayState, mut resp: Response<T>) -> Response<T> {
+    let version = state.lock().version.clone();
+    if let Ok(v) = tonic::metadata::MetadataValue::try_from(version.as_str()) {
+        resp.metadata_mut().insert("hubble-relay-version", v);
+    }
+    resp
 }
 
 /// Backlog of one node's ring for a request (relay semantics, per node).
 fn select_backlog(ring: &[Arc<Entry>], req: &GetFlowsRequest, filter: &CompiledRequest) -> Vec<Arc<Entry>> {
     let since = req.since.as_ref().map(timestamp_nanos);
     let until = req.until.as_ref().map(timestamp_nanos);
-    let in_window = |e: &Entry| since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u);
-    let wanted = |e: &Entry| in_window(e) && e.flow().is_none_or(|f| filter.matches(f));
-    let limit = if req.number == 0 { u64::MAX } else { req.number };
-    let mut out = Vec::new();
-    if req.first {
-        let mut n = 0;
-        for e in ring.iter().filter(|e| wanted(e)) {
-            if e.flow().is_some() {
-                if n >= limit {
-                    break;
-                }
-                n += 1;
-            }
-            out.push(e.clone());
-        }
+    let matches = |e: &Entry| e.flow().is_some_and(|f| filter.matches(f));
+    // Where the agent's ring reader starts: the oldest entry (`first`), the first entry at or
+    // after `since`, or `number` matching flows back from the newest (the whole ring if fewer).
+    let start = if req.first {
+        0
+    } else if let Some(s) = since {
+        ring.iter().position(|e| e.time >= s).unwrap_or(ring.len())
     } else if req.number > 0 {
         let mut n = 0;
-        for e in ring.iter().rev().filter(|e| wanted(e)) {
-            if e.flow().is_some() {
-                if n >= limit {
+        let mut at = 0;
+        for (i, e) in ring.iter().enumerate().rev() {
+            if matches(e) {
+                n += 1;
+                at = i;
+                if n >= req.number {
                     break;
                 }
-                n += 1;
             }
-            out.push(e.clone());
         }
-        out.reverse();
-    } else if since.is_some() || (until.is_some() && !req.follow) {
-        out.extend(ring.iter().filter(|e| wanted(e)).cloned());
+        if n >= req.number { at } else { 0 }
+    } else if until.is_some() && !req.follow {
+        0
+    } else {
+        ring.len()
+    };
+    // Then it reads forward: a flow past `until` ends the read, `number` flows end it (not when
+    // following), flows before `since` or not matching are skipped; lost events pass as they are.
+    let limit = if req.follow || req.number == 0 { u64::MAX } else { req.number };
+    let mut out = Vec::new();
+    let mut n = 0;
+    for e in &ring[start..] {
+        if n >= limit {
+            break;
+        }
+        if e.flow().is_some() {
+            if until.is_some_and(|u| e.time > u) {
+                break;
+            }
+            if since.is_some_and(|s| e.time < s) || !matches(e) {
+                continue;
+            }
+            n += 1;
+        }
+        out.push(e.clone());
     }
     out
 }
@@ -732,7 +766,8 @@ async fn stream_flows(
     }
     let mut backlog: Vec<Arc<Entry>> = rings.iter().flat_map(|r| select_backlog(r, &req, &filter)).collect();
     drop(rings);
-    backlog.sort_by_key(|e| e.seq);
+    // Merged by time, as the relay's sort queue does (a late node's history is older than its seq).
+    backlog.sort_by_key(|e| (e.time, e.seq));
     for e in backlog {
         batch.push(Ok(Out::Shared(e)));
         if batch.len() >= BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).await.is_err() {
@@ -868,7 +903,8 @@ impl Observer for UnaryObserver {
                 }
             })
             .collect();
-        Ok(Response::new(GetNodesResponse { nodes }))
+        drop(inner);
+        Ok(with_version(s, Response::new(GetNodesResponse { nodes })))
     }
 
     async fn get_namespaces(
@@ -902,7 +938,7 @@ impl Observer for UnaryObserver {
             inner.nodes.iter().filter(|n| n.link != Link::Connected).map(|n| n.display.clone()).collect();
         let window = inner.rate.front().map_or(0.0, |(t, _)| t.elapsed().as_secs_f64()).max(s.cfg.tick.as_secs_f64());
         let recorded: u64 = inner.rate.iter().map(|(_, c)| c).sum();
-        Ok(Response::new(ServerStatusResponse {
+        let mut resp = Response::new(ServerStatusResponse {
             num_flows: connected.iter().map(|n| n.ring.iter().filter(|e| e.flow().is_some()).count() as u64).sum(),
             max_flows: (connected.len() * s.cfg.ring_capacity) as u64,
             seen_flows: connected.iter().map(|n| n.seen).sum(),
@@ -912,7 +948,11 @@ impl Observer for UnaryObserver {
             unavailable_nodes: unavailable,
             version: inner.version.clone(),
             flows_rate: if inner.rate.is_empty() { 0.0 } else { recorded as f64 / window },
-        }))
+        });
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(inner.version.as_str()) {
+            resp.metadata_mut().insert("hubble-relay-version", v);
+        }
+        Ok(resp)
     }
 }
 
@@ -949,10 +989,15 @@ mod tests {
             until: Some(traffic::ts(entries[150].time)),
             ..Default::default()
         };
+        // An agent reads forward from `since`: the oldest N of the window, not the newest.
         assert_eq!(
             select_backlog(&entries, &both, &all).iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![149, 150, 151]
+            vec![101, 102, 103]
         );
+        // `until` with `number`: N back from the newest, then stop at `until` — nothing here,
+        // as on a real agent.
+        let until_n = GetFlowsRequest { number: 3, until: Some(traffic::ts(mid)), ..Default::default() };
+        assert!(select_backlog(&entries, &until_n, &all).is_empty());
         let udp = CompiledRequest::new(
             &[crate::hubble::proto::flow::FlowFilter { protocol: vec!["udp".into()], ..Default::default() }],
             &[],
