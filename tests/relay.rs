@@ -188,11 +188,7 @@ async fn number_first_since_until_per_node() {
 async fn follow_streams_new_flows_matching_filters() {
     let relay = start(homelab_topology("homelab"), live(1500.0)).await;
     let ch = client::connect(&relay.target()).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    while client::server_status(&ch, &relay.target()).await.unwrap().num_connected_nodes.map(|v| v.value) != Some(3) {
-        assert!(Instant::now() < deadline, "agents never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_connected(&ch, &relay.target(), 3).await;
     let (wl, bl) = filters(&[("to-port", "53")]);
     let mut s = client::get_flows(
         &ch,
@@ -447,6 +443,15 @@ async fn without_cilium_there_are_no_flows() {
     assert!(client::get_nodes(&ch, &relay.target()).await.unwrap().is_empty());
 }
 
+/// Waits until the relay has `n` agents connected.
+async fn wait_connected(ch: &tonic::transport::Channel, target: &str, n: u32) {
+    let deadline = Instant::now() + WAIT;
+    while client::server_status(ch, target).await.unwrap().num_connected_nodes.map(|v| v.value) != Some(n) {
+        assert!(Instant::now() < deadline, "agents never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn errors_are_classified() {
     // Invalid filter: rejected by the relay, and by the flow source before it connects.
@@ -455,11 +460,7 @@ async fn errors_are_classified() {
     let bad = vec![FlowFilter { source_ip: vec!["10.0.0.0/99".into()], ..Default::default() }];
     // As a real relay: each agent refuses the request; the relay reports that as one NODE_ERROR
     // for the nodes it asked, and ends the stream normally.
-    let deadline = Instant::now() + WAIT;
-    while client::server_status(&ch, &relay.target()).await.unwrap().num_connected_nodes.map(|v| v.value) != Some(3) {
-        assert!(Instant::now() < deadline, "agents never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_connected(&ch, &relay.target(), 3).await;
     let mut s =
         client::get_flows(&ch, &relay.target(), GetFlowsRequest { whitelist: bad.clone(), ..Default::default() })
             .await

@@ -822,28 +822,30 @@ async fn portforward_refuses_what_kubelet_refuses() {
             (code, String::from_utf8_lossy(&body).into_owned())
         }
     };
-    // No upgrade at all.
-    let (code, body) = send(vec![]).await;
-    assert_eq!(code, 400, "{body}");
-    assert!(body.contains("Upgrade request required"), "{body}");
-    // SPDY with a stream protocol the server does not speak.
-    let (code, body) = send(vec![
-        ("connection", "Upgrade"),
-        ("upgrade", "SPDY/3.1"),
-        ("x-stream-protocol-version", "v4.channel.k8s.io"),
-    ])
-    .await;
-    assert_eq!(code, 403, "{body}");
-    assert!(body.contains("unable to negotiate protocol"), "{body}");
-    // A WebSocket asking for no known subprotocol.
-    let (code, body) = send(vec![
+    let ws = [
         ("connection", "Upgrade"),
         ("upgrade", "websocket"),
         ("sec-websocket-version", "13"),
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("sec-websocket-protocol", "base64.channel.k8s.io"),
-    ])
-    .await;
-    assert_eq!(code, 400, "{body}");
-    assert!(body.contains("SPDY/3.1+portforward.k8s.io"), "{body}");
+    ];
+    let cases: [(&str, Vec<(&'static str, &'static str)>, u16, &str); 3] = [
+        ("no upgrade at all", vec![], 400, "Upgrade request required"),
+        (
+            "SPDY with a stream protocol the server does not speak",
+            vec![
+                ("connection", "Upgrade"),
+                ("upgrade", "SPDY/3.1"),
+                ("x-stream-protocol-version", "v4.channel.k8s.io"),
+            ],
+            403,
+            "unable to negotiate protocol",
+        ),
+        ("a WebSocket asking for no known subprotocol", ws.to_vec(), 400, "SPDY/3.1+portforward.k8s.io"),
+    ];
+    for (what, headers, want, needle) in cases {
+        let (code, body) = send(headers).await;
+        assert_eq!(code, want, "{what}: {body}");
+        assert!(body.contains(needle), "{what}: {body}");
+    }
 }

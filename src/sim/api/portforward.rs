@@ -43,6 +43,8 @@ const SPDY_PROTOCOL: &str = "portforward.k8s.io";
 const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 /// How long kubelet waits for the second stream of a pair.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stream pairs waiting for their partner, per connection, before new requests are refused.
+const MAX_PENDING_PAIRS: usize = 256;
 /// Largest DATA frame sent.
 const CHUNK: usize = 32 * 1024;
 
@@ -106,20 +108,17 @@ pub async fn portforward(
     let h = req.headers();
     let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let upgrade = header("upgrade").to_ascii_lowercase();
-    let offered: Vec<String> = h
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .collect();
-    let stream_versions: Vec<String> = h
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .collect();
+    // A header that may repeat and hold a comma-separated list.
+    let list = |n: &str| -> Vec<String> {
+        h.get_all(n)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_string())
+            .collect()
+    };
+    let offered = list("sec-websocket-protocol");
+    let stream_versions = list("x-stream-protocol-version");
     let ws_key = header("sec-websocket-key");
     enum Mode {
         V4,
@@ -472,6 +471,10 @@ where
                     None if kind == "error" => stream.to_string(),
                     None => stream.saturating_sub(2).to_string(),
                 };
+                if !pairs.contains_key(&request) && pairs.len() >= MAX_PENDING_PAIRS {
+                    let _ = out.send(Frame::RstStream { stream, status: spdy::RST_REFUSED_STREAM }).await;
+                    continue;
+                }
                 let pair = pairs.entry(request.clone()).or_insert_with(|| Pair {
                     port,
                     error: None,
@@ -579,4 +582,116 @@ async fn forward_pair(
     }
     let _ = out.send(fin(data)).await;
     let _ = out.send(fin(error)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server standing in for the pod's process.
+    async fn echo() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    let _ = w.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+
+    struct Client {
+        r: FrameReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>,
+        w: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+        enc: FrameWriter,
+    }
+
+    impl Client {
+        async fn send(&mut self, f: Frame) {
+            let mut buf = Vec::new();
+            self.enc.encode(&f, &mut buf).expect("encode");
+            self.w.write_all(&buf).await.expect("write");
+        }
+
+        /// Reads frames until `want` matches one; returns it.
+        async fn until(&mut self, what: &str, want: impl Fn(&Frame) -> bool) -> Frame {
+            loop {
+                let f = tokio::time::timeout(Duration::from_secs(10), self.r.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("no {what}"))
+                    .expect("frame")
+                    .unwrap_or_else(|| panic!("connection closed before {what}"));
+                if want(&f) {
+                    return f;
+                }
+            }
+        }
+    }
+
+    fn syn(stream: u32, pairs: &[(&str, &str)]) -> Frame {
+        let headers = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Frame::SynStream { stream, associated: 0, priority: 0, flags: 0, headers }
+    }
+
+    #[tokio::test]
+    async fn serves_spdy_port_forward_as_kubelet_does() {
+        let target = Ports { relay: Some(echo().await), declared: vec![], uid: "uid-1".into() };
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (_keep, shutdown) = tokio::sync::watch::channel(());
+        tokio::spawn(spdy_session(theirs, target, shutdown));
+        let (r, w) = tokio::io::split(ours);
+        let mut c = Client { r: FrameReader::new(r), w, enc: FrameWriter::new() };
+
+        c.send(Frame::Ping { id: 1 }).await;
+        c.until("ping echo", |f| *f == Frame::Ping { id: 1 }).await;
+
+        // An old client: no requestID, the data stream right after its error stream.
+        c.send(syn(1, &[("streamtype", "error"), ("port", "4245")])).await;
+        c.send(syn(3, &[("streamtype", "data"), ("port", "4245")])).await;
+        c.until("reply to 1", |f| matches!(f, Frame::SynReply { stream: 1, .. })).await;
+        c.until("reply to 3", |f| matches!(f, Frame::SynReply { stream: 3, .. })).await;
+        c.send(Frame::Data { stream: 3, flags: 0, data: Bytes::from_static(b"hello") }).await;
+        let got = c.until("echo", |f| matches!(f, Frame::Data { stream: 3, .. })).await;
+        assert_eq!(got, Frame::Data { stream: 3, flags: 0, data: Bytes::from_static(b"hello") });
+
+        // A port nothing listens on: kubelet's message on the error stream, then both closed.
+        c.send(syn(5, &[("streamtype", "error"), ("port", "80"), ("requestid", "1")])).await;
+        c.send(syn(7, &[("streamtype", "data"), ("port", "80"), ("requestid", "1")])).await;
+        let msg =
+            c.until("error message", |f| matches!(f, Frame::Data { stream: 5, data, .. } if !data.is_empty())).await;
+        let Frame::Data { data, .. } = msg else { unreachable!() };
+        let text = String::from_utf8_lossy(&data);
+        assert!(
+            text.contains("error forwarding port 80 to pod uid-1") && text.contains("connection refused"),
+            "{text}"
+        );
+        c.until("FIN on 7", |f| *f == fin(7)).await;
+
+        // Refused: no port, a second data stream for a request, a stream id going backwards.
+        c.send(syn(9, &[("streamtype", "data"), ("requestid", "2")])).await;
+        c.until("RST 9", |f| matches!(f, Frame::RstStream { stream: 9, .. })).await;
+        c.send(syn(11, &[("streamtype", "data"), ("port", "4245"), ("requestid", "3")])).await;
+        c.send(syn(13, &[("streamtype", "data"), ("port", "4245"), ("requestid", "3")])).await;
+        c.until("RST 13", |f| matches!(f, Frame::RstStream { stream: 13, status: spdy::RST_REFUSED_STREAM })).await;
+        c.send(syn(3, &[("streamtype", "error"), ("port", "4245"), ("requestid", "4")])).await;
+        c.until("RST 3", |f| matches!(f, Frame::RstStream { stream: 3, status: spdy::RST_PROTOCOL_ERROR })).await;
+
+        // Half-close: the pod side sees EOF, answers with its own, and both streams finish.
+        c.send(Frame::Data { stream: 3, flags: spdy::FLAG_FIN, data: Bytes::new() }).await;
+        c.until("FIN on 3", |f| *f == fin(3)).await;
+        c.until("FIN on 1", |f| *f == fin(1)).await;
+
+        // GOAWAY ends the session.
+        c.send(Frame::GoAway { last_good: 0, status: 0 }).await;
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), async { while let Ok(Some(_)) = c.r.next().await {} })
+                .await
+                .is_ok(),
+            "the server closes after GOAWAY"
+        );
+    }
 }
