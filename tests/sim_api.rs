@@ -829,7 +829,8 @@ async fn portforward_refuses_what_kubelet_refuses() {
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("sec-websocket-protocol", "base64.channel.k8s.io"),
     ];
-    let cases: [(&str, Vec<(&'static str, &'static str)>, u16, &str); 3] = [
+    type Headers = Vec<(&'static str, &'static str)>;
+    let cases: [(&str, Headers, u16, &str); 3] = [
         ("no upgrade at all", vec![], 400, "Upgrade request required"),
         (
             "SPDY with a stream protocol the server does not speak",
