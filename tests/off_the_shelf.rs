@@ -230,6 +230,16 @@ async fn kubectl_cordon_drain_uncordon() {
     sim.stop();
 }
 
+/// kubectl's error lines, less those about the local client hanging up hard (a gRPC client that
+/// exits right after its answer resets its socket; kubectl logs that, and it is not the server's).
+fn remote_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("rror"))
+        .filter(|l| !(l.contains("from local connection") && l.contains("connection reset by peer")))
+        .collect()
+}
+
 /// Starts `kubectl port-forward svc/hubble-relay :80` and returns it with the local address it
 /// printed.
 async fn port_forward(
@@ -293,7 +303,7 @@ async fn kubectl_port_forward_reaches_hubble_relay_over_spdy_and_websocket() {
         drop((ch, ch2));
         let _ = child.kill().await;
         let errs = errors.await.unwrap_or_default();
-        assert!(!errs.contains("rror"), "kubectl reported errors (websockets={websockets}):\n{errs}");
+        assert!(remote_errors(&errs).is_empty(), "kubectl reported errors (websockets={websockets}):\n{errs}");
     }
     sim.stop();
 }
@@ -418,6 +428,6 @@ async fn grpc_go_client_reads_the_relay_directly_and_through_kubectl() {
     assert!(flows(&msgs).len() >= 50, "{} flows through port-forward", flows(&msgs).len());
     let _ = child.kill().await;
     let errs = errors.await.unwrap_or_default();
-    assert!(!errs.contains("rror"), "kubectl reported errors:\n{errs}");
+    assert!(remote_errors(&errs).is_empty(), "kubectl reported errors:\n{errs}");
     sim.stop();
 }
