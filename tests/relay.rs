@@ -560,3 +560,38 @@ async fn port_forward_through_the_sim_api_reaches_the_relay() {
     }
     source.abort();
 }
+
+#[tokio::test]
+async fn a_returning_agent_sends_its_backlog_to_followers() {
+    // No live traffic: only the rings' history (10 flows per node).
+    let relay = start(homelab_topology("homelab"), quiet(10)).await;
+    let ch = client::connect(&relay.target()).await.unwrap();
+    wait_connected(&ch, &relay.target(), 3).await;
+    let mut s =
+        client::get_flows(&ch, &relay.target(), GetFlowsRequest { number: 3, follow: true, ..Default::default() })
+            .await
+            .unwrap();
+    let mut next = async || tokio::time::timeout(WAIT, s.message()).await.unwrap().unwrap().unwrap();
+    let mut flows = 0;
+    while flows < 9 {
+        if let Some(ResponseTypes::Flow(_)) = next().await.response_types {
+            flows += 1;
+        }
+    }
+    relay.shared.inject(&Fault::RelayNodeUnavailable { node: "homelab-w2".into() });
+    loop {
+        if let Some(ResponseTypes::NodeStatus(ns)) = next().await.response_types {
+            assert_eq!(ns.state_change, NodeState::NodeError as i32, "{ns:?}");
+            break;
+        }
+    }
+    // Back again: the relay asks it with the same request, so its last 3 flows come again —
+    // and no node-status event says so.
+    relay.shared.inject(&Fault::Clear);
+    for _ in 0..3 {
+        match next().await.response_types {
+            Some(ResponseTypes::Flow(f)) => assert_eq!(f.node_name, "homelab/homelab-w2"),
+            other => panic!("expected w2's backlog, got {other:?}"),
+        }
+    }
+}

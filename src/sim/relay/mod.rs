@@ -129,13 +129,16 @@ struct Entry {
     seq: u64,
     time: i128,
     resp: GetFlowsResponse,
+    /// Not sent: tells followers that the agent `resp.node_name` (re)joined, so that they ask it
+    /// for its backlog as the relay does with a new peer.
+    joined: bool,
     /// The protobuf encoding, made once by the first stream that sends it.
     encoded: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Entry {
     fn new(seq: u64, time: i128, resp: GetFlowsResponse) -> Entry {
-        Entry { seq, time, resp, encoded: std::sync::OnceLock::new() }
+        Entry { seq, time, resp, joined: false, encoded: std::sync::OnceLock::new() }
     }
 
     fn encoded(&self) -> &[u8] {
@@ -245,9 +248,18 @@ async fn run_generator(state: Arc<RelayState>) {
             version = t.cilium_version.clone();
         }
         let faults = shared.faults.borrow().clone();
-        let newly_connected = sync_nodes(&state, &idx, &faults, &version);
+        let (newly_connected, joined) = sync_nodes(&state, &idx, &faults, &version);
         if state.cfg.prefill_per_node > 0 && !newly_connected.is_empty() {
             prefill(&state, &idx, &mut gen_, &newly_connected);
+        }
+        // After the history is in the ring: followers fetch the joined agents' backlog.
+        for node in joined {
+            let mut inner = state.lock();
+            inner.seq += 1;
+            let resp = GetFlowsResponse { node_name: node, ..Default::default() };
+            let mut e = Entry::new(inner.seq, inner.last_time, resp);
+            e.joined = true;
+            let _ = state.live.send(Arc::new(e));
         }
         let now = Instant::now();
         let dt = now.duration_since(last).as_secs_f64();
@@ -293,8 +305,14 @@ async fn run_generator(state: Arc<RelayState>) {
 
 /// Aligns the relay's peers with the topology and faults; emits NODE_ERROR for agents lost.
 /// Returns the indexes (in `idx.nodes`) of nodes that just became connected for the first time.
-fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFaults, version: &str) -> Vec<usize> {
+fn sync_nodes(
+    state: &RelayState,
+    idx: &TopoIndex,
+    faults: &crate::sim::ActiveFaults,
+    version: &str,
+) -> (Vec<usize>, Vec<String>) {
     let mut unavailable_now = Vec::new();
+    let mut joined = Vec::new();
     let mut first_time = Vec::new();
     {
         let mut inner = state.lock();
@@ -314,6 +332,7 @@ fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFa
                         n.link = want;
                         if want == Link::Connected {
                             n.since = Instant::now();
+                            joined.push(t.display.clone());
                         } else {
                             unavailable_now.push(t.display.clone());
                         }
@@ -331,6 +350,7 @@ fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFa
                     });
                     if want == Link::Connected {
                         first_time.push(i);
+                        joined.push(t.display.clone());
                     }
                 }
                 None => {}
@@ -347,7 +367,7 @@ fn sync_nodes(state: &RelayState, idx: &TopoIndex, faults: &crate::sim::ActiveFa
         }
         publish_event(state, resp);
     }
-    first_time
+    (first_time, joined)
 }
 
 fn publish_event(state: &RelayState, resp: GetFlowsResponse) {
@@ -788,12 +808,27 @@ async fn stream_flows(
     }
     let mut faults = state.shared.faults.subscribe();
     let mut shutdown = state.shutdown.clone();
-    // What to do with one live event: Some(item) to send, None to skip; Err(()) to end the stream.
-    let take = |r: Result<Arc<Entry>, broadcast::error::RecvError>| -> Result<Option<Out>, ()> {
+    // One live event into the batch; Err(()) ends the stream.
+    let take = |r: Result<Arc<Entry>, broadcast::error::RecvError>, batch: &mut Batch| -> Result<(), ()> {
         match r {
             Ok(e) => {
                 if e.seq <= last_seq {
-                    return Ok(None);
+                    return Ok(());
+                }
+                if e.joined {
+                    // The relay opens a stream to the new agent with the same request: its
+                    // backlog (last N, since…) comes first, older than what was already sent.
+                    let ring: Vec<Arc<Entry>> = {
+                        let inner = state.lock();
+                        inner
+                            .nodes
+                            .iter()
+                            .find(|n| n.display == e.resp.node_name && n.link == Link::Connected)
+                            .map(|n| n.ring.iter().filter(|x| x.seq < e.seq).cloned().collect())
+                            .unwrap_or_default()
+                    };
+                    batch.extend(select_backlog(&ring, &req, &filter).into_iter().map(|x| Ok(Out::Shared(x))));
+                    return Ok(());
                 }
                 if until.is_some_and(|u| e.time > u) {
                     return Err(());
@@ -801,43 +836,36 @@ async fn stream_flows(
                 if let Some(f) = e.flow()
                     && (since.is_some_and(|s| e.time < s) || !filter.matches(f))
                 {
-                    return Ok(None);
+                    return Ok(());
                 }
-                Ok(Some(Out::Shared(e)))
+                batch.push(Ok(Out::Shared(e)));
+                Ok(())
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => Ok(Some(Out::Owned(Box::new(GetFlowsResponse {
-                response_types: Some(ResponseTypes::LostEvents(LostEvent {
-                    source: LostEventSource::HubbleRingBuffer as i32,
-                    num_events_lost: n,
-                    cpu: None,
-                })),
-                node_name: state.cfg.relay_name.clone(),
-                time: Some(state.now_ts()),
-            })))),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                batch.push(Ok(Out::Owned(Box::new(GetFlowsResponse {
+                    response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                        source: LostEventSource::HubbleRingBuffer as i32,
+                        num_events_lost: n,
+                        cpu: None,
+                    })),
+                    node_name: state.cfg.relay_name.clone(),
+                    time: Some(state.now_ts()),
+                }))));
+                Ok(())
+            }
             Err(broadcast::error::RecvError::Closed) => Err(()),
         }
     };
     loop {
         tokio::select! {
             r = live.recv() => {
-                let mut end = false;
-                match take(r) {
-                    Ok(Some(o)) => batch.push(Ok(o)),
-                    Ok(None) => {}
-                    Err(()) => end = true,
-                }
+                let mut end = take(r, &mut batch).is_err();
                 // Take whatever else is already queued, up to a batch.
                 while !end && batch.len() < BATCH {
                     match live.try_recv() {
-                        Ok(e) => match take(Ok(e)) {
-                            Ok(Some(o)) => batch.push(Ok(o)),
-                            Ok(None) => {}
-                            Err(()) => end = true,
-                        },
+                        Ok(e) => end = take(Ok(e), &mut batch).is_err(),
                         Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                            if let Ok(Some(o)) = take(Err(broadcast::error::RecvError::Lagged(n))) {
-                                batch.push(Ok(o));
-                            }
+                            let _ = take(Err(broadcast::error::RecvError::Lagged(n)), &mut batch);
                         }
                         Err(_) => break,
                     }
