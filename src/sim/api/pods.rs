@@ -211,7 +211,67 @@ pub fn log(state: &Arc<ApiState>, p: &ObjectPath, q: &Query) -> Result<Response<
         text.push_str(m);
         text.push('\n');
     }
-    let mut r = Response::new(Body::from(text));
+    let body = if q.flag("follow") {
+        follow_log(
+            state,
+            p.ns().to_string(),
+            name.to_string(),
+            s(&pod, "/metadata/uid").to_string(),
+            text,
+            msgs,
+            timestamps,
+        )
+    } else {
+        Body::from(text)
+    };
+    let mut r = Response::new(body);
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(r)
+}
+
+/// `follow=true`: the lines so far, then a new line every few (simulated) seconds while the pod
+/// runs; the stream ends when the container does (the pod is gone, replaced or finished) or the
+/// server stops.
+fn follow_log(
+    state: &Arc<ApiState>,
+    ns: String,
+    name: String,
+    uid: String,
+    first: String,
+    msgs: &'static [&'static str],
+    timestamps: bool,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let shared = state.shared.clone();
+    let mut shutdown = state.shutdown.clone();
+    let every = std::time::Duration::from_secs_f64((5.0 / shared.speed.max(0.01)).clamp(0.2, 60.0));
+    tokio::spawn(async move {
+        if tx.send(Ok(first.into())).await.is_err() {
+            return;
+        }
+        let Ok(pods) = pods_res() else { return };
+        for i in 0usize.. {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+                _ = tx.closed() => return,
+            }
+            let running = shared.store.get(pods, &ns, &name).is_ok_and(|p| {
+                s(&p, "/metadata/uid") == uid && !matches!(s(&p, "/status/phase"), "Succeeded" | "Failed")
+            });
+            if !running {
+                return;
+            }
+            let mut line = String::new();
+            if timestamps {
+                line.push_str(&shared.store.now().strftime("%Y-%m-%dT%H:%M:%S.000000000Z ").to_string());
+            }
+            line.push_str(msgs[i % msgs.len()]);
+            line.push('\n');
+            if tx.send(Ok(line.into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
