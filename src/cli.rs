@@ -25,3 +25,20 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 }
+
+/// Writes a headless command's whole output to stdout. A reader that went away (`| head`) ends
+/// the output quietly: `Ok(false)`; any other write error is returned.
+pub fn write_stdout(text: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if is_closed_pipe(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A write error that only means the reader has gone (`| head`, a closed socket).
+pub fn is_closed_pipe(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+}

@@ -118,9 +118,7 @@ pub async fn run_to<W: Write, E: Write>(
     }
 }
 
-fn is_closed_pipe(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
-}
+use crate::cli::is_closed_pipe;
 
 /// Builds the request from the flags (validating filters and times locally).
 pub fn build_request(args: &FlowsArgs, now: SystemTime) -> Result<GetFlowsRequest, FlowsError> {
