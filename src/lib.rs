@@ -7,7 +7,9 @@ pub mod hubble;
 pub mod manifests;
 pub mod runbook;
 pub mod settings;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
+pub mod tempdir;
 pub mod tui;
 pub mod ui;

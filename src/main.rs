@@ -1,6 +1,7 @@
 //! `cutover`: the command line. Subcommands map onto library calls; errors are reported with
 //! color-eyre at this edge, the terminal is restored on every exit path, logs go to a file.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,8 +27,10 @@ enum Cmd {
     /// The cockpit against the cluster of the current (or --context) kubeconfig context (default).
     Tui(TuiArgs),
     /// The cockpit against the built-in simulated homelab (nothing to install, nothing real touched).
+    #[cfg(feature = "sim")]
     Demo(DemoArgs),
     /// Run the simulated cluster (loopback Kubernetes API + hubble-relay) until Ctrl-C.
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
     /// One snapshot of Argo apps, per-node Cilium readiness and the relay; exit 0 only when ready.
     Status(cutover::status::StatusArgs),
@@ -41,18 +44,27 @@ enum Cmd {
     Flows(cutover::hubble::cli::FlowsArgs),
 }
 
-#[derive(Debug, Clone, clap::Args, Default)]
+#[derive(Debug, Clone, clap::Args)]
 struct TuiArgs {
     /// Flows kept in the cockpit's ring buffer.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = cutover::tui::TuiOptions::default().flow_buffer)]
     flow_buffer: usize,
     /// Frames per second at most (keys are answered at once regardless). Low by default: a
     /// flow stream redraws most of the screen each frame, and SSH links are slow.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = cutover::tui::TuiOptions::default().max_fps)]
     max_fps: u32,
 }
 
+/// `cutover` alone runs the cockpit with the same defaults as `cutover tui`.
+impl Default for TuiArgs {
+    fn default() -> Self {
+        let o = cutover::tui::TuiOptions::default();
+        TuiArgs { flow_buffer: o.flow_buffer, max_fps: o.max_fps }
+    }
+}
+
 /// What the simulated cluster replays.
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, clap::Args)]
 struct ScenarioArgs {
     /// Scenario: fresh, cilium-installed, migrated, kpr, a bundled example (ha-servers,
@@ -67,6 +79,7 @@ struct ScenarioArgs {
     speed: f64,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, clap::Args)]
 struct DemoArgs {
     #[command(flatten)]
@@ -78,6 +91,7 @@ struct DemoArgs {
     tui: TuiArgs,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, clap::Args)]
 struct SimArgs {
     /// Kubernetes API listen address (port 0 = any free port).
@@ -105,7 +119,8 @@ struct SimArgs {
 fn main() -> ExitCode {
     // Errors for operators: the chain of what failed, no source locations; colour only when
     // NO_COLOR is unset. RUST_BACKTRACE=1 still adds backtraces for bug reports.
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    // (A stderr redirected to a file gets no colour codes either.)
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !std::io::stderr().is_terminal();
     let hook = color_eyre::config::HookBuilder::default()
         .display_location_section(false)
         .display_env_section(false)
@@ -128,10 +143,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             cutover::tui::restore_terminal();
-            eprintln!("cutover: {e:?}");
+            eprint!("{}", operator_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error as the operator reads it: `cutover: <what failed>` on the first line, then each cause
+/// on its own line. `RUST_BACKTRACE=1` adds color-eyre's full report (backtrace) for bug reports.
+fn operator_error(e: &color_eyre::Report) -> String {
+    use std::fmt::Write;
+    let mut out = format!("cutover: {e}\n");
+    for cause in e.chain().skip(1) {
+        let _ = writeln!(out, "  caused by: {cause}");
+    }
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        let _ = writeln!(out, "{e:?}");
+    }
+    out
 }
 
 /// Logs to a file (never the terminal the TUI draws on).
@@ -154,7 +183,7 @@ fn init_logging(global: &GlobalArgs) -> Option<tracing_appender::non_blocking::W
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
-    match cli.command.unwrap_or(Cmd::Tui(TuiArgs { flow_buffer: 10_000, max_fps: 5 })) {
+    match cli.command.unwrap_or(Cmd::Tui(TuiArgs::default())) {
         Cmd::Tui(args) => {
             let settings = load_settings(&global)?;
             let conn = cutover::cluster::client::connect(&global, |ctx| settings.read_only_for(Some(ctx)))
@@ -164,7 +193,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             cutover::tui::run(conn, Some(relay), tui_options(&args, &settings)).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Cmd::Demo(args) => demo(global, args).await,
+        #[cfg(feature = "sim")]
         Cmd::Sim(args) => sim(args).await,
         Cmd::Status(args) => cutover::status::run(args, &global).await,
         Cmd::Preflight(args) => cutover::checks::run(args, &global).await,
@@ -206,6 +237,7 @@ fn relay_starter(
     cutover::tui::hubble_source(target, 200)
 }
 
+#[cfg(feature = "sim")]
 async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let opts = cutover::sim::SimOptions {
         scenario: args.sim.scenario.clone(),
@@ -229,6 +261,7 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> Result<ExitCode> {
     let opts = cutover::sim::SimOptions {
         api_listen: args.listen,
@@ -250,4 +283,18 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
     tokio::signal::ctrl_c().await.wrap_err("cannot wait for Ctrl-C")?;
     sim.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use color_eyre::eyre::{WrapErr, eyre};
+
+    #[test]
+    fn operator_error_puts_the_message_on_the_first_line_and_causes_below() {
+        let e = Err::<(), _>(eyre!("connection refused")).wrap_err("cannot connect to the cluster").unwrap_err();
+        let text = super::operator_error(&e);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("cutover: cannot connect to the cluster"));
+        assert_eq!(lines.next(), Some("  caused by: connection refused"));
+    }
 }

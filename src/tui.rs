@@ -71,7 +71,7 @@ impl Default for TuiOptions {
         TuiOptions {
             targets: WatchTargets::default(),
             flow_buffer: 10_000,
-            max_fps: 10,
+            max_fps: 5,
             cilium_app: "cilium-app".into(),
             root_app: "root".into(),
             settings: Default::default(),

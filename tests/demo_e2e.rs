@@ -1,4 +1,5 @@
 //! End to end: `cutover demo` in a pseudo-terminal, read the screen like a person would, quit.
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};

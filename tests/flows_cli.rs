@@ -2,6 +2,7 @@
 //! Ctrl-C, a closed pipe, node-status on stderr, and one-line errors with the right exit codes.
 //! `run_to` is exercised in-process; the built binary is exercised too once `flows` is wired into
 //! `main.rs` (checked at run time with `cutover flows --help`).
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -229,7 +229,7 @@ async fn cli_exit_codes() {
     assert!(lint::run(args("plan-values-stage1.yaml", Some("latest")), &global).await.is_err());
     assert!(lint::run(args("values-malformed.yaml", None), &global).await.is_err());
 
-    let tmp = cutover::sim::TempDir::new().expect("tmp");
+    let tmp = cutover::tempdir::TempDir::new().expect("tmp");
     let files = render::render(Stage::One, &Settings::default(), &RenderContext::default()).expect("renders");
     render::write(&tmp.path, &files).expect("writes");
     let rendered = lint::LintArgs {

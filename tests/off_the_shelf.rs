@@ -6,6 +6,7 @@
 //!   SPDY/3.1 — with gRPC clients talking to the relay through the forwarded port;
 //! - `grpcurl` (a grpc-go client, as the hubble CLI is) calling the sim's relay with the
 //!   project's own `.proto` files: directly, and through `kubectl port-forward`.
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,6 +1,7 @@
 //! `cutover preflight` against the simulated homelab over real loopback sockets: the fresh
 //! scenario (embedded flannel and kube-proxy, chart 1.16 on k8s 1.32) as admin, and the same
 //! cluster seen by the read-only viewer identity (access checks say what will be refused).
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::time::Duration;
 

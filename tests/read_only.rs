@@ -1,6 +1,7 @@
 //! Read-only mode is enforced where requests are made: with `--read-only`, pressing every key in
 //! every pane (and confirming every operation) sends no mutating request to the API server —
 //! neither as the sim's viewer identity nor even with the admin token.
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! follow + filters, number/first/since/until, ServerStatus/GetNodes/GetNamespaces, faults (relay
 //! down, unavailable node), the reconnecting flow source (resume without duplicates, gaps
 //! reported), lost events, and error classification (unreachable, not a relay, invalid filter).
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

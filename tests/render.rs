@@ -7,7 +7,7 @@ use std::process::Command;
 
 use cutover::manifests::render::{self, MONITORING_API, RenderContext, RenderError, RenderedFile, Stage, WriteStatus};
 use cutover::settings::{IngressMode, Settings, SettingsError, TlsMethod};
-use cutover::sim::TempDir;
+use cutover::tempdir::TempDir;
 use serde_json::Value;
 
 fn root() -> PathBuf {

@@ -4,6 +4,7 @@
 //! port-forward.
 //!
 //! Every test creates its own namespaces and objects (the world's seed is not relied upon).
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! API when the world's controllers run (seed per scenario, Cilium rolled out through the Git
 //! repo and the sim's Argo CD, the plan's broken values, node ops via `/simulator/v1`), and that a
 //! seed replays the same cluster.
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

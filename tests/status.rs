@@ -1,5 +1,6 @@
 //! `cutover status` against the simulated cluster: not ready on the user's cluster today (no
 //! Cilium), ready once the Cilium scenario has rolled out; never a mutating request.
+#![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::path::PathBuf;
 use std::process::Command;

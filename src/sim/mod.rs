@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::tempdir::TempDir;
 pub use faults::{ActiveFaults, Fault};
 pub use store::Store;
 pub use topology::Topology;
@@ -362,25 +363,4 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     o.mode(0o600);
     let mut f = o.open(path)?;
     f.write_all(bytes)
-}
-
-/// A temporary directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new() -> std::io::Result<Self> {
-        let n = fastrand::u64(..);
-        let path = std::env::temp_dir().join(format!("cutover-sim-{}-{n:016x}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }
