@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster;
 pub mod hubble;
 pub mod manifests;
+pub mod paths;
 pub mod runbook;
 pub mod settings;
 #[cfg(feature = "sim")]

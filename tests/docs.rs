@@ -12,10 +12,7 @@ fn user_docs() -> Vec<(String, String)> {
             files.push(path);
         }
     }
-    files
-        .into_iter()
-        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("read doc")))
-        .collect()
+    files.into_iter().map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("read doc"))).collect()
 }
 
 #[test]
