@@ -220,6 +220,7 @@ fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutove
         cilium_app: settings.argo.cilium_app.clone(),
         root_app: settings.argo.root_app.clone(),
         settings: std::sync::Arc::new(settings.clone()),
+        journal: None,
     }
 }
 

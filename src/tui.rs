@@ -6,7 +6,7 @@ use std::io::{self, Stdout};
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
-use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::event::{DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent, EventStream};
 use crossterm::terminal::{
     Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
@@ -20,7 +20,8 @@ use crate::app::state::{AppState, Mode};
 use crate::app::update::{AppEvent, Command, update};
 use crate::cluster::client::ClusterConn;
 use crate::cluster::watch::{self, WatchTargets};
-use crate::runbook::executor::Executor;
+use crate::runbook::journal::Journal;
+use crate::runbook::runner::{RunEvent, RunRequest, Runner};
 use crate::ui::{self, Theme};
 
 /// Restores the terminal when dropped (normal exit, error, or unwinding panic).
@@ -40,7 +41,7 @@ static TERMINAL_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, std::sync::atomic::Ordering::SeqCst) {
         let _ = disable_raw_mode();
-        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+        let _ = execute!(io::stdout(), DisableBracketedPaste, LeaveAlternateScreen, cursor::Show);
     }
 }
 
@@ -64,6 +65,8 @@ pub struct TuiOptions {
     pub root_app: String,
     /// For the pre-flight checks run from the cockpit.
     pub settings: std::sync::Arc<crate::settings::Settings>,
+    /// The journal file (default: `$XDG_STATE_HOME/cutover/journal/<cluster>.jsonl`).
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl Default for TuiOptions {
@@ -75,6 +78,7 @@ impl Default for TuiOptions {
             cilium_app: "cilium-app".into(),
             root_app: "root".into(),
             settings: Default::default(),
+            journal: None,
         }
     }
 }
@@ -112,14 +116,23 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
     } else {
         state.log(crate::app::state::Level::Warn, "no hubble-relay configured: flows unknown");
     }
-    let executor = Executor::new(conn.clone(), opts.targets.argo_namespace.clone());
+    let journal = match &opts.journal {
+        Some(p) => Journal::at(p.clone()),
+        None => Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?,
+    };
+    report_journal(&mut state, &journal);
+    let (run_tx, mut run_rx) = mpsc::unbounded_channel::<RunEvent>();
+    let mut runner = Runner::new(&conn, &opts.targets.argo_namespace, journal, run_tx)
+        .map_err(|e| color_eyre::eyre::eyre!(e))
+        .wrap_err("cannot build the write client")?;
+    let mut signals = Signals::new().wrap_err("cannot watch for SIGHUP/SIGTERM")?;
 
     TERMINAL_TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
     enable_raw_mode().wrap_err("cannot switch the terminal to raw mode (is stdin a terminal?)")?;
     let _guard = TerminalGuard;
     // Clear with a plain escape: ratatui's `clear()` asks the terminal for the cursor position,
     // which some terminals (and SSH/tmux set-ups) never answer.
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide, Clear(ClearType::All))
+    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste, cursor::Hide, Clear(ClearType::All))
         .wrap_err("cannot enter the alternate screen")?;
     let mut terminal: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).wrap_err("cannot initialise the terminal")?;
@@ -141,8 +154,13 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                     Ok(TermEvent::Key(k)) => {
                         state.now = jiff::Timestamp::now();
                         let cmds = update(&mut state, AppEvent::Key(k));
-                        if run_commands(cmds, &executor, &opts.settings, &tx) { break; }
+                        if run_commands(cmds, &mut state, &mut runner, &conn, &opts.settings, &tx) { break; }
                         // Keys are answered at once, not at the next frame.
+                        draw(&mut terminal, &state, &theme)?;
+                        dirty = false;
+                    }
+                    Ok(TermEvent::Paste(text)) => {
+                        let _ = update(&mut state, AppEvent::Paste(text));
                         draw(&mut terminal, &state, &theme)?;
                         dirty = false;
                     }
@@ -153,6 +171,14 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                     Ok(_) => {}
                     Err(e) => tracing::warn!("terminal event error: {e}"),
                 }
+            }
+            Some(ev) = run_rx.recv() => {
+                let _ = update(&mut state, AppEvent::Run(ev));
+                dirty = true;
+            }
+            why = signals.next() => {
+                state.log(crate::app::state::Level::Warn, format!("{why}: ending"));
+                break;
             }
             Some(ev) = rx.recv() => {
                 let _ = update(&mut state, ev);
@@ -185,10 +211,68 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
             break;
         }
     }
+    if let Some(op) = runner.interrupt("the cockpit ended while it ran (quit, SIGHUP or SIGTERM)").await {
+        tracing::warn!("{} interrupted by the end of the cockpit", op.title());
+        restore_terminal();
+        eprintln!("cutover: {} was interrupted; see `cutover journal`", op.title());
+    }
     for t in tasks {
         t.abort();
     }
     Ok(())
+}
+
+/// Tells the operator what the journal holds that needs attention: a chain that does not verify,
+/// operations an earlier cockpit started and never finished.
+fn report_journal(state: &mut AppState, journal: &Journal) {
+    use crate::app::state::Level;
+    match journal.read() {
+        Err(e) => state.log(Level::Error, format!("journal: {e}")),
+        Ok(v) => {
+            if let Some(bad) = &v.bad {
+                state.log(
+                    Level::Error,
+                    format!(
+                        "journal {} does not verify at {bad}: run `cutover journal --verify`",
+                        journal.path().display()
+                    ),
+                );
+            }
+            for u in crate::runbook::journal::unfinished(&v.entries) {
+                let did = if u.requests.is_empty() { "nothing sent".to_string() } else { u.requests.join(", ") };
+                state.log(
+                    Level::Warn,
+                    format!("interrupted earlier: {} (started {}; had sent: {did})", u.title, u.time),
+                );
+            }
+        }
+    }
+}
+
+/// SIGHUP (the SSH session dropped), SIGTERM and SIGINT end the cockpit cleanly.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.hup.recv() => "SIGHUP",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &AppState, theme: &Theme) -> Result<()> {
@@ -199,7 +283,9 @@ fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &AppState, the
 /// Runs commands; returns true to quit.
 fn run_commands(
     cmds: Vec<Command>,
-    executor: &Executor,
+    state: &mut AppState,
+    runner: &mut Runner,
+    conn: &ClusterConn,
     settings: &std::sync::Arc<crate::settings::Settings>,
     tx: &mpsc::Sender<AppEvent>,
 ) -> bool {
@@ -207,7 +293,7 @@ fn run_commands(
         match c {
             Command::Quit => return true,
             Command::RenderPreview(stage) => {
-                let client = executor.conn.client.clone();
+                let client = conn.client.clone();
                 let settings = settings.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -221,8 +307,8 @@ fn run_commands(
                 });
             }
             Command::RunPreflight => {
-                // Reads only (lists and access reviews): the client's read-only layer allows it.
-                let client = executor.conn.client.clone();
+                // Reads only (lists and access reviews), through the read-only client.
+                let client = conn.client.clone();
                 let settings = settings.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -231,13 +317,29 @@ fn run_commands(
                     let _ = tx.send(AppEvent::Preflight(Ok(checks))).await;
                 });
             }
-            Command::Execute(op) => {
-                let executor = executor.clone();
+            Command::PlanDrain(node) => {
+                let client = conn.client.clone();
+                let opts = runner.executor_mut().map(|e| e.drain.clone()).unwrap_or_default();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let result = executor.run(&op, &tx).await.map_err(|e| e.to_string());
-                    let _ = tx.send(AppEvent::Done { op, result }).await;
+                    use crate::runbook::executor::{drain_preview, plan_drain};
+                    let (result, refused) = match plan_drain(&client, &node).await {
+                        Ok(plan) => (Ok(drain_preview(&plan, &opts)), !plan.refuse.is_empty()),
+                        Err(e) => (Err(e.to_string()), false),
+                    };
+                    let _ = tx.send(AppEvent::DrainPlanned { node, result, refused }).await;
                 });
+            }
+            Command::Cancel => {
+                runner.cancel();
+            }
+            Command::Execute { op, preview, confirmed } => {
+                let req = RunRequest { op: op.clone(), preview, confirmed, take_over_stale_lock: false };
+                let ev = match runner.start(req) {
+                    Ok(()) => AppEvent::Started(op),
+                    Err(e) => AppEvent::Refused { op, reason: e.to_string() },
+                };
+                let _ = update(state, ev);
             }
         }
     }

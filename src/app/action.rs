@@ -1,7 +1,7 @@
 //! Operations that change the cluster, as values. A key never mutates anything directly: it
 //! produces a [`Pending`] operation, the confirm dialog shows its text, and only the confirmed
-//! value is handed to the executor (`crate::runbook::executor`), which is where read-only mode
-//! refuses it.
+//! value is handed to the runner (`crate::runbook::runner`), which refuses it in read-only mode,
+//! while another operation runs, or while someone else holds the cluster lock.
 
 /// One operation the executor can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,29 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The object it acts on (`node/w1`, `application/cilium-app`).
+    pub fn target(&self) -> String {
+        match self {
+            Operation::Cordon { node } | Operation::Uncordon { node } | Operation::Drain { node } => {
+                format!("node/{node}")
+            }
+            Operation::Sync { app } | Operation::Refresh { app } => format!("application/{app}"),
+        }
+    }
+
+    /// Disruptive operations need the object's name typed to confirm; the others take `y`.
+    pub fn is_disruptive(&self) -> bool {
+        matches!(self, Operation::Drain { .. })
+    }
+
+    /// The name to type for a disruptive operation.
+    pub fn object_name(&self) -> &str {
+        match self {
+            Operation::Cordon { node } | Operation::Uncordon { node } | Operation::Drain { node } => node,
+            Operation::Sync { app } | Operation::Refresh { app } => app,
+        }
+    }
+
     /// Short name for the events pane.
     pub fn title(&self) -> String {
         match self {
@@ -60,4 +83,34 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub op: Operation,
+    /// What will be sent, as computed when the dialog opened (for a drain: the plan from the
+    /// pods and PDBs read then), shown and journaled as it was shown.
+    pub preview: Vec<String>,
+    /// For a disruptive operation, the object's name typed so far.
+    pub typed: String,
+    /// The preview says it would be refused (nothing can be confirmed, only closed).
+    pub refused: bool,
+}
+
+impl Pending {
+    /// A confirmation showing the operation's own explanation.
+    pub fn new(op: Operation) -> Pending {
+        let preview = op.explain();
+        Pending { op, preview, typed: String::new(), refused: false }
+    }
+
+    /// A confirmation showing a computed preview.
+    pub fn with_preview(op: Operation, preview: Vec<String>, refused: bool) -> Pending {
+        Pending { op, preview, typed: String::new(), refused }
+    }
+
+    /// Whether the object's name must be typed (disruptive operations).
+    pub fn needs_name(&self) -> bool {
+        self.op.is_disruptive()
+    }
+
+    /// How it was confirmed, for the journal.
+    pub fn confirmed_how(&self) -> String {
+        if self.needs_name() { format!("typed {:?} to confirm", self.typed) } else { "pressed y to confirm".into() }
+    }
 }

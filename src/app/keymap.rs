@@ -29,6 +29,7 @@ pub enum Action {
     Refresh,
     Preflight,
     RenderPreview,
+    Cancel,
 }
 
 /// Where a binding applies.
@@ -67,7 +68,7 @@ const FLOWS: Scope = Scope::Pane(Focus::Flows);
 
 /// Every key the cockpit knows, in help order.
 pub static KEYMAP: &[Binding] = &[
-    key(KeyCode::Char('q'), "q", G, Action::Quit, "quit (asks nothing: quitting changes nothing)"),
+    key(KeyCode::Char('q'), "q", G, Action::Quit, "quit (asks first while an operation runs)"),
     Binding { code: KeyCode::Char('c'), ctrl: true, ..key(KeyCode::Char('c'), "Ctrl-C", G, Action::Quit, "quit") },
     key(KeyCode::Char('?'), "?", G, Action::Help, "show / hide this help"),
     key(KeyCode::Tab, "Tab", G, Action::FocusNext, "next pane"),
@@ -89,6 +90,7 @@ pub static KEYMAP: &[Binding] = &[
         "filter flows: ns: pod: verdict: node: port: proto: text, !negates",
     ),
     key(KeyCode::Esc, "Esc", G, Action::ClearFilter, "clear flow filter and node follow; close overlays"),
+    key(KeyCode::Char('x'), "x", G, Action::Cancel, "cancel the running operation at its next safe point"),
     key(KeyCode::Char('p'), "p", G, Action::Preflight, "pre-flight checks (read-only, run now; ↑↓ scroll, Esc close)"),
     key(
         KeyCode::Char('m'),
@@ -103,7 +105,7 @@ pub static KEYMAP: &[Binding] = &[
     key(KeyCode::Char('f'), "f", NODES, Action::FollowNode, "show only flows from the selected node"),
     mutating(KeyCode::Char('c'), "c", NODES, Action::Cordon, "cordon the selected node (confirm)"),
     mutating(KeyCode::Char('u'), "u", NODES, Action::Uncordon, "uncordon the selected node (confirm)"),
-    mutating(KeyCode::Char('d'), "d", NODES, Action::Drain, "drain the selected node (confirm)"),
+    mutating(KeyCode::Char('d'), "d", NODES, Action::Drain, "drain the selected node (shows the plan; type its name)"),
     key(KeyCode::Char('f'), "f", FLOWS, Action::FollowNode, "stop following a node"),
 ];
 

@@ -219,7 +219,20 @@ pub struct UiState {
     /// The manifest preview is open for this stage (1 or 2), and its scroll offset.
     pub preview_stage: Option<u8>,
     pub preview_scroll: usize,
+    /// `q` while an operation runs: asking whether to quit anyway.
+    pub quit_confirm: bool,
     pub quit: bool,
+}
+
+/// The operation the runner is carrying out (shown in the header; `x` cancels it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningOp {
+    pub op: super::action::Operation,
+    pub started: Timestamp,
+    /// The latest progress line.
+    pub last: Option<String>,
+    /// `x` was pressed: stopping at the next safe point.
+    pub cancelling: bool,
 }
 
 /// A rendered file for the preview: (repo-relative path, contents).
@@ -256,6 +269,10 @@ pub struct AppState {
     pub preflight_running: bool,
     /// Last manifest preview: stage and the rendered files (path, contents) or why it failed.
     pub preview: Option<(u8, Result<Vec<RenderedText>, String>)>,
+    /// The operation running now, if any.
+    pub running: Option<RunningOp>,
+    /// A drain plan is being computed for this node (the confirmation opens when it arrives).
+    pub planning: Option<String>,
 }
 
 const LOG_CAP: usize = 500;
@@ -286,6 +303,8 @@ impl AppState {
             flow_filter: None,
             preflight: None,
             preflight_running: false,
+            running: None,
+            planning: None,
             preview: None,
         }
     }

@@ -21,16 +21,23 @@ pub enum AppEvent {
     Kube(Box<KubeEvent>),
     /// From the Hubble flow source (`hubble::client`).
     Relay(Box<HubbleEvent>),
-    /// An operation finished (Ok: summary line; Err: why it failed).
-    Done {
+    /// From the runner: progress of the running operation, or its end.
+    Run(crate::runbook::runner::RunEvent),
+    /// The runner accepted the confirmed operation and started it.
+    Started(Operation),
+    /// The runner refused it before sending anything (busy, read-only, journal).
+    Refused {
         op: Operation,
-        result: Result<String, String>,
+        reason: String,
     },
-    /// Progress of a running operation (e.g. drain retrying on a PDB).
-    Progress {
-        op: Operation,
-        text: String,
+    /// A drain plan computed for the confirmation (read-only lists of pods and PDBs).
+    DrainPlanned {
+        node: String,
+        result: Result<Vec<String>, String>,
+        refused: bool,
     },
+    /// Text pasted into the terminal (bracketed paste): never keystrokes.
+    Paste(String),
     /// A pre-flight run finished.
     Preflight(Result<Vec<crate::checks::Check>, String>),
     /// A manifest preview was rendered for a stage: (path, contents) per file.
@@ -55,7 +62,16 @@ impl From<KubeEvent> for AppEvent {
 /// What the event loop must do after an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Execute(Operation),
+    /// Hand a confirmed operation to the runner.
+    Execute {
+        op: Operation,
+        preview: Vec<String>,
+        confirmed: String,
+    },
+    /// Ask the running operation to stop at its next safe point.
+    Cancel,
+    /// Compute the drain plan of a node for its confirmation.
+    PlanDrain(String),
     /// Run the read-only pre-flight checks in the background.
     RunPreflight,
     /// Render the manifests of a stage for the preview (writes nothing).
@@ -79,11 +95,51 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             on_relay(state, *r);
             Vec::new()
         }
-        AppEvent::Done { op, result } => {
+        AppEvent::Run(crate::runbook::runner::RunEvent::Done { op, result }) => {
+            use crate::runbook::executor::ExecError;
             match result {
                 Ok(msg) => state.log(Level::Info, format!("{}: {msg}", op.title())),
+                Err(e @ ExecError::Cancelled(_)) => state.log(Level::Warn, format!("{}: {e}", op.title())),
                 Err(e) => state.log(Level::Error, format!("{} failed: {e}", op.title())),
             }
+            if state.running.as_ref().is_some_and(|r| r.op == op) {
+                state.running = None;
+            }
+            Vec::new()
+        }
+        AppEvent::Run(crate::runbook::runner::RunEvent::Progress { op, text }) => {
+            state.log(Level::Info, format!("{}: {text}", op.title()));
+            if let Some(r) = state.running.as_mut().filter(|r| r.op == op) {
+                r.last = Some(text);
+            }
+            Vec::new()
+        }
+        AppEvent::Started(op) => {
+            state.log(Level::Info, format!("{}: running (x cancels)", op.title()));
+            state.running =
+                Some(crate::app::state::RunningOp { op, started: state.now, last: None, cancelling: false });
+            Vec::new()
+        }
+        AppEvent::Refused { op, reason } => {
+            state.log(Level::Warn, format!("{}: {reason}", op.title()));
+            Vec::new()
+        }
+        AppEvent::DrainPlanned { node, result, refused } => {
+            if state.planning.as_deref() == Some(node.as_str()) {
+                state.planning = None;
+                match result {
+                    // Only if nothing else took the screen meanwhile; the dialog names the node.
+                    Ok(preview) if state.ui.confirm.is_none() => {
+                        state.ui.confirm = Some(Pending::with_preview(Operation::Drain { node }, preview, refused));
+                    }
+                    Ok(_) => {}
+                    Err(e) => state.log(Level::Error, format!("drain {node}: cannot compute the plan: {e}")),
+                }
+            }
+            Vec::new()
+        }
+        AppEvent::Paste(text) => {
+            on_paste(state, &text);
             Vec::new()
         }
         AppEvent::Preflight(result) => {
@@ -104,10 +160,6 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
                 state.log(Level::Error, format!("render stage {stage}: {e}"));
             }
             state.preview = Some((stage, result));
-            Vec::new()
-        }
-        AppEvent::Progress { op, text } => {
-            state.log(Level::Info, format!("{}: {text}", op.title()));
             Vec::new()
         }
         AppEvent::Key(key) => on_key(state, key),
@@ -155,19 +207,23 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
     }
-    // Ctrl-C always quits, whatever is open.
-    if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-        state.ui.quit = true;
-        return vec![Command::Quit];
-    }
-    // A confirmation takes every key: only `y` confirms; anything else cancels.
-    if let Some(pending) = state.ui.confirm.take() {
-        if key.code == KeyCode::Char('y') {
-            state.log(Level::Info, format!("{}: confirmed, running", pending.op.title()));
-            return vec![Command::Execute(pending.op)];
+    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+    // Quitting while an operation runs asks first; `y` (or a second Ctrl-C) quits anyway.
+    if state.ui.quit_confirm {
+        state.ui.quit_confirm = false;
+        if ctrl_c || key.code == KeyCode::Char('y') {
+            state.ui.quit = true;
+            return vec![Command::Quit];
         }
-        state.log(Level::Info, format!("{}: cancelled", pending.op.title()));
+        state.log(Level::Info, "quit cancelled; the operation goes on");
         return Vec::new();
+    }
+    // Ctrl-C quits whatever is open (asking first while an operation runs).
+    if ctrl_c {
+        return request_quit(state);
+    }
+    if state.ui.confirm.is_some() {
+        return on_confirm_key(state, key);
     }
     if let Some(input) = state.ui.filter_input.as_mut() {
         match key.code {
@@ -199,8 +255,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 }
             }
             KeyCode::Char('q') => {
-                state.ui.quit = true;
-                return vec![Command::Quit];
+                return request_quit(state);
             }
             _ => state.ui.preview_stage = None,
         }
@@ -217,8 +272,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 return vec![Command::RunPreflight];
             }
             KeyCode::Char('q') => {
-                state.ui.quit = true;
-                return vec![Command::Quit];
+                return request_quit(state);
             }
             _ => state.ui.preflight_open = false,
         }
@@ -237,9 +291,19 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         return Vec::new();
     }
     match binding.action {
-        Action::Quit => {
-            state.ui.quit = true;
-            return vec![Command::Quit];
+        Action::Quit => return request_quit(state),
+        Action::Cancel => {
+            let title = state.running.as_mut().map(|r| {
+                r.cancelling = true;
+                r.op.title()
+            });
+            match title {
+                Some(t) => {
+                    state.log(Level::Warn, format!("{t}: cancelling at the next safe point"));
+                    return vec![Command::Cancel];
+                }
+                None => state.log(Level::Info, "nothing is running"),
+            }
         }
         Action::Help => state.ui.help = true,
         Action::RenderPreview => {
@@ -289,25 +353,115 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 _ => None,
             };
         }
-        Action::Cordon | Action::Uncordon | Action::Drain => {
+        Action::Drain => {
             if let Some(node) = selected_node(state) {
-                let op = match binding.action {
-                    Action::Cordon => Operation::Cordon { node },
-                    Action::Uncordon => Operation::Uncordon { node },
-                    _ => Operation::Drain { node },
+                // The confirmation shows the plan computed from the pods and PDBs read now.
+                state.log(Level::Info, format!("drain {node}: reading its pods and PDBs for the plan"));
+                state.planning = Some(node.clone());
+                return vec![Command::PlanDrain(node)];
+            }
+        }
+        Action::Cordon | Action::Uncordon => {
+            if let Some(node) = selected_node(state) {
+                let op = if binding.action == Action::Cordon {
+                    Operation::Cordon { node }
+                } else {
+                    Operation::Uncordon { node }
                 };
-                state.ui.confirm = Some(Pending { op });
+                state.ui.confirm = Some(Pending::new(op));
             }
         }
         Action::Sync | Action::Refresh => {
             if let Some(app) = selected_app(state) {
                 let op =
                     if binding.action == Action::Sync { Operation::Sync { app } } else { Operation::Refresh { app } };
-                state.ui.confirm = Some(Pending { op });
+                state.ui.confirm = Some(Pending::new(op));
             }
         }
     }
     Vec::new()
+}
+
+/// `q` / Ctrl-C: quits, unless an operation runs — then asks first.
+fn request_quit(state: &mut AppState) -> Vec<Command> {
+    if let Some(r) = &state.running {
+        state.log(
+            Level::Warn,
+            format!(
+                "{} is running: y quits anyway (it is stopped and journaled as interrupted); any other key stays",
+                r.op.title()
+            ),
+        );
+        state.ui.quit_confirm = true;
+        return Vec::new();
+    }
+    state.ui.quit = true;
+    vec![Command::Quit]
+}
+
+/// Keys while a confirmation is open. A `y` confirmation: `y` runs, anything else cancels. A
+/// typed one (disruptive): characters go into the field, Enter runs only when the field holds
+/// the object's name exactly, Esc cancels.
+fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
+    let Some(pending) = state.ui.confirm.as_mut() else { return Vec::new() };
+    if pending.refused || !pending.needs_name() {
+        let Some(pending) = state.ui.confirm.take() else { return Vec::new() };
+        if key.code == KeyCode::Char('y') && !pending.refused {
+            state.log(Level::Info, format!("{}: confirmed", pending.op.title()));
+            return vec![execute(pending)];
+        }
+        state.log(Level::Info, format!("{}: cancelled", pending.op.title()));
+        return Vec::new();
+    }
+    match key.code {
+        KeyCode::Esc => {
+            if let Some(p) = state.ui.confirm.take() {
+                state.log(Level::Info, format!("{}: cancelled", p.op.title()));
+            }
+        }
+        KeyCode::Backspace => {
+            pending.typed.pop();
+        }
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+            if pending.typed.chars().count() < 253 {
+                pending.typed.push(c);
+            }
+        }
+        KeyCode::Enter => {
+            if pending.typed == pending.op.object_name() {
+                if let Some(p) = state.ui.confirm.take() {
+                    state.log(Level::Info, format!("{}: confirmed by name", p.op.title()));
+                    return vec![execute(p)];
+                }
+            } else {
+                let want = pending.op.object_name().to_string();
+                state.log(Level::Warn, format!("type {want:?} exactly to confirm (Esc cancels)"));
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn execute(p: Pending) -> Command {
+    let confirmed = p.confirmed_how();
+    Command::Execute { op: p.op, preview: p.preview, confirmed }
+}
+
+/// Pasted text never becomes keystrokes: it may only fill the typed-confirmation field or the
+/// filter prompt (without line breaks); anywhere else it is dropped, and the Events pane says so.
+fn on_paste(state: &mut AppState, text: &str) {
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(1024).collect();
+    if let Some(p) = state.ui.confirm.as_mut().filter(|p| p.needs_name() && !p.refused) {
+        p.typed.push_str(&clean);
+    } else if let Some(input) = state.ui.filter_input.as_mut() {
+        input.push_str(&clean);
+    } else {
+        state.log(
+            Level::Info,
+            format!("ignored pasted text ({} characters): paste only into a prompt", text.chars().count()),
+        );
+    }
 }
 
 fn set_filter(state: &mut AppState, text: String) {

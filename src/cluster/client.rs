@@ -39,6 +39,10 @@ pub struct ReadOnlyRefused {
 }
 
 /// A connected cluster.
+///
+/// `client` is read-only whatever the mode: watchers, pre-flight, previews, status, flows and the
+/// relay port-forward all read through it. Only [`super::write::WriteClient::new`] can make a
+/// client that writes, and only from an armed connection (`write_config` is `None` otherwise).
 #[derive(Clone)]
 pub struct ClusterConn {
     pub client: kube::Client,
@@ -47,6 +51,7 @@ pub struct ClusterConn {
     /// API server URL (no credentials).
     pub server: String,
     pub read_only: bool,
+    write_config: Option<kube::Config>,
 }
 
 impl std::fmt::Debug for ClusterConn {
@@ -132,15 +137,31 @@ pub async fn connect_with(
     config.default_retry = false;
     let server = config.cluster_url.to_string();
     let read_only = read_only_flag || read_only_for_context(&ctx_name);
-    let client = build_client(config, read_only)
-        .map_err(|message| ConnectError::Config { context: ctx_name.clone(), message })?;
-    Ok(ClusterConn { client, context: ctx_name, cluster, server, read_only })
+    let write_config = (!read_only).then(|| config.clone());
+    let client =
+        build_read_client(config).map_err(|message| ConnectError::Config { context: ctx_name.clone(), message })?;
+    Ok(ClusterConn { client, context: ctx_name, cluster, server, read_only, write_config })
 }
 
-/// Builds a kube client; in read-only mode every request goes through [`ReadOnlyLayer`].
-pub fn build_client(config: kube::Config, read_only: bool) -> Result<kube::Client, String> {
-    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| redact(&e.to_string()))?;
-    Ok(if read_only { builder.with_layer(&ReadOnlyLayer).build() } else { builder.build() })
+impl ClusterConn {
+    /// The configuration a write client is built from; `None` when read-only.
+    pub(crate) fn write_config(&self) -> Option<kube::Config> {
+        self.write_config.clone()
+    }
+}
+
+/// kube's default service stack (what `ClientBuilder::try_from(Config)` builds).
+pub(crate) type BaseService =
+    tower::util::BoxService<Request<kube::client::Body>, http::Response<Box<kube::client::DynBody>>, BoxError>;
+
+/// The client builder every client starts from (the one place to add what all requests carry).
+pub(crate) fn builder(config: kube::Config) -> Result<kube::client::ClientBuilder<BaseService>, String> {
+    kube::client::ClientBuilder::try_from(config).map_err(|e| redact(&e.to_string()))
+}
+
+/// Builds a client that can only read: every request goes through [`ReadOnlyLayer`].
+pub fn build_read_client(config: kube::Config) -> Result<kube::Client, String> {
+    Ok(builder(config)?.with_layer(&ReadOnlyLayer).build())
 }
 
 /// Whether a request only reads. SelfSubject{Access,Rules}Reviews are POSTs that change nothing

@@ -1,4 +1,6 @@
 //! Kubernetes as a data source: connecting (kubeconfig/context), the read-only request layer,
-//! and the watchers that turn the cluster into cockpit events.
+//! the watchers that turn the cluster into cockpit events, and the one client that can write
+//! (held by the runner's executor only).
 pub mod client;
 pub mod watch;
+pub mod write;

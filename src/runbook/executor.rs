@@ -1,34 +1,69 @@
-//! The action executor: the only code that changes the cluster. Every operation arrives here as a
-//! confirmed value; in read-only mode it is refused before any request is built (and the client's
-//! read-only layer would refuse the request anyway).
+//! The action executor: the only code that sends changes to the cluster. It holds the one
+//! [`WriteClient`] (which journals every mutating request before sending it) and runs one
+//! confirmed operation at a time for the [`super::runner::Runner`]. It reads through the
+//! read-only client. Progress goes to the runner's channel, which never drops a message.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, EvictParams, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::action::Operation;
-use crate::app::update::AppEvent;
-use crate::cluster::client::{ClusterConn, api_status, is_read_only_refusal};
+use crate::checks::drain::{self, DrainPlan};
+use crate::cluster::client::{api_status, is_read_only_refusal, redact};
+use crate::cluster::write::WriteClient;
+use crate::runbook::runner::RunEvent;
 
-/// Why an operation failed.
-#[derive(Debug, thiserror::Error)]
+/// Why an operation did not complete. [`ExecError::exit_code`] maps each to the headless
+/// commands' exit codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
     #[error("refused: read-only mode (started with --read-only or marked read-only for this context)")]
     ReadOnly,
     #[error("forbidden by RBAC: {0}")]
     Forbidden(String),
+    #[error("{kind} {name:?} not found; known: {known}")]
+    NotFound { kind: &'static str, name: String, known: String },
     #[error("{0}")]
     Api(String),
-    #[error("drain of {node} blocked, nothing was evicted: {reasons}")]
-    DrainBlocked { node: String, reasons: String },
-    #[error("timed out after {0:?}; the node stays cordoned")]
-    Timeout(Duration),
+    /// The drain would lose pods; nothing was changed.
+    #[error("drain of {node} refused, nothing was changed: {reasons}")]
+    DrainRefused { node: String, reasons: String },
+    /// The deadline passed; `message` says what is true now.
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Cancelled(String),
+    /// Refused before any request (another operation runs, the lock is held, the journal).
     #[error("{0}")]
     Refused(String),
+    /// Something went wrong after changes were made; `message` says what is true now.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ExecError {
+    /// Exit codes of the headless commands: 1 failed, 3 refused, 4 cancelled or timed out.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExecError::ReadOnly
+            | ExecError::Forbidden(_)
+            | ExecError::NotFound { .. }
+            | ExecError::DrainRefused { .. }
+            | ExecError::Refused(_) => 3,
+            ExecError::Timeout(_) | ExecError::Cancelled(_) => 4,
+            ExecError::Api(_) | ExecError::Failed(_) => 1,
+        }
+    }
+
+    /// Whether nothing was sent (the journal's result says `failed` either way).
+    pub fn is_refusal(&self) -> bool {
+        self.exit_code() == 3
+    }
 }
 
 fn api_err(e: kube::Error) -> ExecError {
@@ -37,7 +72,7 @@ fn api_err(e: kube::Error) -> ExecError {
     }
     match (&e, api_status(&e)) {
         (kube::Error::Api(s), Some(403)) => ExecError::Forbidden(s.message.clone()),
-        _ => ExecError::Api(crate::cluster::client::redact(&e.to_string())),
+        _ => ExecError::Api(redact(&e.to_string())),
     }
 }
 
@@ -62,89 +97,197 @@ impl Default for DrainOptions {
     }
 }
 
+/// Where an operation's progress lines go (the runner's unbounded channel: never dropped).
+#[derive(Clone)]
+pub struct Progress {
+    tx: mpsc::UnboundedSender<RunEvent>,
+    op: Operation,
+}
+
+impl Progress {
+    pub fn new(tx: mpsc::UnboundedSender<RunEvent>, op: Operation) -> Self {
+        Progress { tx, op }
+    }
+
+    pub fn say(&self, text: impl Into<String>) {
+        let _ = self.tx.send(RunEvent::Progress { op: self.op.clone(), text: text.into() });
+    }
+}
+
+/// `1:05` — elapsed time in progress lines.
+fn mmss(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
 /// Runs operations against one cluster.
 #[derive(Clone)]
 pub struct Executor {
-    pub conn: ClusterConn,
+    write: WriteClient,
+    read: kube::Client,
     pub argo_namespace: String,
     pub drain: DrainOptions,
 }
 
 impl Executor {
-    pub fn new(conn: ClusterConn, argo_namespace: impl Into<String>) -> Self {
-        Executor { conn, argo_namespace: argo_namespace.into(), drain: DrainOptions::default() }
+    /// `read` is the connection's read-only client, `write` the journaled write client.
+    pub fn new(write: WriteClient, read: kube::Client, argo_namespace: impl Into<String>) -> Self {
+        Executor { write, read, argo_namespace: argo_namespace.into(), drain: DrainOptions::default() }
     }
 
-    /// Runs one operation; progress lines go to `progress`.
-    pub async fn run(&self, op: &Operation, progress: &mpsc::Sender<AppEvent>) -> Result<String, ExecError> {
-        if self.conn.read_only {
-            return Err(ExecError::ReadOnly);
-        }
+    pub fn write_client(&self) -> &WriteClient {
+        &self.write
+    }
+
+    /// Runs one operation. `cancel` stops it at its next safe point.
+    pub async fn run(
+        &self,
+        op: &Operation,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<String, ExecError> {
         match op {
             Operation::Cordon { node } => self.set_unschedulable(node, true).await,
             Operation::Uncordon { node } => self.set_unschedulable(node, false).await,
-            Operation::Drain { node } => self.drain(op, node, progress).await,
+            Operation::Drain { node } => self.drain(node, progress, cancel).await,
             Operation::Sync { app } => self.sync(app).await,
             Operation::Refresh { app } => self.refresh(app).await,
         }
     }
 
-    async fn set_unschedulable(&self, node: &str, on: bool) -> Result<String, ExecError> {
-        let nodes: Api<Node> = Api::all(self.conn.client.clone());
-        let current = nodes.get(node).await.map_err(api_err)?;
-        let is_on = current.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-        if is_on == on {
-            return Ok(format!("node/{node} already {}", if on { "cordoned" } else { "uncordoned" }));
+    async fn known_nodes(&self) -> String {
+        let nodes: Api<Node> = Api::all(self.read.clone());
+        match nodes.list_metadata(&ListParams::default()).await {
+            Ok(l) => l.items.iter().filter_map(|n| n.metadata.name.clone()).collect::<Vec<_>>().join(", "),
+            Err(_) => "(cannot list nodes)".into(),
         }
-        let patch = json!({ "spec": { "unschedulable": on } });
-        nodes.patch(node, &PatchParams::default(), &Patch::Strategic(&patch)).await.map_err(api_err)?;
-        Ok(format!("node/{node} {}", if on { "cordoned" } else { "uncordoned" }))
     }
 
-    async fn drain(&self, op: &Operation, node: &str, progress: &mpsc::Sender<AppEvent>) -> Result<String, ExecError> {
-        let say = |text: String| {
-            let _ = progress.try_send(AppEvent::Progress { op: op.clone(), text });
-        };
+    async fn get_node(&self, node: &str) -> Result<Node, ExecError> {
+        let nodes: Api<Node> = Api::all(self.read.clone());
+        match nodes.get_opt(node).await.map_err(api_err)? {
+            Some(n) => Ok(n),
+            None => Err(ExecError::NotFound { kind: "node", name: node.into(), known: self.known_nodes().await }),
+        }
+    }
+
+    /// Whether the node is cordoned now (`None`: cannot tell).
+    async fn is_cordoned(&self, node: &str) -> Option<bool> {
+        let nodes: Api<Node> = Api::all(self.read.clone());
+        nodes.get(node).await.ok().map(|n| n.spec.and_then(|s| s.unschedulable).unwrap_or(false))
+    }
+
+    /// What a message may say about the node's cordon, read now.
+    async fn cordon_state(&self, node: &str) -> String {
+        match self.is_cordoned(node).await {
+            Some(true) => format!("node {node} is left cordoned"),
+            Some(false) => format!("node {node} is not cordoned (someone uncordoned it)"),
+            None => format!("node {node}: cordon state unknown (cannot read it now)"),
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // the executor's own write, journaled by the write client
+    async fn set_unschedulable(&self, node: &str, on: bool) -> Result<String, ExecError> {
+        let current = self.get_node(node).await?;
+        let word = if on { "cordoned" } else { "uncordoned" };
+        if current.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) == on {
+            return Ok(format!("node {node} already {word}; nothing sent"));
+        }
+        let nodes: Api<Node> = Api::all(self.write.kube().clone());
+        let patch = json!({ "spec": { "unschedulable": on } });
+        let after = nodes.patch(node, &PatchParams::default(), &Patch::Strategic(&patch)).await.map_err(api_err)?;
+        let now_on = after.spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        if now_on != on {
+            return Err(ExecError::Failed(format!(
+                "node {node}: the API accepted the patch but the node is not {word}"
+            )));
+        }
+        Ok(format!("node {node} {word}"))
+    }
+
+    /// The drain plan for `node` now (lists through the read-only client).
+    pub async fn drain_plan(&self, node: &str) -> Result<DrainPlan, ExecError> {
+        plan_drain(&self.read, node).await
+    }
+
+    async fn drain(&self, node: &str, progress: &Progress, cancel: &CancellationToken) -> Result<String, ExecError> {
+        self.get_node(node).await?;
+        let first = self.drain_plan(node).await?;
+        if !first.refuse.is_empty() {
+            return Err(drain_refused(&first));
+        }
         self.set_unschedulable(node, true).await?;
-        let pods: Api<Pod> = Api::all(self.conn.client.clone());
-        let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await.map_err(api_err)?;
-        let (to_evict, skipped, blockers) = drain_plan(&list.items);
-        if !blockers.is_empty() {
-            return Err(ExecError::DrainBlocked { node: node.to_string(), reasons: blockers.join("; ") });
+        progress.say(format!("node {node} cordoned"));
+        // List again after the cordon, as kubectl does: nothing new is scheduled there now.
+        let plan = match self.drain_plan(node).await {
+            Ok(p) => p,
+            Err(e) => return Err(ExecError::Failed(format!("{e}; {}", self.cordon_state(node).await))),
+        };
+        if !plan.refuse.is_empty() {
+            return Err(ExecError::Failed(format!("{}; {}", drain_refused(&plan), self.cordon_state(node).await)));
         }
-        if !skipped.is_empty() {
-            say(format!("skipping {} DaemonSet/mirror pods", skipped.len()));
+        let total = plan.evict.len();
+        if !plan.skip.is_empty() {
+            let names: Vec<String> = plan.skip.iter().map(|(p, _)| p.key()).collect();
+            progress.say(format!("skipping {} pod(s) (DaemonSet/static): {}", plan.skip.len(), names.join(", ")));
         }
-        say(format!("evicting {} pods", to_evict.len()));
-        let deadline = tokio::time::Instant::now() + self.drain.timeout;
+        for b in plan.blocking_pdbs() {
+            progress.say(format!("PDB {} allows 0 disruptions now; {} will wait for it", b.pdb, b.pods.join(", ")));
+        }
+        progress.say(format!("evicting {total} pod(s), deadline {}", mmss(self.drain.timeout)));
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.drain.timeout;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        for (ns, name, uid) in to_evict.clone() {
-            let api: Api<Pod> = Api::namespaced(self.conn.client.clone(), &ns);
-            let opts = self.drain.clone();
-            let progress = progress.clone();
-            let op = op.clone();
-            tasks.spawn(async move { evict_and_wait(api, ns, name, uid, opts, deadline, progress, op).await });
+        for pod in plan.evict.clone() {
+            let ctx = EvictCtx {
+                read: Api::namespaced(self.read.clone(), &pod.namespace),
+                write: Api::namespaced(self.write.kube().clone(), &pod.namespace),
+                pdbs: plan.pdbs_of(&pod.key()).iter().map(|b| b.pdb.clone()).collect(),
+                opts: self.drain.clone(),
+                started,
+                deadline,
+                progress: progress.clone(),
+                cancel: cancel.clone(),
+                done: done.clone(),
+                total,
+            };
+            tasks.spawn(async move { ctx.evict_and_wait(pod).await });
         }
-        let mut failures = Vec::new();
+        let mut left: Vec<EvictFailure> = Vec::new();
         while let Some(res) = tasks.join_next().await {
             match res {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => failures.push(e),
-                Err(e) => failures.push(format!("internal: {e}")),
+                Ok(Err(f)) => left.push(f),
+                Err(e) => left.push(EvictFailure { pod: "?".into(), why: Why::Error(format!("internal: {e}")) }),
             }
         }
-        if failures.is_empty() {
-            Ok(format!("node/{node} drained ({} pods evicted)", to_evict.len()))
+        let evicted = done.load(std::sync::atomic::Ordering::SeqCst);
+        if left.is_empty() {
+            let skipped = if plan.skip.is_empty() { String::new() } else { format!(", {} skipped", plan.skip.len()) };
+            return Ok(format!(
+                "node {node} drained: {evicted} pod(s) evicted{skipped} in {}",
+                mmss(started.elapsed())
+            ));
+        }
+        left.sort_by(|a, b| a.pod.cmp(&b.pod));
+        let details = left.iter().map(|f| format!("{}: {}", f.pod, f.why)).collect::<Vec<_>>().join("; ");
+        let state = self.cordon_state(node).await;
+        let summary = format!("{evicted} of {total} pod(s) evicted; not evicted: {details}; {state}");
+        if left.iter().any(|f| matches!(f.why, Why::Error(_))) {
+            Err(ExecError::Failed(format!("drain of {node} failed: {summary}")))
+        } else if left.iter().any(|f| matches!(f.why, Why::Deadline { .. })) {
+            Err(ExecError::Timeout(format!("drain of {node} timed out after {}: {summary}", mmss(self.drain.timeout))))
         } else {
-            Err(ExecError::Api(format!("node stays cordoned; {}", failures.join("; "))))
+            Err(ExecError::Cancelled(format!("drain of {node} cancelled: {summary}")))
         }
     }
 
+    #[allow(clippy::disallowed_methods)]
     async fn sync(&self, app: &str) -> Result<String, ExecError> {
-        let api = self.apps();
-        let current = api.get(app).await.map_err(api_err)?;
+        let current = self.get_app(app).await?;
         if current.data.pointer("/status/operationState/phase").and_then(|p| p.as_str()) == Some("Running") {
-            return Err(ExecError::Refused(format!("{app}: an operation is already running")));
+            return Err(ExecError::Refused(format!("{app}: an Argo CD operation is already running")));
         }
         let patch = json!({
             "operation": {
@@ -153,144 +296,256 @@ impl Executor {
                 "sync": { "syncStrategy": { "hook": {} } }
             }
         });
-        api.patch(app, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(api_err)?;
-        Ok(format!("application/{app}: sync requested"))
+        self.apps(&self.write.kube().clone())
+            .patch(app, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err)?;
+        Ok(format!("application {app}: sync requested"))
     }
 
+    #[allow(clippy::disallowed_methods)]
     async fn refresh(&self, app: &str) -> Result<String, ExecError> {
+        self.get_app(app).await?;
         let patch = json!({ "metadata": { "annotations": { "argocd.argoproj.io/refresh": "normal" } } });
-        self.apps().patch(app, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(api_err)?;
-        Ok(format!("application/{app}: refresh requested"))
+        self.apps(&self.write.kube().clone())
+            .patch(app, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err)?;
+        Ok(format!("application {app}: refresh requested"))
     }
 
-    fn apps(&self) -> Api<DynamicObject> {
+    async fn get_app(&self, app: &str) -> Result<DynamicObject, ExecError> {
+        let api = self.apps(&self.read);
+        match api.get_opt(app).await.map_err(api_err)? {
+            Some(a) => Ok(a),
+            None => {
+                let known = match api.list_metadata(&ListParams::default()).await {
+                    Ok(l) => l.items.iter().filter_map(|a| a.metadata.name.clone()).collect::<Vec<_>>().join(", "),
+                    Err(_) => "(cannot list applications)".into(),
+                };
+                Err(ExecError::NotFound { kind: "application", name: app.into(), known })
+            }
+        }
+    }
+
+    fn apps(&self, client: &kube::Client) -> Api<DynamicObject> {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
             "applications",
         );
-        Api::namespaced_with(self.conn.client.clone(), &self.argo_namespace, &ar)
+        Api::namespaced_with(client.clone(), &self.argo_namespace, &ar)
     }
 }
 
-/// kubectl drain's filters (with `--ignore-daemonsets --delete-emptydir-data`, without
-/// `--force`): returns (pods to evict as (ns, name, uid), skipped, blocking reasons).
-#[allow(clippy::type_complexity)]
-pub fn drain_plan(pods: &[Pod]) -> (Vec<(String, String, String)>, Vec<String>, Vec<String>) {
-    let mut evict = Vec::new();
-    let mut skipped = Vec::new();
-    let mut unmanaged = Vec::new();
-    for p in pods {
-        let ns = p.metadata.namespace.clone().unwrap_or_default();
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let key = format!("{ns}/{name}");
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-        let finished = phase == "Succeeded" || phase == "Failed";
-        let annotations: BTreeMap<String, String> = p.metadata.annotations.clone().unwrap_or_default();
-        let controller =
-            p.metadata.owner_references.as_ref().and_then(|o| o.iter().find(|o| o.controller == Some(true)));
-        if annotations.contains_key("kubernetes.io/config.mirror") {
-            skipped.push(key);
-            continue;
-        }
-        if controller.is_some_and(|c| c.kind == "DaemonSet") && !finished {
-            skipped.push(key);
-            continue;
-        }
-        if controller.is_none() && !finished {
-            unmanaged.push(key);
-            continue;
-        }
-        evict.push((ns, name, p.metadata.uid.clone().unwrap_or_default()));
-    }
-    let mut blockers = Vec::new();
-    if !unmanaged.is_empty() {
-        blockers.push(format!(
-            "pods without a controller would be lost for good (kubectl needs --force): {}",
-            unmanaged.join(", ")
-        ));
-    }
-    (evict, skipped, blockers)
+/// Lists the pods on `node` and every PDB, and plans the drain (read-only).
+pub async fn plan_drain(read: &kube::Client, node: &str) -> Result<DrainPlan, ExecError> {
+    let pods: Api<Pod> = Api::all(read.clone());
+    let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await.map_err(api_err)?;
+    let pdbs: Api<PodDisruptionBudget> = Api::all(read.clone());
+    let pdbs = pdbs.list(&ListParams::default()).await.map_err(api_err)?;
+    Ok(drain::plan(node, &list.items, &pdbs.items))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn evict_and_wait(
-    api: Api<Pod>,
-    ns: String,
-    name: String,
-    uid: String,
+fn drain_refused(plan: &DrainPlan) -> ExecError {
+    let pods = plan.refuse.iter().map(|(p, why)| format!("{} ({why})", p.key())).collect::<Vec<_>>().join(", ");
+    ExecError::DrainRefused { node: plan.node.clone(), reasons: pods }
+}
+
+/// The confirmation text of a drain: exactly what will be evicted, skipped and waited for.
+pub fn drain_preview(plan: &DrainPlan, opts: &DrainOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    if !plan.refuse.is_empty() {
+        out.push(format!("REFUSED: {} pod(s) would be lost for good; nothing will be sent:", plan.refuse.len()));
+        out.extend(plan.refuse.iter().map(|(p, why)| format!("  {} — {why}", p.key())));
+        return out;
+    }
+    out.push(format!("PATCH node {}: spec.unschedulable=true (cordon)", plan.node));
+    out.push(format!("POST pods/eviction for {} pod(s) (PodDisruptionBudgets respected):", plan.evict.len()));
+    out.extend(plan.evict.iter().map(|p| format!("  evict {}  ({})", p.key(), p.owner)));
+    if !plan.skip.is_empty() {
+        out.push(format!("skip {} pod(s):", plan.skip.len()));
+        out.extend(plan.skip.iter().map(|(p, why)| format!("  {} — {}", p.key(), why.as_str())));
+    }
+    if !plan.emptydir.is_empty() {
+        out.push(format!("emptyDir data is lost: {}", plan.emptydir.join(", ")));
+    }
+    for b in &plan.pdbs {
+        let note = if b.allowed <= 0 { " — blocks: evictions answer 429 and are retried" } else { "" };
+        out.push(format!("PDB {} allows {} disruption(s) now{note}", b.pdb, b.allowed));
+    }
+    if !plan.multi_pdb.is_empty() {
+        out.push(format!("more than one PDB selects {} (eviction answers 500)", plan.multi_pdb.join(", ")));
+    }
+    out.push(format!(
+        "429 retried every {}s; each evicted pod waited for until gone; deadline {}; a drain that stops leaves the node cordoned",
+        opts.retry_delay.as_secs(),
+        mmss(opts.timeout)
+    ));
+    out
+}
+
+enum Why {
+    Deadline { retries: u32, pdbs: Vec<String>, evicted: bool },
+    Cancelled { evicted: bool },
+    Error(String),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Deadline { evicted: true, .. } => f.write_str("evicted, still terminating at the deadline"),
+            Why::Deadline { retries, pdbs, .. } if !pdbs.is_empty() => {
+                write!(f, "blocked by PDB {} (429 retried {retries} times until the deadline)", pdbs.join(", "))
+            }
+            Why::Deadline { retries, .. } => write!(f, "not evicted by the deadline ({retries} retries)"),
+            Why::Cancelled { evicted: true } => f.write_str("evicted, not waited for (cancelled)"),
+            Why::Cancelled { evicted: false } => f.write_str("not evicted (cancelled)"),
+            Why::Error(e) => f.write_str(e),
+        }
+    }
+}
+
+struct EvictFailure {
+    pod: String,
+    why: Why,
+}
+
+struct EvictCtx {
+    read: Api<Pod>,
+    write: Api<Pod>,
+    pdbs: Vec<String>,
     opts: DrainOptions,
+    started: tokio::time::Instant,
     deadline: tokio::time::Instant,
-    progress: mpsc::Sender<AppEvent>,
-    op: Operation,
-) -> Result<(), String> {
-    let mut announced_block = false;
-    loop {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!("{ns}/{name}: global timeout reached"));
-        }
-        match api.evict(&name, &EvictParams::default()).await {
-            Ok(_) => break,
-            Err(e) => match api_status(&e) {
-                Some(404) => return Ok(()),
-                Some(429) => {
-                    if !announced_block {
-                        let msg = match &e {
-                            kube::Error::Api(s) => s.message.clone(),
-                            _ => e.to_string(),
-                        };
-                        let _ = progress.try_send(AppEvent::Progress {
-                            op: op.clone(),
-                            text: format!("{ns}/{name}: {msg} (retrying every {:?})", opts.retry_delay),
-                        });
-                        announced_block = true;
-                    }
-                    tokio::time::sleep(opts.retry_delay).await;
-                }
-                _ => return Err(format!("{ns}/{name}: {}", crate::cluster::client::redact(&e.to_string()))),
-            },
+    progress: Progress,
+    cancel: CancellationToken,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+}
+
+impl EvictCtx {
+    /// Sleeps, or returns false at once when cancelled.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.cancel.cancelled() => false,
         }
     }
-    // Wait until the pod is gone (or replaced by a new one with the same name).
-    loop {
-        if tokio::time::Instant::now() >= deadline {
-            return Err(format!("{ns}/{name}: evicted but still terminating at the timeout"));
+
+    #[allow(clippy::disallowed_methods)]
+    async fn evict_and_wait(self, pod: drain::PodRef) -> Result<(), EvictFailure> {
+        let key = pod.key();
+        let fail = |why: Why| EvictFailure { pod: key.clone(), why };
+        let mut retries = 0u32;
+        loop {
+            // Safe point: nothing is half-done between two eviction attempts.
+            if self.cancel.is_cancelled() {
+                return Err(fail(Why::Cancelled { evicted: false }));
+            }
+            if tokio::time::Instant::now() >= self.deadline {
+                return Err(fail(Why::Deadline { retries, pdbs: self.pdbs.clone(), evicted: false }));
+            }
+            match self.write.evict(&pod.name, &EvictParams::default()).await {
+                Ok(_) => {
+                    self.progress.say(format!("{key}: evicted, waiting until it is gone"));
+                    break;
+                }
+                Err(e) => match api_status(&e) {
+                    Some(404) => break,
+                    Some(429) => {
+                        retries += 1;
+                        let by = if self.pdbs.is_empty() {
+                            "the API (429)".to_string()
+                        } else {
+                            format!("PDB {}", self.pdbs.join(", "))
+                        };
+                        self.progress.say(format!(
+                            "{key}: eviction refused by {by}, retry {retries} in {}s ({} of {})",
+                            self.opts.retry_delay.as_secs(),
+                            mmss(self.started.elapsed()),
+                            mmss(self.opts.timeout)
+                        ));
+                        if !self.pause(self.opts.retry_delay).await {
+                            return Err(fail(Why::Cancelled { evicted: false }));
+                        }
+                    }
+                    _ => return Err(fail(Why::Error(redact(&api_err(e).to_string())))),
+                },
+            }
         }
-        match api.get_opt(&name).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(p)) if p.metadata.uid.as_deref() != Some(uid.as_str()) => return Ok(()),
-            Ok(Some(_)) => tokio::time::sleep(opts.poll).await,
-            Err(e) => return Err(format!("{ns}/{name}: {}", crate::cluster::client::redact(&e.to_string()))),
+        // Wait until the pod is gone (or replaced by a new one with the same name).
+        loop {
+            match self.read.get_opt(&pod.name).await {
+                Ok(None) => break,
+                Ok(Some(p)) if p.metadata.uid.as_deref() != Some(pod.uid.as_str()) => break,
+                Ok(Some(_)) => {}
+                Err(e) => return Err(fail(Why::Error(redact(&api_err(e).to_string())))),
+            }
+            if tokio::time::Instant::now() >= self.deadline {
+                return Err(fail(Why::Deadline { retries, pdbs: Vec::new(), evicted: true }));
+            }
+            if !self.pause(self.opts.poll).await {
+                return Err(fail(Why::Cancelled { evicted: true }));
+            }
         }
+        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.progress.say(format!("{key}: gone ({n}/{} evicted, {})", self.total, mmss(self.started.elapsed())));
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::drain::{PdbCover, PodRef, SkipReason};
 
-    fn pod(name: &str, owner: Option<&str>, phase: &str) -> Pod {
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": name, "namespace": "ns", "uid": name,
-                "ownerReferences": owner.map(|k| vec![json!({"apiVersion": "apps/v1", "kind": k, "name": "o", "uid": "u", "controller": true})]),
-            },
-            "status": { "phase": phase }
-        }))
-        .unwrap()
+    fn pod(ns: &str, name: &str, owner: &str) -> PodRef {
+        PodRef { namespace: ns.into(), name: name.into(), uid: name.into(), owner: owner.into() }
     }
 
     #[test]
-    fn drain_plan_follows_kubectl() {
-        let pods = vec![
-            pod("a", Some("ReplicaSet"), "Running"),
-            pod("ds", Some("DaemonSet"), "Running"),
-            pod("done", None, "Succeeded"),
-        ];
-        let (evict, skipped, blockers) = drain_plan(&pods);
-        assert_eq!(evict.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), vec!["a", "done"]);
-        assert_eq!(skipped, vec!["ns/ds".to_string()]);
-        assert!(blockers.is_empty());
-        let (_, _, blockers) = drain_plan(&[pod("bare", None, "Running")]);
-        assert!(blockers[0].contains("ns/bare"));
+    fn the_drain_preview_names_every_pod_pdb_and_request() {
+        let plan = DrainPlan {
+            node: "w1".into(),
+            evict: vec![pod("media", "jellyfin-0", "StatefulSet/jellyfin"), pod("web", "a-1", "ReplicaSet/a")],
+            skip: vec![(pod("kube-system", "cilium-x", "DaemonSet/cilium"), SkipReason::DaemonSet)],
+            pdbs: vec![PdbCover { pdb: "media/jellyfin".into(), allowed: 0, pods: vec!["media/jellyfin-0".into()] }],
+            ..Default::default()
+        };
+        let text = drain_preview(&plan, &DrainOptions::default()).join("\n");
+        for want in [
+            "PATCH node w1",
+            "evict media/jellyfin-0  (StatefulSet/jellyfin)",
+            "evict web/a-1",
+            "kube-system/cilium-x — DaemonSet pod",
+            "PDB media/jellyfin allows 0 disruption(s) now — blocks",
+            "deadline 10:00",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_refused_drain_preview_says_nothing_will_be_sent() {
+        let plan = DrainPlan {
+            node: "w1".into(),
+            refuse: vec![(pod("default", "debug", "none"), "no controller".into())],
+            evict: vec![pod("web", "a-1", "ReplicaSet/a")],
+            ..Default::default()
+        };
+        let text = drain_preview(&plan, &DrainOptions::default()).join("\n");
+        assert!(text.starts_with("REFUSED"), "{text}");
+        assert!(text.contains("default/debug"));
+        assert!(!text.contains("PATCH"));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_contract() {
+        assert_eq!(ExecError::ReadOnly.exit_code(), 3);
+        assert_eq!(ExecError::Refused("lock".into()).exit_code(), 3);
+        assert_eq!(ExecError::NotFound { kind: "node", name: "x".into(), known: "a".into() }.exit_code(), 3);
+        assert_eq!(ExecError::Timeout("t".into()).exit_code(), 4);
+        assert_eq!(ExecError::Cancelled("c".into()).exit_code(), 4);
+        assert_eq!(ExecError::Failed("f".into()).exit_code(), 1);
     }
 }

@@ -84,8 +84,9 @@ pub enum Record {
     },
     /// Before a mutating request is sent.
     Request { op: String, verb: String, path: String },
-    /// The answer to the request journaled just before (0: no answer, e.g. connection lost).
-    Response { op: String, code: u16 },
+    /// The answer to the request journaled as entry `request` (0: no answer, e.g. the
+    /// connection was lost).
+    Response { op: String, request: u64, code: u16 },
     /// How the operation ended.
     Result { op: String, outcome: Outcome, message: String },
     /// An operator's explicit acknowledgement (a pre-flight warning, an interrupted operation).
@@ -357,38 +358,51 @@ pub struct Unfinished {
     pub op: String,
     pub title: String,
     pub time: String,
-    /// The mutating requests it had sent (verb path → code, 0 when no answer was journaled).
+    /// The mutating requests it had sent: `verb path → code` (`→ ?` when no answer was
+    /// journaled: it may or may not have taken effect).
     pub requests: Vec<String>,
 }
 
 /// Operations started and never ended, oldest first.
 pub fn unfinished(entries: &[Entry]) -> Vec<Unfinished> {
-    let mut open: Vec<Unfinished> = Vec::new();
+    let mut open: Vec<(Unfinished, Vec<(u64, String, Option<u16>)>)> = Vec::new();
     for e in entries {
+        let find = |open: &mut Vec<(Unfinished, Vec<(u64, String, Option<u16>)>)>, op: &str| {
+            open.iter_mut().position(|(u, _)| u.op == op)
+        };
         match &e.record {
-            Record::Intent { op, title, .. } => open.push(Unfinished {
-                op: op.clone(),
-                title: title.clone(),
-                time: e.time.clone(),
-                requests: Vec::new(),
-            }),
+            Record::Intent { op, title, .. } => open.push((
+                Unfinished { op: op.clone(), title: title.clone(), time: e.time.clone(), requests: Vec::new() },
+                Vec::new(),
+            )),
             Record::Request { op, verb, path } => {
-                if let Some(u) = open.iter_mut().find(|u| &u.op == op) {
-                    u.requests.push(format!("{verb} {path} → 0"));
+                if let Some(i) = find(&mut open, op) {
+                    open[i].1.push((e.seq, format!("{verb} {path}"), None));
                 }
             }
-            Record::Response { op, code } => {
-                if let Some(last) = open.iter_mut().find(|u| &u.op == op).and_then(|u| u.requests.last_mut())
-                    && let Some(head) = last.strip_suffix("→ 0")
+            Record::Response { op, request, code } => {
+                if let Some(i) = find(&mut open, op)
+                    && let Some(r) = open[i].1.iter_mut().find(|r| r.0 == *request)
                 {
-                    *last = format!("{head}→ {code}");
+                    r.2 = Some(*code);
                 }
             }
-            Record::Result { op, .. } => open.retain(|u| &u.op != op),
+            Record::Result { op, .. } => open.retain(|(u, _)| &u.op != op),
             Record::Ack { .. } => {}
         }
     }
-    open
+    open.into_iter()
+        .map(|(mut u, reqs)| {
+            u.requests = reqs
+                .into_iter()
+                .map(|(_, what, code)| match code {
+                    Some(c) => format!("{what} → {c}"),
+                    None => format!("{what} → ?"),
+                })
+                .collect();
+            u
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -411,7 +425,7 @@ mod tests {
         j.append(&intent("a")).expect("intent");
         j.append(&Record::Request { op: "a".into(), verb: "patch".into(), path: "/api/v1/nodes/w1".into() })
             .expect("req");
-        j.append(&Record::Response { op: "a".into(), code: 200 }).expect("resp");
+        j.append(&Record::Response { op: "a".into(), request: 2, code: 200 }).expect("resp");
         j.append(&Record::Result { op: "a".into(), outcome: Outcome::Ok, message: "done".into() }).expect("result");
         j
     }
@@ -477,13 +491,13 @@ mod tests {
         j.append(&intent("x")).expect("intent");
         j.append(&Record::Request { op: "x".into(), verb: "patch".into(), path: "/api/v1/nodes/w1".into() })
             .expect("r");
-        j.append(&Record::Response { op: "x".into(), code: 200 }).expect("r");
+        j.append(&Record::Response { op: "x".into(), request: 2, code: 200 }).expect("r");
         j.append(&Record::Request { op: "x".into(), verb: "create".into(), path: "/e".into() }).expect("r");
         let v = j.read().expect("read");
         let u = unfinished(&v.entries);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].title, "drain w1");
-        assert_eq!(u[0].requests, vec!["patch /api/v1/nodes/w1 → 200".to_string(), "create /e → 0".to_string()]);
+        assert_eq!(u[0].requests, vec!["patch /api/v1/nodes/w1 → 200".to_string(), "create /e → ?".to_string()]);
     }
 
     #[test]

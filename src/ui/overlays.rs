@@ -20,8 +20,18 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             Span::raw(input.clone()),
             Span::styled("▏ Enter apply · Esc cancel · ns: pod: verdict: node: port: proto: !negate", theme.dim()),
         ])
-    } else if state.ui.confirm.is_some() {
-        Line::from(Span::styled("y confirm · any other key cancels", theme.warn()))
+    } else if let Some(p) = &state.ui.confirm {
+        let hint = if p.needs_name() && !p.refused {
+            "type the name · Enter confirm · Esc cancel"
+        } else {
+            "y confirm · any other key cancels"
+        };
+        Line::from(Span::styled(hint, theme.warn()))
+    } else if state.ui.quit_confirm {
+        Line::from(Span::styled(
+            "an operation is running: y quits anyway (journaled as interrupted) · any other key stays",
+            theme.warn(),
+        ))
     } else {
         let pane_keys: Vec<String> = KEYMAP
             .iter()
@@ -142,21 +152,47 @@ pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     }
 }
 
+/// The confirmation: what will be sent (cut in the middle when the screen is short), then the
+/// keys, which are always on screen.
 pub fn confirm(frame: &mut Frame, area: Rect, pending: &Pending, theme: &Theme) {
-    let mut lines =
-        vec![Line::from(Span::styled(format!("Confirm: {}", pending.op.title()), theme.bad())), Line::from("")];
-    lines.extend(pending.op.explain().into_iter().map(Line::from));
+    let width = 96.min(area.width);
+    let inner_w = width.saturating_sub(2) as usize;
+    let title = Line::from(Span::styled(format!("Confirm: {}", pending.op.title()), theme.bad()));
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let keys: Vec<Line> = if pending.refused {
+        vec![Line::from(Span::styled("Nothing can be run. Any key closes.", bold))]
+    } else if pending.needs_name() {
+        let name = pending.op.object_name();
+        vec![
+            Line::from(Span::styled(format!("Type the node's name ({name}) and press Enter · Esc cancels"), bold)),
+            Line::from(vec![Span::styled("> ", theme.accent()), Span::raw(pending.typed.clone()), Span::raw("▏")]),
+        ]
+    } else {
+        vec![Line::from(Span::styled("Press y to run it. Any other key cancels.", bold))]
+    };
+    // Borders, title, blank, blank, keys.
+    let fixed = 2 + 1 + 1 + 1 + keys.len();
+    let room = (area.height as usize).saturating_sub(fixed).max(1);
+    let body: Vec<String> = pending.preview.iter().map(|l| fit(l, inner_w)).collect();
+    let shown: Vec<Line> = if body.len() <= room {
+        body.into_iter().map(Line::from).collect()
+    } else {
+        let head = room.saturating_sub(2).max(1);
+        let mut v: Vec<Line> = body[..head].iter().cloned().map(Line::from).collect();
+        v.push(Line::from(Span::styled(format!("… {} more line(s) …", body.len() - head - 1), theme.dim())));
+        if let Some(last) = body.last() {
+            v.push(Line::from(last.clone()));
+        }
+        v
+    };
+    let mut lines = vec![title, Line::from("")];
+    lines.extend(shown);
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        "Press y to run it. Any other key cancels.",
-        Style::new().add_modifier(Modifier::BOLD),
-    )));
-    let r = centered(area, 76, lines.len() as u16 + 2);
+    lines.extend(keys);
+    let r = centered(area, width, lines.len() as u16 + 2);
     frame.render_widget(Clear, r);
     frame.render_widget(
-        Paragraph::new(lines)
-            .block(Block::new().borders(Borders::ALL).border_style(theme.bad()).title(" confirm "))
-            .wrap(Wrap { trim: false }),
+        Paragraph::new(lines).block(Block::new().borders(Borders::ALL).border_style(theme.bad()).title(" confirm ")),
         r,
     );
 }
