@@ -3,6 +3,7 @@ pub mod app;
 pub mod checks;
 pub mod cli;
 pub mod cluster;
+pub mod duration;
 pub mod hubble;
 pub mod manifests;
 pub mod paths;

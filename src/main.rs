@@ -32,7 +32,7 @@ enum Cmd {
     /// Run the simulated cluster (loopback Kubernetes API + hubble-relay) until Ctrl-C.
     #[cfg(feature = "sim")]
     Sim(SimArgs),
-    /// One snapshot of Argo apps, per-node Cilium readiness and the relay; exit 0 only when ready.
+    /// One snapshot of Argo apps, per-node Cilium readiness and the relay (exit 0 ready, 1 not ready, 3 unreachable).
     Status(cutover::status::StatusArgs),
     /// Read-only pre-flight checks of the cluster against the plan (exit 0 pass, 1 fail, 2 warn).
     Preflight(cutover::checks::PreflightArgs),

@@ -15,7 +15,7 @@ use crate::hubble::client::{self, HubbleError, RelayTarget};
 use crate::hubble::filter::{CompiledRequest, FilterArgs};
 use crate::hubble::format::{FormatOptions, Formatter, OutputFormat};
 use crate::hubble::proto::observer::GetFlowsRequest;
-use crate::hubble::time::{TimeFormat, parse_time_arg};
+use crate::hubble::time::{TimeFormat, parse_time_arg, rfc3339, timestamp_nanos};
 
 /// Flows printed when no selector is given (hubble's default).
 pub const DEFAULT_LAST: u64 = 20;
@@ -131,6 +131,21 @@ pub fn build_request(args: &FlowsArgs, now: SystemTime) -> Result<GetFlowsReques
     };
     let since = time("since", &args.since)?;
     let until = time("until", &args.until)?;
+    // An inverted window matches nothing; the relay would answer with an empty stream and the
+    // command would exit 0 as if there were no traffic.
+    if let (Some(s), Some(u)) = (&since, &until)
+        && timestamp_nanos(s) > timestamp_nanos(u)
+    {
+        let shown = |raw: &Option<String>, t| {
+            let (raw, t) = (raw.as_deref().unwrap_or_default().trim(), rfc3339(t));
+            if raw == t { t } else { format!("{raw} = {t}") }
+        };
+        return Err(FlowsError::Input(format!(
+            "--since ({}) is after --until ({}): no flow can match",
+            shown(&args.since, s),
+            shown(&args.until, u)
+        )));
+    }
     let number = if args.all {
         u64::MAX
     } else if let Some(n) = args.first {
@@ -288,6 +303,18 @@ mod tests {
             matches!(build_request(&args(&["--ip", "10.0.0.0/99"]), now), Err(FlowsError::Input(m)) if m.contains("invalid filter"))
         );
         assert!(matches!(build_request(&args(&["--not"]), now), Err(FlowsError::Input(_))));
+        // An inverted window is an input error (exit 2), an empty one at a single instant is not.
+        let inverted = build_request(&args(&["--since", "1m", "--until", "2h"]), now);
+        assert!(
+            matches!(&inverted, Err(FlowsError::Input(m))
+                if m == "--since (1m = 1970-01-12T13:45:40Z) is after --until (2h = 1970-01-12T11:46:40Z): no flow can match"),
+            "{inverted:?}"
+        );
+        assert!(inverted.is_err_and(|e| e.exit_code() == ExitCode::from(2)));
+        let m = build_request(&args(&["--since", "1970-01-12T13:46:00Z", "--until", "1970-01-01"]), now).unwrap_err();
+        assert!(m.to_string().starts_with("--since (1970-01-12T13:46:00Z) is after --until (1970-01-01 = "), "{m}");
+        assert!(build_request(&args(&["--since", "1970-01-01", "--until", "1970-01-01T00:00:00Z"]), now).is_ok());
+        assert!(build_request(&args(&["--since", "2h", "--until", "1m"]), now).is_ok());
         assert!(Cli::try_parse_from(["flows", "--first", "3", "-f"]).is_err());
         assert!(Cli::try_parse_from(["flows", "-o", "table"]).is_err());
         assert_eq!(args(&["-o", "jsonpb"]).output, OutputFormat::Json);

@@ -1,17 +1,20 @@
 //! Time handling for Hubble: allocation-free printing of `google.protobuf.Timestamp` in the
 //! layouts `hubble observe --time-format` offers (Go layouts, always UTC), and parsing of
 //! `--since`/`--until` values (RFC 3339 and friends, or a Go duration such as `5m` = that long ago).
+//! jiff does the calendar (seconds to civil UTC, RFC 3339 parsing); the digit writers here only
+//! keep the per-flow path free of allocation and format-string parsing.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use pbjson_types::Timestamp;
 
 use super::buf::TextBuf;
+use crate::duration::{DurationError, parse_go_duration};
 
 /// Month abbreviations (Go `Jan`).
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-/// Weekday abbreviations starting on Thursday (1970-01-01 was a Thursday).
-const WEEKDAYS_FROM_THU: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+/// Weekday abbreviations (Go `Mon`), Monday first as jiff's `to_monday_zero_offset`.
+const WEEKDAYS_FROM_MON: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 /// Smallest and largest seconds Go's `timestamppb.IsValid` accepts (years 1–9999).
 const MIN_VALID_SECONDS: i64 = -62_135_596_800;
@@ -78,18 +81,24 @@ impl TimeFormat {
             out.push_str("N/A");
             return;
         };
-        let c = Civil::from_unix(ts.seconds);
+        // Protobuf keeps whole seconds floored and nanos in 0..1e9, so the calendar fields come
+        // from the seconds alone and the fraction straight from `nanos`.
+        let Some(c) = civil_utc(ts.seconds) else {
+            out.push_str("N/A");
+            return;
+        };
         let nanos = u32::try_from(ts.nanos).unwrap_or(0);
+        let month = MONTHS[usize::try_from(c.month() - 1).unwrap_or(0) % 12];
         match self {
             TimeFormat::Stamp | TimeFormat::StampMilli | TimeFormat::StampMicro | TimeFormat::StampNano => {
-                out.push_str(MONTHS[usize::from(c.month - 1)]);
+                out.push_str(month);
                 out.push_byte(b' ');
-                if c.day < 10 {
+                if c.day() < 10 {
                     out.push_byte(b' ');
                 }
-                push_uint(out, u64::from(c.day));
+                push_uint(out, field(c.day()));
                 out.push_byte(b' ');
-                push_hms(out, &c);
+                push_hms(out, c.time());
                 match self {
                     TimeFormat::StampMilli => push_frac(out, nanos, 3),
                     TimeFormat::StampMicro => push_frac(out, nanos, 6),
@@ -98,9 +107,9 @@ impl TimeFormat {
                 }
             }
             TimeFormat::Rfc3339 | TimeFormat::Rfc3339Milli | TimeFormat::Rfc3339Micro | TimeFormat::Rfc3339Nano => {
-                push_date(out, &c);
+                push_date(out, c.date());
                 out.push_byte(b'T');
-                push_hms(out, &c);
+                push_hms(out, c.time());
                 match self {
                     TimeFormat::Rfc3339Milli => push_frac(out, nanos, 3),
                     TimeFormat::Rfc3339Micro => push_frac(out, nanos, 6),
@@ -110,15 +119,16 @@ impl TimeFormat {
                 out.push_byte(b'Z');
             }
             TimeFormat::Rfc1123Z => {
-                out.push_str(WEEKDAYS_FROM_THU[usize::from(c.weekday_from_thu)]);
+                let weekday = usize::try_from(c.weekday().to_monday_zero_offset()).unwrap_or(0) % 7;
+                out.push_str(WEEKDAYS_FROM_MON[weekday]);
                 out.push_str(", ");
-                push_pad(out, u64::from(c.day), 2);
+                push_pad(out, field(c.day()), 2);
                 out.push_byte(b' ');
-                out.push_str(MONTHS[usize::from(c.month - 1)]);
+                out.push_str(month);
                 out.push_byte(b' ');
-                push_pad(out, u64::try_from(c.year).unwrap_or(0), 4);
+                push_pad(out, field(c.year()), 4);
                 out.push_byte(b' ');
-                push_hms(out, &c);
+                push_hms(out, c.time());
                 out.push_str(" +0000");
             }
         }
@@ -130,60 +140,39 @@ pub fn is_valid(ts: &Timestamp) -> bool {
     (MIN_VALID_SECONDS..=MAX_VALID_SECONDS).contains(&ts.seconds) && (0..1_000_000_000).contains(&ts.nanos)
 }
 
-/// A UTC calendar date and time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Civil {
-    year: i64,
-    month: u8,
-    day: u8,
-    hour: u8,
-    minute: u8,
-    second: u8,
-    weekday_from_thu: u8,
-}
+/// 1970-01-01T00:00:00, the civil origin of Unix seconds.
+const EPOCH_CIVIL: jiff::civil::DateTime = jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0);
 
-impl Civil {
-    /// Converts Unix seconds to a UTC civil time (days-from-civil inverse, proleptic Gregorian).
-    fn from_unix(secs: i64) -> Civil {
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        // All values below are range-bounded by construction.
-        let small = |v: i64| u8::try_from(v).unwrap_or(0);
-        Civil {
-            year,
-            month: small(month),
-            day: small(day),
-            hour: small(sod / 3600),
-            minute: small(sod % 3600 / 60),
-            second: small(sod % 60),
-            weekday_from_thu: small(days.rem_euclid(7)),
-        }
+/// Civil UTC date and time of a valid protobuf timestamp's whole seconds (jiff does the
+/// calendar; no allocation, no time zone lookup).
+fn civil_utc(seconds: i64) -> Option<jiff::civil::DateTime> {
+    match jiff::Timestamp::from_second(seconds) {
+        Ok(t) => Some(jiff::tz::Offset::UTC.to_datetime(t)),
+        // jiff's Timestamp ends 26 hours before protobuf's last second (9999-12-31T23:59:59Z)
+        // so that every UTC offset has a civil time; the civil calendar itself reaches it.
+        Err(_) => EPOCH_CIVIL.checked_add(jiff::SignedDuration::from_secs(seconds)).ok(),
     }
 }
 
-fn push_date<B: TextBuf + ?Sized>(out: &mut B, c: &Civil) {
-    push_pad(out, u64::try_from(c.year).unwrap_or(0), 4);
-    out.push_byte(b'-');
-    push_pad(out, u64::from(c.month), 2);
-    out.push_byte(b'-');
-    push_pad(out, u64::from(c.day), 2);
+/// A civil field (month, day, hour, …), never negative for valid timestamps.
+fn field(v: impl Into<i64>) -> u64 {
+    u64::try_from(v.into()).unwrap_or(0)
 }
 
-fn push_hms<B: TextBuf + ?Sized>(out: &mut B, c: &Civil) {
-    push_pad(out, u64::from(c.hour), 2);
+fn push_date<B: TextBuf + ?Sized>(out: &mut B, d: jiff::civil::Date) {
+    push_pad(out, field(d.year()), 4);
+    out.push_byte(b'-');
+    push_pad(out, field(d.month()), 2);
+    out.push_byte(b'-');
+    push_pad(out, field(d.day()), 2);
+}
+
+fn push_hms<B: TextBuf + ?Sized>(out: &mut B, t: jiff::civil::Time) {
+    push_pad(out, field(t.hour()), 2);
     out.push_byte(b':');
-    push_pad(out, u64::from(c.minute), 2);
+    push_pad(out, field(t.minute()), 2);
     out.push_byte(b':');
-    push_pad(out, u64::from(c.second), 2);
+    push_pad(out, field(t.second()), 2);
 }
 
 /// `.` and the first `digits` digits of the fraction.
@@ -242,34 +231,45 @@ pub fn push_int<B: TextBuf + ?Sized>(out: &mut B, v: i64) {
 
 /// Errors parsing `--since` / `--until`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid time {value:?}: expected RFC 3339 (2024-05-04T13:23:40Z), a date (2024-05-04) or a duration ago (5m, 1h30m)"
-)]
-pub struct TimeParseError {
-    pub value: String,
+pub enum TimeParseError {
+    #[error(
+        "invalid time {value:?}: expected RFC 3339 (2024-05-04T13:23:40Z), a date (2024-05-04) or a duration ago (5m, 1h30m)"
+    )]
+    Invalid { value: String },
+    /// A well-formed duration that is too large (for Go or for the calendar).
+    #[error("invalid time {value:?}: {reason}")]
+    OutOfRange { value: String, reason: String },
 }
 
 /// Parses a `--since`/`--until` value like `hubble observe`: a Go duration means that long before
-/// `now`; otherwise RFC 3339 (with or without fraction), `2006-01-02T15:04:05`, `2006-01-02T15:04`
-/// or `2006-01-02` (the last three in UTC).
+/// `now` (a negative one, after); otherwise RFC 3339 (with or without fraction),
+/// `2006-01-02T15:04:05`, `2006-01-02T15:04` or `2006-01-02` (the last three in UTC).
 pub fn parse_time_arg(value: &str, now: SystemTime) -> Result<Timestamp, TimeParseError> {
-    let err = || TimeParseError { value: value.to_string() };
+    let err = || TimeParseError::Invalid { value: value.to_string() };
     let v = value.trim();
     if v.is_empty() {
         return Err(err());
     }
-    if let Some(ago) = parse_go_duration(v) {
-        let (neg, d) = ago;
-        let t = if neg { now.checked_add(d) } else { now.checked_sub(d) }.ok_or_else(err)?;
-        return Ok(system_time_to_timestamp(t));
+    match parse_go_duration(v) {
+        Ok(ago) => {
+            let out_of_range = |reason: String| TimeParseError::OutOfRange { value: value.to_string(), reason };
+            let now = jiff::Timestamp::try_from(now).map_err(|e| out_of_range(e.to_string()))?;
+            let t = now
+                .checked_sub(ago)
+                .map_err(|_| out_of_range(format!("{v} from now is outside the years -9999..9999")))?;
+            return Ok(from_jiff(t));
+        }
+        Err(e @ DurationError::OutOfRange { .. }) => {
+            return Err(TimeParseError::OutOfRange { value: value.to_string(), reason: e.to_string() });
+        }
+        // Not a duration: try the date forms.
+        Err(_) => {}
     }
     if let Ok(ts) = v.parse::<jiff::Timestamp>() {
-        return Ok(Timestamp { seconds: ts.as_second(), nanos: ts.subsec_nanosecond() });
+        return Ok(from_jiff(ts));
     }
     let utc = |dt: jiff::civil::DateTime| -> Result<Timestamp, TimeParseError> {
-        let z = dt.to_zoned(jiff::tz::TimeZone::UTC).map_err(|_| err())?;
-        let ts = z.timestamp();
-        Ok(Timestamp { seconds: ts.as_second(), nanos: ts.subsec_nanosecond() })
+        jiff::tz::Offset::UTC.to_timestamp(dt).map(from_jiff).map_err(|_| err())
     };
     if v.contains('T') {
         if let Ok(dt) = v.parse::<jiff::civil::DateTime>() {
@@ -283,63 +283,23 @@ pub fn parse_time_arg(value: &str, now: SystemTime) -> Result<Timestamp, TimePar
     Err(err())
 }
 
-/// Parses a Go `time.ParseDuration` string (`300ms`, `-1.5h`, `2h45m`); `(negative, magnitude)`.
-pub fn parse_go_duration(s: &str) -> Option<(bool, Duration)> {
-    let (neg, mut rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some((false, Duration::ZERO));
+/// A jiff timestamp as protobuf keeps it: whole seconds floored, `nanos` in 0..1e9 (jiff gives
+/// both parts the sign of the instant, so 0.5 s before the epoch is `-0 s -500000000 ns` there
+/// and `-1 s +500000000 ns` here).
+pub fn from_jiff(t: jiff::Timestamp) -> Timestamp {
+    let (mut seconds, mut nanos) = (t.as_second(), t.subsec_nanosecond());
+    if nanos < 0 {
+        seconds -= 1;
+        nanos += 1_000_000_000;
     }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total_nanos: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num = &rest[..num_end];
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let value: f64 = num.parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        rest = &rest[unit_end..];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total_nanos += value * scale;
-    }
-    if !total_nanos.is_finite() || total_nanos > 9.2e18 {
-        return None;
-    }
-    Some((neg, Duration::from_nanos(total_nanos as u64)))
+    Timestamp { seconds, nanos }
 }
 
-/// Converts a `SystemTime` to a protobuf Timestamp.
+/// Converts a `SystemTime` to a protobuf Timestamp (clamped to jiff's range, years ±9999).
 pub fn system_time_to_timestamp(t: SystemTime) -> Timestamp {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp { seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX), nanos: d.subsec_nanos() as i32 },
-        Err(e) => {
-            let d = e.duration();
-            let mut seconds = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            let mut nanos = d.subsec_nanos() as i32;
-            if nanos > 0 {
-                seconds -= 1;
-                nanos = 1_000_000_000 - nanos;
-            }
-            Timestamp { seconds, nanos }
-        }
-    }
+    let ts = jiff::Timestamp::try_from(t)
+        .unwrap_or_else(|_| if t > SystemTime::UNIX_EPOCH { jiff::Timestamp::MAX } else { jiff::Timestamp::MIN });
+    from_jiff(ts)
 }
 
 /// A Timestamp as nanoseconds since the epoch (saturating), for ordering and arithmetic.
@@ -363,6 +323,8 @@ pub fn rfc3339(ts: &Timestamp) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn fmt(f: TimeFormat, seconds: i64, nanos: i32) -> String {
@@ -415,10 +377,66 @@ mod tests {
     }
 
     #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("300ms"), Some((false, Duration::from_millis(300))));
-        assert_eq!(parse_go_duration("-2h"), Some((true, Duration::from_secs(7200))));
-        assert_eq!(parse_go_duration("0"), Some((false, Duration::ZERO)));
-        assert_eq!(parse_go_duration("10"), None);
+    fn agrees_with_jiff_formatting() {
+        // Leap days, century rules, the ends of the valid range, before the epoch.
+        let seconds = [
+            MIN_VALID_SECONDS,
+            -62_104_060_800,
+            -2_203_891_200,
+            -86_401,
+            -1,
+            0,
+            951_782_400,
+            978_307_199,
+            1_709_164_800,
+            4_107_542_400,
+            MAX_VALID_SECONDS,
+        ];
+        for (i, &s) in seconds.iter().enumerate() {
+            let n = [0, 1, 500_000_000, 999_999_999, 136_834_446][i % 5];
+            // The civil calendar (not the Timestamp path the formatter takes where it can).
+            let dt = EPOCH_CIVIL.checked_add(jiff::SignedDuration::new(s, n)).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(fmt(TimeFormat::Rfc3339Nano, s, n), format!("{dt}Z"), "{s}");
+            let whole = dt.with().subsec_nanosecond(0).build().unwrap_or(dt);
+            assert_eq!(fmt(TimeFormat::Rfc1123Z, s, n), whole.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string());
+            assert_eq!(fmt(TimeFormat::Stamp, s, n), whole.strftime("%b %e %H:%M:%S").to_string());
+            if let Ok(t) = jiff::Timestamp::new(s, n) {
+                assert_eq!(fmt(TimeFormat::Rfc3339Nano, s, n), t.to_string(), "{s}");
+            }
+        }
+        assert_eq!(fmt(TimeFormat::Rfc3339Nano, MAX_VALID_SECONDS, 999_999_999), "9999-12-31T23:59:59.999999999Z");
+        assert_eq!(fmt(TimeFormat::Rfc1123Z, MAX_VALID_SECONDS, 0), "Fri, 31 Dec 9999 23:59:59 +0000");
+        assert_eq!(fmt(TimeFormat::Rfc3339, MIN_VALID_SECONDS, 0), "0001-01-01T00:00:00Z");
+        assert_eq!(fmt(TimeFormat::Rfc3339, MAX_VALID_SECONDS + 1, 0), "N/A");
+        assert_eq!(fmt(TimeFormat::Rfc3339, MIN_VALID_SECONDS - 1, 0), "N/A");
+    }
+
+    #[test]
+    fn jiff_timestamps_become_protobuf_ones() {
+        let half_before = jiff::Timestamp::new(0, -500_000_000).unwrap();
+        assert_eq!(from_jiff(half_before), Timestamp { seconds: -1, nanos: 500_000_000 });
+        assert!(is_valid(&from_jiff(half_before)));
+        assert_eq!(
+            parse_time_arg("1969-12-31T23:59:59.25Z", UNIX_EPOCH).unwrap(),
+            Timestamp { seconds: -1, nanos: 250_000_000 }
+        );
+        let t = UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(system_time_to_timestamp(t), Timestamp { seconds: -2, nanos: 500_000_000 });
+        assert_eq!(system_time_to_timestamp(UNIX_EPOCH + Duration::new(7, 9)), Timestamp { seconds: 7, nanos: 9 });
+    }
+
+    #[test]
+    fn durations_ago_and_ahead() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_time_arg("-5m", now).unwrap().seconds, 1_000_300);
+        assert_eq!(parse_time_arg("0", now).unwrap().seconds, 1_000_000);
+        for big in ["99999999999999999999h", "9223372036854775807s"] {
+            let e = parse_time_arg(big, now).unwrap_err();
+            assert!(matches!(e, TimeParseError::OutOfRange { .. }) && e.to_string().contains("out of range"), "{e}");
+        }
+        // Go's longest duration (292 years) ahead of now, and beyond year 9999 from late in it.
+        assert_eq!(parse_time_arg("-2562047h", now).unwrap().seconds, 1_000_000 + 2_562_047 * 3600);
+        let late = SystemTime::from(jiff::Timestamp::from_second(252_000_000_000).unwrap());
+        assert!(matches!(parse_time_arg("-2562047h", late), Err(TimeParseError::OutOfRange { .. })));
     }
 }

@@ -1,0 +1,601 @@
+//! The long-running flow source of the Flows pane: follow with reconnect, capped exponential
+//! backoff with jitter, resume from the last flow without duplicates, gaps surfaced, relay status
+//! refreshed on the same connection, client-side drops counted.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use pbjson_types::Timestamp;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use super::{HubbleError, RelayTarget, get_flows, get_nodes, server_status};
+use crate::hubble::filter::CompiledRequest;
+use crate::hubble::proto::flow::FlowFilter;
+use crate::hubble::proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, Node, ServerStatusResponse, get_flows_response::ResponseTypes,
+};
+use crate::hubble::time::{rfc3339, timestamp_nanos};
+
+/// What to ask the relay for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowQuery {
+    /// Last N flows per node (0 with `follow` = only new flows).
+    pub number: u64,
+    /// Oldest N instead of newest.
+    pub first: bool,
+    pub follow: bool,
+    pub whitelist: Vec<FlowFilter>,
+    pub blacklist: Vec<FlowFilter>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+impl FlowQuery {
+    /// The newest `n` flows per node, then follow.
+    pub fn follow_last(n: u64) -> FlowQuery {
+        FlowQuery { number: n, follow: true, ..Default::default() }
+    }
+
+    /// The request for this query.
+    pub fn to_request(&self) -> GetFlowsRequest {
+        GetFlowsRequest {
+            number: self.number,
+            first: self.first,
+            follow: self.follow,
+            blacklist: self.blacklist.clone(),
+            whitelist: self.whitelist.clone(),
+            since: self.since,
+            until: self.until,
+            field_mask: None,
+            experimental: None,
+        }
+    }
+}
+
+/// Events of a flow source, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubbleEvent {
+    /// The stream is established (`attempt` = failed attempts before this one).
+    Connected { target: String, attempt: u32 },
+    /// A flow (the whole response, so `node_name`/`time` come along).
+    Flow(Box<GetFlowsResponse>),
+    /// A relay node-status event (node connected / unavailable / gone / error).
+    NodeStatus { state: i32, nodes: Vec<String>, message: String, node_name: String, time: Option<Timestamp> },
+    /// The relay or an agent lost events (ring buffer overrun, perf buffer full).
+    Lost { source: i32, count: u64, cpu: Option<i32>, node_name: String, time: Option<Timestamp> },
+    /// After a reconnect, flows between `from` and `to` may be missing (the relay's buffer no longer
+    /// holds them). `to` is `None` when the relay could not tell.
+    Gap { from: Timestamp, to: Option<Timestamp>, reason: String },
+    /// The consumer was too slow: `count` flows were dropped here since the last report
+    /// (`total` since start).
+    ClientDropped { count: u64, total: u64 },
+    /// The connection or stream failed; the source retries in `retry_in`.
+    Disconnected { error: String, attempt: u32, retry_in: Duration },
+    /// `ServerStatus`, refreshed periodically.
+    ServerStatus(ServerStatusResponse),
+    /// `GetNodes`, refreshed periodically.
+    Nodes(Vec<Node>),
+    /// A non-follow query (or one with `until`) is complete; the source stopped.
+    Ended,
+    /// A permanent error (invalid filter or address); the source stopped.
+    Failed { error: String },
+}
+
+/// Tuning of [`spawn_flow_source_with`].
+#[derive(Debug, Clone)]
+pub struct FlowSourceOptions {
+    /// How often `ServerStatus` and `GetNodes` are refreshed.
+    pub status_interval: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Drop flows (and count them) when the channel is full instead of waiting. Waiting would stall
+    /// the network read and make the relay drop them anyway, later and silently.
+    pub drop_when_full: bool,
+    /// How far before the last delivered flow a resume starts (catches slightly out-of-order flows;
+    /// duplicates in that window are recognised and dropped).
+    pub resume_overlap: Duration,
+    /// Seed of the backoff jitter (None = random).
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for FlowSourceOptions {
+    fn default() -> Self {
+        FlowSourceOptions {
+            status_interval: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(15),
+            drop_when_full: true,
+            resume_overlap: Duration::from_secs(1),
+            jitter_seed: None,
+        }
+    }
+}
+
+/// Counters of a flow source, readable at any time (the TUI shows them without waiting for events).
+#[derive(Debug, Default)]
+pub struct FlowSourceStats {
+    pub received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped_client: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub lost_server: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub connected: AtomicBool,
+    /// Time of the newest delivered flow, Unix nanoseconds (0 = none yet).
+    pub last_flow_unix_nanos: AtomicI64,
+}
+
+/// A copy of [`FlowSourceStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStatsSnapshot {
+    pub received: u64,
+    pub delivered: u64,
+    pub dropped_client: u64,
+    pub duplicates: u64,
+    pub lost_server: u64,
+    pub reconnects: u64,
+    pub connected: bool,
+    pub last_flow_unix_nanos: i64,
+}
+
+impl FlowSourceStats {
+    pub fn snapshot(&self) -> FlowStatsSnapshot {
+        FlowStatsSnapshot {
+            received: self.received.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped_client: self.dropped_client.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            lost_server: self.lost_server.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+            last_flow_unix_nanos: self.last_flow_unix_nanos.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running flow source. Dropping it does not stop the task; call [`FlowSource::abort`] or drop
+/// the receiver (the task ends when the channel closes).
+pub struct FlowSource {
+    pub task: JoinHandle<()>,
+    pub stats: Arc<FlowSourceStats>,
+}
+
+impl FlowSource {
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a background task that streams `query` from `target` into `tx` (see [`HubbleEvent`])
+/// with default options. Flows use `try_send` (counted when dropped); other events wait for room.
+/// The channel may carry any event type made from a `HubbleEvent` (the cockpit's own event type:
+/// no forwarding task, no second channel hop per flow).
+pub fn spawn_flow_source<E>(target: RelayTarget, query: FlowQuery, tx: mpsc::Sender<E>) -> FlowSource
+where
+    E: From<HubbleEvent> + Send + 'static,
+{
+    spawn_flow_source_with(target, query, tx, FlowSourceOptions::default())
+}
+
+/// [`spawn_flow_source`] with options.
+pub fn spawn_flow_source_with<E>(
+    target: RelayTarget,
+    query: FlowQuery,
+    tx: mpsc::Sender<E>,
+    opts: FlowSourceOptions,
+) -> FlowSource
+where
+    E: From<HubbleEvent> + Send + 'static,
+{
+    let stats = Arc::new(FlowSourceStats::default());
+    let runner = Runner {
+        target,
+        query,
+        tx: EventTx { inner: tx },
+        rng: opts.jitter_seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+        opts,
+        stats: stats.clone(),
+        dedup: Dedup::default(),
+        high_water: None,
+        pending_dropped: 0,
+        encode_buf: Vec::new(),
+    };
+    FlowSource { task: tokio::spawn(runner.run()), stats }
+}
+
+/// Keys of recently delivered flows, to drop the overlap a resume replays.
+#[derive(Default)]
+struct Dedup {
+    set: HashSet<(i128, u64)>,
+    order: VecDeque<(i128, u64)>,
+}
+
+const DEDUP_MAX: usize = 200_000;
+
+impl Dedup {
+    /// Records the key; false if it was already delivered.
+    fn insert(&mut self, key: (i128, u64), keep_after: i128) -> bool {
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        while let Some(front) = self.order.front() {
+            if front.0 < keep_after || self.order.len() > DEDUP_MAX {
+                self.set.remove(front);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+        true
+    }
+}
+
+/// The source's end of the channel: converts each `HubbleEvent` into the consumer's event type.
+struct EventTx<E> {
+    inner: mpsc::Sender<E>,
+}
+
+impl<E: From<HubbleEvent>> EventTx<E> {
+    async fn send(&self, ev: HubbleEvent) -> Result<(), mpsc::error::SendError<E>> {
+        self.inner.send(E::from(ev)).await
+    }
+
+    fn try_send(&self, ev: HubbleEvent) -> Result<(), mpsc::error::TrySendError<E>> {
+        self.inner.try_send(E::from(ev))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    async fn closed(&self) {
+        self.inner.closed().await;
+    }
+}
+
+struct Runner<E> {
+    target: RelayTarget,
+    query: FlowQuery,
+    tx: EventTx<E>,
+    opts: FlowSourceOptions,
+    rng: fastrand::Rng,
+    stats: Arc<FlowSourceStats>,
+    dedup: Dedup,
+    /// Time of the newest delivered flow.
+    high_water: Option<Timestamp>,
+    pending_dropped: u64,
+    encode_buf: Vec<u8>,
+}
+
+enum StreamOutcome {
+    /// Stop: done or the receiver is gone.
+    Stop,
+    /// Reconnect after this error; `progressed` = something was received.
+    Retry { error: HubbleError, progressed: bool },
+}
+
+impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
+    async fn run(mut self) {
+        // Validate the filters once: an invalid filter never becomes valid.
+        if let Err(e) = CompiledRequest::new(&self.query.whitelist, &self.query.blacklist) {
+            let _ = self.tx.send(HubbleEvent::Failed { error: HubbleError::from(e).to_string() }).await;
+            return;
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            if self.tx.is_closed() {
+                return;
+            }
+            let outcome = match self.target.connect().await {
+                Ok(channel) => self.stream_once(&channel, attempt).await,
+                Err(error) => StreamOutcome::Retry { error, progressed: false },
+            };
+            self.stats.connected.store(false, Ordering::Relaxed);
+            let (error, progressed) = match outcome {
+                StreamOutcome::Stop => return,
+                StreamOutcome::Retry { error, progressed } => (error, progressed),
+            };
+            if !error.is_retryable() {
+                let _ = self.tx.send(HubbleEvent::Failed { error: error.to_string() }).await;
+                return;
+            }
+            attempt = if progressed { 0 } else { attempt.saturating_add(1) };
+            let retry_in = self.backoff(attempt);
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target = %self.target.describe(), error = %error, ?retry_in, "hubble flow stream disconnected");
+            if self.tx.send(HubbleEvent::Disconnected { error: error.to_string(), attempt, retry_in }).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry_in) => {}
+                _ = self.tx.closed() => return,
+            }
+        }
+    }
+
+    /// Capped exponential backoff with jitter (50–100 % of the step).
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(16);
+        let base = self.opts.backoff_initial.saturating_mul(1u32 << exp).min(self.opts.backoff_max);
+        base.mul_f64(0.5 + self.rng.f64() * 0.5)
+    }
+
+    fn request(&self) -> GetFlowsRequest {
+        let mut req = self.query.to_request();
+        if let Some(hw) = self.high_water {
+            // Resume: everything from shortly before the last delivered flow; duplicates dropped.
+            let overlap = i128::try_from(self.opts.resume_overlap.as_nanos()).unwrap_or(0);
+            req.since = Some(crate::hubble::time::timestamp_from_nanos(timestamp_nanos(&hw) - overlap));
+            req.number = 0;
+            req.first = false;
+        }
+        req
+    }
+
+    async fn stream_once(&mut self, channel: &Channel, attempt: u32) -> StreamOutcome {
+        let label = self.target.describe();
+        let resuming = self.high_water;
+        let req = self.request();
+        let mut stream = match get_flows(channel, &label, req.clone()).await {
+            Ok(s) => s,
+            Err(error) => return StreamOutcome::Retry { error, progressed: false },
+        };
+        self.stats.connected.store(true, Ordering::Relaxed);
+        if self.tx.send(HubbleEvent::Connected { target: label.clone(), attempt }).await.is_err() {
+            return StreamOutcome::Stop;
+        }
+        if let Some(hw) = resuming {
+            self.check_gap(channel, &label, hw).await;
+        }
+        let mut progressed = false;
+        let mut ticker = tokio::time::interval(self.opts.status_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.tx.closed() => return StreamOutcome::Stop,
+                msg = stream.message() => match msg {
+                    Ok(Some(resp)) => {
+                        progressed = true;
+                        if !self.handle(resp).await {
+                            return StreamOutcome::Stop;
+                        }
+                    }
+                    Ok(None) => {
+                        if !self.query.follow || self.query.until.is_some() {
+                            let _ = self.flush_dropped().await;
+                            let _ = self.tx.send(HubbleEvent::Ended).await;
+                            return StreamOutcome::Stop;
+                        }
+                        return StreamOutcome::Retry {
+                            error: HubbleError::StreamEnded { target: label, reason: "the relay closed the stream".into() },
+                            progressed,
+                        };
+                    }
+                    Err(error) => return StreamOutcome::Retry { error, progressed },
+                },
+                _ = ticker.tick() => {
+                    self.refresh_status(channel, &label).await;
+                    if !self.flush_dropped().await {
+                        return StreamOutcome::Stop;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the relay for the oldest flow it still has per node; a node whose oldest flow is newer
+    /// than where we resume lost flows we never saw.
+    async fn check_gap(&mut self, channel: &Channel, label: &str, high_water: Timestamp) {
+        // Only nodes whose ring is full can have overwritten flows (when the relay says).
+        let full: Option<Vec<String>> = match tokio::time::timeout(Duration::from_secs(5), get_nodes(channel, label))
+            .await
+        {
+            Ok(Ok(nodes)) => Some(
+                nodes.into_iter().filter(|n| n.max_flows > 0 && n.num_flows >= n.max_flows).map(|n| n.name).collect(),
+            ),
+            _ => None,
+        };
+        let probe = GetFlowsRequest { number: 1, first: true, ..Default::default() };
+        let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), get_flows(channel, label, probe)).await else {
+            return;
+        };
+        let hw_n = timestamp_nanos(&high_water);
+        let mut oldest_after: Option<Timestamp> = None;
+        while let Ok(Ok(Some(r))) = tokio::time::timeout(Duration::from_secs(5), s.message()).await {
+            if let Some(ResponseTypes::Flow(f)) = &r.response_types
+                && full.as_ref().is_none_or(|full| full.contains(&f.node_name))
+                && let Some(t) = f.time.or(r.time)
+                && timestamp_nanos(&t) > hw_n
+                && oldest_after.is_none_or(|o| timestamp_nanos(&t) > timestamp_nanos(&o))
+            {
+                oldest_after = Some(t);
+            }
+        }
+        if let Some(to) = oldest_after {
+            let _ = self
+                .tx
+                .send(HubbleEvent::Gap {
+                    from: high_water,
+                    to: Some(to),
+                    reason: format!(
+                        "flows between {} and {} may be missing: the relay's buffer no longer holds them",
+                        rfc3339(&high_water),
+                        rfc3339(&to)
+                    ),
+                })
+                .await;
+        }
+    }
+
+    async fn refresh_status(&mut self, channel: &Channel, label: &str) {
+        let t = Duration::from_secs(5);
+        if let Ok(Ok(s)) = tokio::time::timeout(t, server_status(channel, label)).await {
+            let _ = self.tx.try_send(HubbleEvent::ServerStatus(s));
+        }
+        if let Ok(Ok(n)) = tokio::time::timeout(t, get_nodes(channel, label)).await {
+            let _ = self.tx.try_send(HubbleEvent::Nodes(n));
+        }
+    }
+
+    /// Reports client-side drops not yet reported; false if the receiver is gone.
+    async fn flush_dropped(&mut self) -> bool {
+        if self.pending_dropped == 0 {
+            return true;
+        }
+        let ev = HubbleEvent::ClientDropped {
+            count: self.pending_dropped,
+            total: self.stats.dropped_client.load(Ordering::Relaxed),
+        };
+        match self.tx.try_send(ev) {
+            Ok(()) => {
+                self.pending_dropped = 0;
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn flow_key(
+        &mut self,
+        resp: &GetFlowsResponse,
+        flow: &crate::hubble::proto::flow::Flow,
+        time: i128,
+    ) -> (i128, u64) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if flow.uuid.is_empty() {
+            self.encode_buf.clear();
+            if prost::Message::encode(resp, &mut self.encode_buf).is_ok() {
+                self.encode_buf.hash(&mut h);
+            }
+        } else {
+            flow.uuid.hash(&mut h);
+        }
+        (time, h.finish())
+    }
+
+    /// Handles one response; false if the receiver is gone.
+    async fn handle(&mut self, resp: GetFlowsResponse) -> bool {
+        match &resp.response_types {
+            Some(ResponseTypes::Flow(flow)) => {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                let Some(time) = flow.time.or(resp.time) else {
+                    return self.deliver(resp).await;
+                };
+                let t = timestamp_nanos(&time);
+                let overlap = i128::try_from(self.opts.resume_overlap.as_nanos()).unwrap_or(0);
+                let hw = self.high_water.map_or(i128::MIN, |h| timestamp_nanos(&h));
+                let key = self.flow_key(&resp, flow, t);
+                if !self.dedup.insert(key, hw.max(t) - overlap) {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                if t > hw {
+                    self.high_water = Some(time);
+                    let clamped = i64::try_from(t).unwrap_or(i64::MAX);
+                    self.stats.last_flow_unix_nanos.store(clamped, Ordering::Relaxed);
+                }
+                self.deliver(resp).await
+            }
+            Some(ResponseTypes::NodeStatus(ns)) => self
+                .tx
+                .send(HubbleEvent::NodeStatus {
+                    state: ns.state_change,
+                    nodes: ns.node_names.clone(),
+                    message: ns.message.clone(),
+                    node_name: resp.node_name.clone(),
+                    time: resp.time,
+                })
+                .await
+                .is_ok(),
+            Some(ResponseTypes::LostEvents(l)) => {
+                self.stats.lost_server.fetch_add(l.num_events_lost, Ordering::Relaxed);
+                self.tx
+                    .send(HubbleEvent::Lost {
+                        source: l.source,
+                        count: l.num_events_lost,
+                        cpu: l.cpu.as_ref().map(|c| c.value),
+                        node_name: resp.node_name.clone(),
+                        time: resp.time,
+                    })
+                    .await
+                    .is_ok()
+            }
+            None => true,
+        }
+    }
+
+    async fn deliver(&mut self, resp: GetFlowsResponse) -> bool {
+        let ev = HubbleEvent::Flow(Box::new(resp));
+        if self.opts.drop_when_full {
+            match self.tx.try_send(ev) {
+                Ok(()) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.flush_dropped().await
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.stats.dropped_client.fetch_add(1, Ordering::Relaxed);
+                    self.pending_dropped += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        } else {
+            let ok = self.tx.send(ev).await.is_ok();
+            if ok {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let (tx, _rx) = mpsc::channel::<HubbleEvent>(1);
+        let mut r = Runner {
+            target: RelayTarget::Address("x:1".into()),
+            query: FlowQuery::default(),
+            tx: EventTx { inner: tx },
+            opts: FlowSourceOptions {
+                backoff_initial: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(2),
+                ..Default::default()
+            },
+            rng: fastrand::Rng::with_seed(7),
+            stats: Arc::default(),
+            dedup: Dedup::default(),
+            high_water: None,
+            pending_dropped: 0,
+            encode_buf: Vec::new(),
+        };
+        for attempt in 1..40 {
+            let d = r.backoff(attempt);
+            let step =
+                Duration::from_millis(100).saturating_mul(1 << (attempt - 1).min(16)).min(Duration::from_secs(2));
+            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?} vs {step:?}");
+        }
+    }
+
+    #[test]
+    fn dedup_window() {
+        let mut d = Dedup::default();
+        assert!(d.insert((10, 1), 0));
+        assert!(!d.insert((10, 1), 0));
+        assert!(d.insert((10, 2), 0));
+        assert!(d.insert((20, 1), 15));
+        // (10, *) fell out of the window and would be accepted again.
+        assert!(d.insert((10, 1), 15));
+    }
+}
