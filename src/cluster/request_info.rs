@@ -178,14 +178,14 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Request
         },
     };
 
-    if parts.first() == Some(&"namespaces") {
-        if let Some(ns) = parts.get(1) {
-            info.namespace = Some(ns.to_string());
-            // `namespaces/{ns}/status` and `/finalize` are the Namespace's own subresources;
-            // anything else after the namespace is a namespaced resource.
-            if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
-                parts = &parts[2..];
-            }
+    if parts.first() == Some(&"namespaces")
+        && let Some(ns) = parts.get(1)
+    {
+        info.namespace = Some(ns.to_string());
+        // `namespaces/{ns}/status` and `/finalize` are the Namespace's own subresources;
+        // anything else after the namespace is a namespaced resource.
+        if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+            parts = &parts[2..];
         }
     }
 
