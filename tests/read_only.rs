@@ -11,9 +11,10 @@ use cutover::app::keymap::KEYMAP;
 use cutover::app::state::{AppState, Focus, Mode};
 use cutover::app::update::{AppEvent, Command, update};
 use cutover::cli::GlobalArgs;
-use cutover::cluster::client::connect;
+use cutover::cluster::client::{ReadOnlyRefused, connect, user_agent};
 use cutover::runbook::executor::{ExecError, Executor};
 use cutover::sim::{Sim, SimOptions};
+use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
 
 async fn press_everything(context: &str) {
@@ -80,6 +81,9 @@ async fn press_everything(context: &str) {
     assert!(!requests.is_empty(), "the watchers did talk to the API");
     let mutating: Vec<_> = requests.iter().filter(|r| r.is_mutating()).collect();
     assert!(mutating.is_empty(), "mutating requests in read-only mode: {mutating:?}");
+    let ua = user_agent();
+    let anonymous: Vec<_> = requests.iter().filter(|r| r.user_agent.as_deref() != Some(ua.as_str())).collect();
+    assert!(anonymous.is_empty(), "requests without User-Agent {ua:?}: {anonymous:?}");
     for t in tasks {
         t.abort();
     }
@@ -93,4 +97,80 @@ async fn viewer_identity_presses_every_key_and_mutates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_token_in_read_only_mode_mutates_nothing() {
     press_everything("sim").await;
+}
+
+/// The [`ReadOnlyRefused`] somewhere in a kube error's source chain.
+fn refusal(err: &kube::Error) -> Option<&ReadOnlyRefused> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = src {
+        if let Some(r) = e.downcast_ref::<ReadOnlyRefused>() {
+            return Some(r);
+        }
+        src = e.source();
+    }
+    None
+}
+
+async fn connect_to(sim: &Sim, context: &str, read_only: bool) -> cutover::cluster::client::ClusterConn {
+    let global = GlobalArgs {
+        kubeconfig: Some(sim.kubeconfig.clone()),
+        context: Some(context.into()),
+        read_only,
+        ..Default::default()
+    };
+    connect(&global, |_| false).await.expect("connects")
+}
+
+/// Exec and proxy are GETs, yet they run commands in a pod or reach whatever the proxy fronts:
+/// read-only mode refuses them by verb and resource before they leave the process, even with the
+/// admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_and_proxy_are_refused_in_process() {
+    let sim = Sim::start(SimOptions::default()).await.expect("sim starts");
+    let conn = connect_to(&sim, "sim", true).await;
+    let cases = [
+        ("GET", "/api/v1/namespaces/kube-system/pods/cilium-x/exec", "?command=true&stdout=true", "pods/exec"),
+        ("POST", "/api/v1/namespaces/kube-system/pods/cilium-x/exec", "?command=true&stdout=true", "pods/exec"),
+        ("GET", "/api/v1/namespaces/kube-system/pods/cilium-x/attach", "?stdout=true", "pods/attach"),
+        ("GET", "/api/v1/namespaces/kube-system/services/hubble-ui/proxy/", "", "services/proxy"),
+        ("GET", "/api/v1/nodes/homelab-cp1/proxy/configz", "", "nodes/proxy"),
+    ];
+    for (method, path, query, target) in cases {
+        let req =
+            http::Request::builder().method(method).uri(format!("{path}{query}")).body(Vec::new()).expect("request");
+        let err = conn.client.request_text(req).await.expect_err("refused");
+        let r = refusal(&err).unwrap_or_else(|| panic!("{method} {path}: not a read-only refusal: {err}"));
+        assert_eq!((r.method.as_str(), r.path.as_str(), r.target.as_str()), (method, path, target), "{r}");
+        assert!(cutover::cluster::client::is_read_only_refusal(&err));
+    }
+    // The same client does reach the server with reads.
+    let version = http::Request::get("/version").body(Vec::new()).expect("request");
+    conn.client.request_text(version).await.expect("a read goes through");
+    let requests = sim.requests();
+    assert!(requests.iter().any(|r| r.path == "/version"), "{requests:?}");
+    let leaked: Vec<_> = requests.iter().filter(|r| cases.iter().any(|c| r.path == c.1)).collect();
+    assert!(leaked.is_empty(), "refused requests reached the server: {leaked:?}");
+}
+
+/// Armed or read-only, every request says it is the cockpit, the port-forward upgrade included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_the_cockpit_user_agent() {
+    let sim = Sim::start(SimOptions::default()).await.expect("sim starts");
+    for read_only in [false, true] {
+        let conn = connect_to(&sim, "sim", read_only).await;
+        assert_eq!(conn.read_only, read_only);
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(conn.client.clone());
+        nodes.list(&Default::default()).await.expect("list nodes");
+        let pods: kube::Api<Pod> = kube::Api::namespaced(conn.client.clone(), "kube-system");
+        // No such pod: answered 404, but recorded.
+        assert!(pods.portforward("no-such-relay", &[4245]).await.is_err());
+    }
+    let requests = sim.requests();
+    let forwards = requests.iter().filter(|r| r.path.ends_with("/no-such-relay/portforward")).count();
+    assert_eq!(forwards, 2, "{requests:?}");
+    let ua = user_agent();
+    assert!(ua.starts_with(&format!("cutover/{} (", env!("CARGO_PKG_VERSION"))), "{ua}");
+    for r in &requests {
+        assert_eq!(r.user_agent.as_deref(), Some(ua.as_str()), "{r:?}");
+    }
 }

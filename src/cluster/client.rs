@@ -2,17 +2,23 @@
 //! request layer that enforces read-only mode.
 //!
 //! Read-only mode is enforced here, on every HTTP request the client sends, not by hiding keys:
-//! a request that could change the cluster never leaves the process.
+//! a request that could change the cluster never leaves the process. The decision is by
+//! Kubernetes verb and resource ([`request_info`]), not by HTTP method: `pods/exec`, `pods/attach`
+//! and `*/proxy` are GETs too.
+//!
+//! Every request carries `User-Agent: cutover/<version> (<os>/<arch>)`, as kubectl identifies
+//! itself, so that audit logs and API priority rules can tell the cockpit's requests apart.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{Method, Request};
+use http::{HeaderValue, Method, Request};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tower::{BoxError, Layer, Service};
 
+use super::request_info::{self, RequestInfo};
 use crate::cli::GlobalArgs;
 
 /// Errors connecting to the cluster. Messages never contain credentials.
@@ -30,12 +36,33 @@ pub enum ConnectError {
     Config { context: String, message: String },
 }
 
-/// A request refused by read-only mode.
+/// A request refused by read-only mode. The path is kept, the query is not (an exec's query holds
+/// the command line).
 #[derive(Debug, thiserror::Error)]
-#[error("read-only mode: refused {method} {path} (this cockpit was started with --read-only)")]
+#[error("read-only mode: refused {verb} {target} ({method} {path}); only reads and port-forward are sent")]
 pub struct ReadOnlyRefused {
+    /// The Kubernetes verb (`create`, `get` for a GET on `pods/exec`, …), `unknown` when the path
+    /// has no request info.
+    pub verb: String,
+    /// `pods/exec`, `deployments.apps`, `non-resource path`, or why there is no request info.
+    pub target: String,
     pub method: Method,
     pub path: String,
+}
+
+impl ReadOnlyRefused {
+    fn new(method: &Method, path: &str, info: Result<&RequestInfo, &request_info::RequestInfoError>) -> Self {
+        let (verb, target) = match info {
+            Ok(i) => (i.verb.to_string(), i.target()),
+            Err(e) => ("unknown".to_string(), e.to_string()),
+        };
+        ReadOnlyRefused { verb, target, method: method.clone(), path: path.to_string() }
+    }
+}
+
+/// What the client says it is: `cutover/0.1.0 (linux/x86_64)`.
+pub fn user_agent() -> String {
+    format!("cutover/{} ({}/{})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH)
 }
 
 /// A connected cluster.
@@ -150,13 +177,17 @@ impl ClusterConn {
     }
 }
 
-/// kube's default service stack (what `ClientBuilder::try_from(Config)` builds).
-pub(crate) type BaseService =
-    tower::util::BoxService<Request<kube::client::Body>, http::Response<Box<kube::client::DynBody>>, BoxError>;
+/// kube's default service stack (what `ClientBuilder::try_from(Config)` builds), naming itself.
+pub(crate) type BaseService = UserAgent<
+    tower::util::BoxService<Request<kube::client::Body>, http::Response<Box<kube::client::DynBody>>, BoxError>,
+>;
 
-/// The client builder every client starts from (the one place to add what all requests carry).
+/// The client builder every client starts from: kube's stack with the [`UserAgentLayer`], so
+/// the cluster's audit log can tell cutover's requests apart, read or write.
 pub(crate) fn builder(config: kube::Config) -> Result<kube::client::ClientBuilder<BaseService>, String> {
-    kube::client::ClientBuilder::try_from(config).map_err(|e| redact(&e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| redact(&e.to_string()))?;
+    let ua = HeaderValue::try_from(user_agent()).map_err(|e| format!("invalid User-Agent: {e}"))?;
+    Ok(builder.with_layer(&UserAgentLayer(ua)))
 }
 
 /// Builds a client that can only read: every request goes through [`ReadOnlyLayer`].
@@ -164,20 +195,49 @@ pub fn build_read_client(config: kube::Config) -> Result<kube::Client, String> {
     Ok(builder(config)?.with_layer(&ReadOnlyLayer).build())
 }
 
-/// Whether a request only reads. SelfSubject{Access,Rules}Reviews are POSTs that change nothing
-/// (they ask "what may I do?"); port-forward is a GET upgrade and changes nothing either.
-pub fn is_read_request(method: &Method, path: &str) -> bool {
-    match *method {
-        Method::GET | Method::HEAD | Method::OPTIONS => true,
-        Method::POST => {
-            path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
-                || path == "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
-        }
-        _ => false,
+/// Whether read-only mode lets a request through, by its Kubernetes verb and resource (see
+/// [`request_info::read_only_allows`]): reads, access reviews and pod port-forward.
+pub fn is_read_request(method: &Method, path: &str, query: Option<&str>) -> bool {
+    request_info::is_read_request(method, path, query)
+}
+
+/// Tower layer setting `User-Agent` (see [`user_agent`]) on requests that have none.
+#[derive(Debug, Clone)]
+pub struct UserAgentLayer(pub HeaderValue);
+
+impl<S> Layer<S> for UserAgentLayer {
+    type Service = UserAgent<S>;
+    fn layer(&self, inner: S) -> UserAgent<S> {
+        UserAgent { inner, value: self.0.clone() }
     }
 }
 
-/// Tower layer refusing every non-read request before it is sent.
+/// See [`UserAgentLayer`].
+#[derive(Debug, Clone)]
+pub struct UserAgent<S> {
+    inner: S,
+    value: HeaderValue,
+}
+
+impl<S, B> Service<Request<B>> for UserAgent<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        req.headers_mut().entry(http::header::USER_AGENT).or_insert_with(|| self.value.clone());
+        self.inner.call(req)
+    }
+}
+
+/// Tower layer refusing, before it is sent, every request read-only mode does not allow.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadOnlyLayer;
 
@@ -211,10 +271,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let path = req.uri().path().to_string();
-        if !is_read_request(req.method(), &path) {
-            tracing::warn!(method = %req.method(), %path, "read-only mode refused a request");
-            let err = ReadOnlyRefused { method: req.method().clone(), path };
+        let (method, path) = (req.method(), req.uri().path());
+        let info = request_info::parse(method, path, req.uri().query());
+        if !info.as_ref().is_ok_and(request_info::read_only_allows) {
+            let err = ReadOnlyRefused::new(method, path, info.as_ref());
+            tracing::warn!(verb = %err.verb, target = %err.target, %method, %path, "read-only mode refused a request");
             return Box::pin(async move { Err(Box::new(err) as BoxError) });
         }
         let fut = self.inner.call(req);
@@ -266,12 +327,39 @@ mod tests {
 
     #[test]
     fn read_requests() {
-        assert!(is_read_request(&Method::GET, "/api/v1/pods"));
-        assert!(is_read_request(&Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"));
-        assert!(!is_read_request(&Method::POST, "/api/v1/namespaces/a/pods/b/eviction"));
-        assert!(!is_read_request(&Method::PATCH, "/api/v1/nodes/n"));
-        assert!(!is_read_request(&Method::DELETE, "/api/v1/namespaces/a/pods/b"));
-        assert!(!is_read_request(&Method::PUT, "/api/v1/nodes/n"));
+        assert!(is_read_request(&Method::GET, "/api/v1/pods", None));
+        assert!(is_read_request(&Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", None));
+        assert!(is_read_request(&Method::GET, "/api/v1/namespaces/a/pods/b/portforward", Some("ports=4245")));
+        assert!(!is_read_request(&Method::POST, "/api/v1/namespaces/a/pods/b/eviction", None));
+        assert!(!is_read_request(&Method::GET, "/api/v1/namespaces/a/pods/b/exec", Some("command=true")));
+        assert!(!is_read_request(&Method::GET, "/api/v1/namespaces/a/services/s/proxy/", None));
+        assert!(!is_read_request(&Method::PATCH, "/api/v1/nodes/n", None));
+        assert!(!is_read_request(&Method::DELETE, "/api/v1/namespaces/a/pods/b", None));
+        assert!(!is_read_request(&Method::PUT, "/api/v1/nodes/n", None));
+    }
+
+    #[test]
+    fn user_agent_names_the_tool() {
+        let ua = user_agent();
+        assert!(ua.starts_with(&format!("cutover/{} (", env!("CARGO_PKG_VERSION"))), "{ua}");
+        assert!(ua.ends_with(&format!("{}/{})", std::env::consts::OS, std::env::consts::ARCH)), "{ua}");
+        assert!(HeaderValue::try_from(ua).is_ok());
+    }
+
+    #[tokio::test]
+    async fn user_agent_is_set_unless_present() {
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            Ok::<_, BoxError>(
+                req.headers().get_all(http::header::USER_AGENT).iter().count().to_string()
+                    + " "
+                    + req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            )
+        });
+        let mut svc = UserAgentLayer(HeaderValue::from_static("cutover/test")).layer(inner);
+        let plain = Request::get("/api/v1/nodes").body(()).unwrap_or_default();
+        assert_eq!(svc.call(plain).await.ok().as_deref(), Some("1 cutover/test"));
+        let own = Request::get("/api").header("user-agent", "mine/1").body(()).unwrap_or_default();
+        assert_eq!(svc.call(own).await.ok().as_deref(), Some("1 mine/1"));
     }
 
     #[test]
@@ -297,6 +385,17 @@ mod tests {
         let patch = Request::patch("/api/v1/nodes/a").body(()).unwrap_or_default();
         let err = svc.call(patch).await.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("read-only"), "{err}");
-        assert_eq!(sent.load(Ordering::SeqCst), 1);
+        let exec = Request::get("/api/v1/namespaces/a/pods/b/exec?command=cat&command=%2Fetc%2Fshadow&stdout=true")
+            .body(())
+            .unwrap_or_default();
+        let err = svc.call(exec).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("refused get pods/exec (GET /api/v1/namespaces/a/pods/b/exec)"), "{err}");
+        assert!(!err.contains("shadow"), "the query stays out of the message: {err}");
+        let proxy = Request::get("/api/v1/nodes/n/proxy/configz").body(()).unwrap_or_default();
+        let err = svc.call(proxy).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("refused get nodes/proxy (GET /api/v1/nodes/n/proxy/configz)"), "{err}");
+        let pf = Request::post("/api/v1/namespaces/kube-system/pods/r/portforward").body(()).unwrap_or_default();
+        assert!(svc.call(pf).await.is_ok());
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 }

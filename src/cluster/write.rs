@@ -113,7 +113,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path().to_string();
-        if is_read_request(req.method(), &path) {
+        if is_read_request(req.method(), &path, req.uri().query()) {
             let fut = self.inner.call(req);
             return Box::pin(async move { fut.await.map_err(Into::into) });
         }

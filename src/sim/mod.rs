@@ -94,16 +94,21 @@ pub struct RequestRecord {
     pub verb: String,
     pub method: String,
     pub path: String,
+    /// The raw query string, without `?` (watch detection; an exec's command).
+    pub query: Option<String>,
+    /// The client's `User-Agent` header.
+    pub user_agent: Option<String>,
     pub identity: Option<Identity>,
     pub code: u16,
 }
 
 impl RequestRecord {
-    /// Whether the request could change the cluster (anything but reads and discovery).
-    /// GET and HEAD never change anything, whatever resource they named (even an unknown one).
+    /// Whether the request could change the cluster: whatever the cockpit's read-only mode would
+    /// refuse ([`crate::cluster::request_info`]), decided from method, path and query alone, so
+    /// that an exec, attach or proxy counts even where the sim does not serve it.
     pub fn is_mutating(&self) -> bool {
-        !matches!(self.method.as_str(), "GET" | "HEAD")
-            && !matches!(self.verb.as_str(), "get" | "list" | "watch" | "discovery" | "review")
+        let Ok(method) = http::Method::from_bytes(self.method.as_bytes()) else { return true };
+        !crate::cluster::request_info::is_read_request(&method, &self.path, self.query.as_deref())
     }
 }
 
@@ -363,4 +368,48 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     o.mode(0o600);
     let mut f = o.open(path)?;
     f.write_all(bytes)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(verb: &str, method: &str, uri: &str) -> RequestRecord {
+        let (path, query) = uri.split_once('?').map_or((uri, None), |(p, q)| (p, Some(q.to_string())));
+        RequestRecord {
+            verb: verb.into(),
+            method: method.into(),
+            path: path.into(),
+            query,
+            user_agent: None,
+            identity: Some(Identity::Viewer),
+            code: 404,
+        }
+    }
+
+    #[test]
+    fn mutating_by_kubernetes_verb() {
+        // Connect subresources mutate whatever the method, served or not.
+        for (method, uri) in [
+            ("GET", "/api/v1/namespaces/a/pods/p/exec?command=true&stdout=true"),
+            ("POST", "/api/v1/namespaces/a/pods/p/exec?command=true&stdout=true"),
+            ("GET", "/api/v1/namespaces/a/pods/p/attach?stdout=true"),
+            ("GET", "/api/v1/namespaces/a/services/s/proxy/"),
+            ("GET", "/api/v1/nodes/n/proxy/metrics"),
+            ("POST", "/api/v1/namespaces/a/pods/p/eviction"),
+            ("PATCH", "/api/v1/nodes/n"),
+            ("BREW", "/api/v1/nodes"),
+        ] {
+            assert!(record("unknown", method, uri).is_mutating(), "{method} {uri}");
+        }
+        for (verb, method, uri) in [
+            ("watch", "GET", "/api/v1/pods?watch=true"),
+            ("get", "GET", "/api/v1/namespaces/a/pods/p/log"),
+            ("connect", "POST", "/api/v1/namespaces/a/pods/p/portforward"),
+            ("connect", "GET", "/api/v1/namespaces/a/pods/p/portforward?ports=80"),
+            ("review", "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"),
+            ("discovery", "GET", "/apis"),
+        ] {
+            assert!(!record(verb, method, uri).is_mutating(), "{method} {uri}");
+        }
+    }
 }

@@ -47,6 +47,7 @@ pub fn relay_uri(address: &str) -> Result<String, HubbleError> {
 
 pub(super) fn endpoint(uri: String) -> Result<Endpoint, HubbleError> {
     let e = Endpoint::from_shared(uri.clone())
+        .and_then(|e| e.user_agent(crate::cluster::client::user_agent()))
         .map_err(|e| HubbleError::InvalidAddress { address: uri, reason: e.to_string() })?;
     Ok(e.connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

@@ -131,6 +131,9 @@ struct Rec {
 async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let user_agent =
+        req.headers().get(http::header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let mut rec = Rec { verb: "unknown", identity: None };
     let resp = match dispatch(&state, req, &mut rec).await {
         Ok(r) => r,
@@ -142,6 +145,8 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> 
         verb: rec.verb.to_string(),
         method,
         path,
+        query,
+        user_agent,
         identity: rec.identity,
         code,
     });
