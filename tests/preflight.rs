@@ -3,6 +3,7 @@
 //! cluster seen by the read-only viewer identity (access checks say what will be refused).
 #![cfg(feature = "sim")] // drives the simulated cluster
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cutover::checks::{self, Check, ClusterSnapshot, Status};
@@ -199,5 +200,29 @@ async fn migrated_kpr_and_crd_scenarios() {
             let cni = by_id(&checks, "cni-daemonsets").evidence.join(" ");
             assert!(cni.contains("kube-system/cilium"), "{cni}");
         }
+    }
+}
+
+/// `cutover preflight | head -1`: the reader is gone before anything is written. The command
+/// still exits with the checks' code (1: no cluster to reach, `api-reachable` fails), quietly,
+/// not with a panic (`print!` on a closed pipe, exit 101). Both output formats.
+#[test]
+fn closed_stdout_is_the_exit_code_not_a_panic() {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let tmp = cutover::sim::TempDir::new().expect("tmp");
+    for output in ["text", "json"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .current_dir(&tmp.path)
+            .arg("--kubeconfig")
+            .arg(tmp.path.join("no-such-kubeconfig"))
+            .args(["--log-file", "/dev/null", "preflight", "-o", output])
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("dup pipe"))
+            .output()
+            .expect("run cutover preflight");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{output}: {stderr}");
+        assert!(stderr.is_empty(), "{output}: {stderr}");
     }
 }

@@ -106,9 +106,12 @@ pub async fn run(args: PreflightArgs, global: &crate::cli::GlobalArgs) -> color_
         Err(e) => ClusterSnapshot::failed(FetchErrorKind::Unreachable, &e.to_string()),
     };
     let checks = evaluate(&snapshot, &settings);
-    match args.output {
-        OutputFormat::Text => print!("{}", format_table(&checks)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks).wrap_err("encoding checks")?),
-    }
+    let text = match args.output {
+        OutputFormat::Text => format_table(&checks),
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&checks).wrap_err("encoding checks")?),
+    };
+    // Not `print!`, which panics when the reader has gone (`cutover preflight | head -1`). A gone
+    // reader (`Ok(false)`) is no error: the exit code still says what the checks found.
+    crate::cli::write_stdout(&text).wrap_err("writing the checks to stdout")?;
     Ok(ExitCode::from(exit_code(&checks)))
 }
