@@ -43,9 +43,13 @@ pub(super) fn drain_checks(snap: &ClusterSnapshot) -> Vec<Check> {
             actions.push("accept losing their emptyDir data");
         }
         if !r.unmanaged_pods.is_empty() {
-            status = Status::Warn;
-            evidence.push(format!("no controller, deleted for good (--force): {}", r.unmanaged_pods.join(", ")));
-            actions.push("recreate or move pods without a controller yourself");
+            // The drain refuses while they are there (one rule with the executor): fail.
+            status = Status::Fail;
+            evidence.push(format!(
+                "no controller, the drain refuses (evicting would delete them for good): {}",
+                r.unmanaged_pods.join(", ")
+            ));
+            actions.push("recreate pods without a controller under a Deployment, or delete them yourself");
         }
         let (longhorn, other): (Vec<_>, Vec<_>) =
             r.blocked_by_pdb.iter().partition(|(_, pdb)| pdb.starts_with("longhorn-system/instance-manager"));
@@ -74,7 +78,9 @@ pub(super) fn drain_checks(snap: &ClusterSnapshot) -> Vec<Check> {
             actions.push("make each pod covered by at most one PDB");
         }
         // The worst problem goes first (the table shows the first line).
-        let worst = |e: &String| e.starts_with("PDB ") || e.starts_with("more than one PDB");
+        let worst = |e: &String| {
+            e.starts_with("no controller") || e.starts_with("PDB ") || e.starts_with("more than one PDB")
+        };
         if let Some(i) =
             evidence.iter().position(worst).or_else(|| evidence.iter().position(|e| e.starts_with("Longhorn PDB")))
         {

@@ -184,28 +184,8 @@ pub async fn head_async(dir: &Path, branch: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out).trim().to_string())
 }
 
-/// Argo CD directory-source glob: `*`, `?`, `{a,b}` alternatives; matched against the file name
-/// (non-recursive) or path (recursive).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    if let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}'))
-        && open < close
-    {
-        let (pre, rest) = pattern.split_at(open);
-        let (alts, post) = rest[1..].split_at(close - open - 1);
-        let post = &post[1..];
-        return alts.split(',').any(|a| glob_match(&format!("{pre}{a}{post}"), name));
-    }
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
-            (Some(b'?'), Some(_)) => rec(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), name.as_bytes())
-}
+/// Argo CD's directory `include`/`exclude` glob: the same linear matcher the pre-flight uses.
+pub use crate::checks::evaluate::glob_match;
 
 #[cfg(test)]
 mod tests {
