@@ -12,7 +12,9 @@ use cutover::app::state::{AppState, Focus, Mode};
 use cutover::app::update::{AppEvent, Command, update};
 use cutover::cli::GlobalArgs;
 use cutover::cluster::client::{ReadOnlyRefused, connect, user_agent};
-use cutover::runbook::executor::{ExecError, Executor};
+use cutover::runbook::executor::ExecError;
+use cutover::runbook::journal::Journal;
+use cutover::runbook::runner::{RunRequest, Runner};
 use cutover::sim::{Sim, SimOptions};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc;
@@ -37,7 +39,10 @@ async fn press_everything(context: &str) {
             update(&mut state, ev);
         }
     }
-    let executor = Executor::new(conn.clone(), "argocd");
+    let journal_dir = cutover::tempdir::TempDir::new().expect("tmp");
+    let (run_tx, _run_rx) = mpsc::unbounded_channel();
+    let journal = Journal::at(journal_dir.path.join("sim.jsonl"));
+    let mut runner = Runner::new(&conn, "argocd", journal.clone(), run_tx).expect("runner");
     let mut commands = Vec::new();
     for focus in [Focus::Argo, Focus::Nodes, Focus::Flows, Focus::Events] {
         for b in KEYMAP {
@@ -62,12 +67,26 @@ async fn press_everything(context: &str) {
         Operation::Sync { app: "root".into() },
         Operation::Refresh { app: "root".into() },
     ];
-    let keyed: Vec<Operation> =
-        commands.into_iter().filter_map(|c| if let Command::Execute(op) = c { Some(op) } else { None }).collect();
+    let keyed: Vec<Operation> = commands
+        .into_iter()
+        .filter_map(|c| if let Command::Execute { op, .. } = c { Some(op) } else { None })
+        .collect();
     for op in keyed.iter().chain(ops.iter()) {
-        let res = executor.run(op, &tx).await;
+        let req = RunRequest { op: op.clone(), preview: vec![], confirmed: "test".into(), take_over_stale_lock: true };
+        let res = runner.start(req);
         assert!(matches!(res, Err(ExecError::ReadOnly)), "{op:?} -> {res:?}");
     }
+    assert!(runner.running().is_none());
+    // No write client exists for a read-only connection, and nothing was journaled.
+    struct NoJournal;
+    impl cutover::cluster::write::RequestJournal for NoJournal {
+        fn before(&self, _: &str, _: &str) -> Result<u64, String> {
+            Err("unused".into())
+        }
+        fn after(&self, _: u64, _: u16) {}
+    }
+    assert!(cutover::cluster::write::WriteClient::new(&conn, std::sync::Arc::new(NoJournal)).is_none());
+    assert!(journal.read().expect("journal").entries.is_empty());
     // And the request layer itself refuses what the executor would have sent.
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(conn.client.clone());
     let patch = serde_json::json!({"spec": {"unschedulable": true}});

@@ -545,15 +545,100 @@ mod tests {
         update(s, AppEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
     }
 
+    fn key(s: &mut AppState, code: KeyCode) -> Vec<Command> {
+        update(s, AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+
+    fn focus_nodes(s: &mut AppState) {
+        s.ui.focus = Focus::Nodes;
+    }
+
     #[test]
     fn mutating_keys_need_confirmation() {
         let mut s = st(Mode::Armed);
-        assert!(press(&mut s, 'd').is_empty());
+        focus_nodes(&mut s);
+        assert!(press(&mut s, 'c').is_empty());
         assert!(s.ui.confirm.is_some());
         assert!(press(&mut s, 'n').is_empty(), "anything but y cancels");
         assert!(s.ui.confirm.is_none());
+        press(&mut s, 'c');
+        match press(&mut s, 'y').as_slice() {
+            [Command::Execute { op, confirmed, .. }] => {
+                assert_eq!(op, &Operation::Cordon { node: "n1".into() });
+                assert!(confirmed.contains("pressed y"), "{confirmed}");
+            }
+            other => panic!("expected one Execute, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_drain_shows_its_plan_and_runs_only_when_the_name_is_typed() {
+        let mut s = st(Mode::Armed);
+        focus_nodes(&mut s);
+        assert_eq!(press(&mut s, 'd'), vec![Command::PlanDrain("n1".into())]);
+        assert!(s.ui.confirm.is_none(), "no dialog before the plan is read");
+        update(
+            &mut s,
+            AppEvent::DrainPlanned { node: "n1".into(), result: Ok(vec!["evict apps/web-1".into()]), refused: false },
+        );
+        assert_eq!(s.ui.confirm.as_ref().map(|p| p.preview.clone()), Some(vec!["evict apps/web-1".to_string()]));
+        // `y` is just a character here; Enter with the wrong name runs nothing.
+        assert!(press(&mut s, 'y').is_empty());
+        assert!(key(&mut s, KeyCode::Enter).is_empty());
+        assert!(s.ui.confirm.is_some(), "a wrong name keeps the dialog open");
+        key(&mut s, KeyCode::Backspace);
+        press(&mut s, 'n');
+        press(&mut s, '1');
+        match key(&mut s, KeyCode::Enter).as_slice() {
+            [Command::Execute { op, preview, confirmed }] => {
+                assert_eq!(op, &Operation::Drain { node: "n1".into() });
+                assert_eq!(preview, &vec!["evict apps/web-1".to_string()]);
+                assert!(confirmed.contains("\"n1\""), "{confirmed}");
+            }
+            other => panic!("expected one Execute, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_drain_plan_cannot_be_confirmed() {
+        let mut s = st(Mode::Armed);
+        focus_nodes(&mut s);
         press(&mut s, 'd');
-        assert_eq!(press(&mut s, 'y'), vec![Command::Execute(Operation::Drain { node: "n1".into() })]);
+        update(&mut s, AppEvent::DrainPlanned { node: "n1".into(), result: Ok(vec!["REFUSED".into()]), refused: true });
+        assert!(press(&mut s, 'y').is_empty());
+        assert!(s.ui.confirm.is_none());
+    }
+
+    #[test]
+    fn pasted_text_never_becomes_keystrokes() {
+        let mut s = st(Mode::Armed);
+        focus_nodes(&mut s);
+        update(&mut s, AppEvent::Paste("dy".into()));
+        update(&mut s, AppEvent::Paste("cy".into()));
+        assert!(s.ui.confirm.is_none() && s.planning.is_none(), "a paste opened nothing");
+        // Into the typed-confirmation field it goes, without submitting.
+        press(&mut s, 'd');
+        update(&mut s, AppEvent::DrainPlanned { node: "n1".into(), result: Ok(vec![]), refused: false });
+        update(&mut s, AppEvent::Paste("n1\n".into()));
+        assert_eq!(s.ui.confirm.as_ref().map(|p| p.typed.as_str()), Some("n1"));
+        assert!(s.ui.confirm.is_some(), "a pasted newline does not confirm");
+    }
+
+    #[test]
+    fn quitting_while_an_operation_runs_asks_first() {
+        let mut s = st(Mode::Armed);
+        update(&mut s, AppEvent::Started(Operation::Drain { node: "n1".into() }));
+        assert!(press(&mut s, 'q').is_empty());
+        assert!(s.ui.quit_confirm);
+        assert!(press(&mut s, 'n').is_empty(), "any other key stays");
+        assert!(!s.ui.quit);
+        press(&mut s, 'q');
+        assert_eq!(press(&mut s, 'y'), vec![Command::Quit]);
+        // `x` asks the runner to cancel.
+        let mut s = st(Mode::Armed);
+        update(&mut s, AppEvent::Started(Operation::Drain { node: "n1".into() }));
+        assert_eq!(press(&mut s, 'x'), vec![Command::Cancel]);
+        assert!(s.running.as_ref().is_some_and(|r| r.cancelling));
     }
 
     #[test]

@@ -164,13 +164,13 @@ mod tests {
         }
     }
 
-    fn inner(
-        sent: Arc<Mutex<Vec<String>>>,
-    ) -> impl Service<Request<()>, Response = http::Response<()>, Error = BoxError> {
-        tower::service_fn(move |req: Request<()>| {
+    type Inner = tower::util::BoxService<Request<()>, http::Response<()>, BoxError>;
+
+    fn inner(sent: Arc<Mutex<Vec<String>>>) -> Inner {
+        tower::util::BoxService::new(tower::service_fn(move |req: Request<()>| {
             sent.lock().unwrap_or_else(|e| e.into_inner()).push(req.uri().path().to_string());
             async { Ok::<_, BoxError>(http::Response::builder().status(201).body(()).unwrap_or_default()) }
-        })
+        }))
     }
 
     #[tokio::test]

@@ -245,7 +245,34 @@ fn help_overlay_read_only() {
 fn confirm_dialog() {
     let mut s = typical(Mode::Armed);
     s.ui.focus = Focus::Nodes;
-    s.ui.confirm = Some(Pending { op: Operation::Drain { node: "homelab-w1".into() } });
+    let plan = crate::checks::drain::DrainPlan {
+        node: "homelab-w1".into(),
+        evict: vec![crate::checks::drain::PodRef {
+            namespace: "media".into(),
+            name: "jellyfin-0".into(),
+            uid: "u1".into(),
+            owner: "StatefulSet/jellyfin".into(),
+        }],
+        skip: vec![(
+            crate::checks::drain::PodRef {
+                namespace: "kube-system".into(),
+                name: "cilium-7xk2p".into(),
+                uid: "u2".into(),
+                owner: "DaemonSet/cilium".into(),
+            },
+            crate::checks::drain::SkipReason::DaemonSet,
+        )],
+        pdbs: vec![crate::checks::drain::PdbCover {
+            pdb: "media/jellyfin".into(),
+            allowed: 0,
+            pods: vec!["media/jellyfin-0".into()],
+        }],
+        ..Default::default()
+    };
+    let preview = crate::runbook::executor::drain_preview(&plan, &Default::default());
+    let mut pending = Pending::with_preview(Operation::Drain { node: "homelab-w1".into() }, preview, false);
+    pending.typed = "homelab-w".into();
+    s.ui.confirm = Some(pending);
     insta::assert_snapshot!(render(&s, 100, 30));
 }
 

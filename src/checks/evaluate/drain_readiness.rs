@@ -78,9 +78,8 @@ pub(super) fn drain_checks(snap: &ClusterSnapshot) -> Vec<Check> {
             actions.push("make each pod covered by at most one PDB");
         }
         // The worst problem goes first (the table shows the first line).
-        let worst = |e: &String| {
-            e.starts_with("no controller") || e.starts_with("PDB ") || e.starts_with("more than one PDB")
-        };
+        let worst =
+            |e: &String| e.starts_with("no controller") || e.starts_with("PDB ") || e.starts_with("more than one PDB");
         if let Some(i) =
             evidence.iter().position(worst).or_else(|| evidence.iter().position(|e| e.starts_with("Longhorn PDB")))
         {
