@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr};
 use cutover::cli::GlobalArgs;
+use cutover::runbook::cli::Headless;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,18 @@ enum Cmd {
     Lint(cutover::manifests::lint::LintArgs),
     /// Stream or dump flows from hubble-relay, like `hubble observe` (same client and filters as the cockpit).
     Flows(cutover::hubble::cli::FlowsArgs),
+    /// Cordon a node (same runner, cluster lock and journal as the cockpit's `c`).
+    Cordon(cutover::runbook::cli::NodeArgs),
+    /// Uncordon a node.
+    Uncordon(cutover::runbook::cli::NodeArgs),
+    /// Drain a node: shows the plan, asks for the node's name on a terminal (or --yes).
+    Drain(cutover::runbook::cli::DrainArgs),
+    /// Ask Argo CD to sync an Application.
+    Sync(cutover::runbook::cli::AppArgs),
+    /// Ask Argo CD to refresh an Application (re-compare with Git).
+    Refresh(cutover::runbook::cli::AppArgs),
+    /// Print the journal of operations (`--verify` checks its hash chain).
+    Journal(cutover::runbook::cli::JournalArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -202,6 +215,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
         Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
         Cmd::Flows(args) => cutover::hubble::cli::run(args, &global).await,
+        Cmd::Cordon(a) => cutover::runbook::cli::run(Headless::Cordon(a), &global).await,
+        Cmd::Uncordon(a) => cutover::runbook::cli::run(Headless::Uncordon(a), &global).await,
+        Cmd::Drain(a) => cutover::runbook::cli::run(Headless::Drain(a), &global).await,
+        Cmd::Sync(a) => cutover::runbook::cli::run(Headless::Sync(a), &global).await,
+        Cmd::Refresh(a) => cutover::runbook::cli::run(Headless::Refresh(a), &global).await,
+        Cmd::Journal(a) => cutover::runbook::cli::run_journal(a, &global),
     }
 }
 

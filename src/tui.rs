@@ -249,15 +249,16 @@ fn report_journal(state: &mut AppState, journal: &Journal) {
     }
 }
 
-/// SIGHUP (the SSH session dropped), SIGTERM and SIGINT end the cockpit cleanly.
-struct Signals {
+/// SIGHUP (the SSH session dropped), SIGTERM and SIGINT: the cockpit ends cleanly on any; the
+/// headless operations cancel at the first and stop at the second.
+pub struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Signals> {
+    pub fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             hup: signal(SignalKind::hangup())?,
@@ -266,7 +267,7 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.hup.recv() => "SIGHUP",
             _ = self.term.recv() => "SIGTERM",

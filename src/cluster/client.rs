@@ -120,6 +120,26 @@ pub fn load_kubeconfig(global: &GlobalArgs) -> Result<Kubeconfig, ConnectError> 
     merged.ok_or(ConnectError::NoKubeconfig)
 }
 
+/// The cluster name of the context chosen by `--context` (or the current one), without
+/// connecting: it names the journal file.
+pub fn cluster_name(global: &GlobalArgs) -> Result<String, ConnectError> {
+    let kubeconfig = load_kubeconfig(global)?;
+    let available = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let ctx_name = match global.context.as_deref() {
+        Some(c) => c.to_string(),
+        None => {
+            kubeconfig.current_context.clone().ok_or(ConnectError::NoCurrentContext { available: available.clone() })?
+        }
+    };
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or(ConnectError::UnknownContext { wanted: ctx_name, available })
+}
+
 /// Connects to the context chosen by `--context` (or the current one). `read_only_for_context`
 /// says whether the settings file marks that context read-only; `--read-only` always wins.
 pub async fn connect(

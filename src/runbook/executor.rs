@@ -114,6 +114,11 @@ impl Progress {
     }
 }
 
+/// `5s`, `400ms` — a retry delay in messages.
+fn delay(d: Duration) -> String {
+    if d >= Duration::from_secs(1) { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
 /// `1:05` — elapsed time in progress lines.
 fn mmss(d: Duration) -> String {
     let s = d.as_secs();
@@ -377,8 +382,8 @@ pub fn drain_preview(plan: &DrainPlan, opts: &DrainOptions) -> Vec<String> {
         out.push(format!("more than one PDB selects {} (eviction answers 500)", plan.multi_pdb.join(", ")));
     }
     out.push(format!(
-        "429 retried every {}s; each evicted pod waited for until gone; deadline {}; a drain that stops leaves the node cordoned",
-        opts.retry_delay.as_secs(),
+        "429 retried every {}; each evicted pod waited for until gone; deadline {}; a drain that stops leaves the node cordoned",
+        delay(opts.retry_delay),
         mmss(opts.timeout)
     ));
     out
@@ -460,8 +465,8 @@ impl EvictCtx {
                             format!("PDB {}", self.pdbs.join(", "))
                         };
                         self.progress.say(format!(
-                            "{key}: eviction refused by {by}, retry {retries} in {}s ({} of {})",
-                            self.opts.retry_delay.as_secs(),
+                            "{key}: eviction refused by {by}, retry {retries} in {} ({} of {})",
+                            delay(self.opts.retry_delay),
                             mmss(self.started.elapsed()),
                             mmss(self.opts.timeout)
                         ));

@@ -1,4 +1,6 @@
-//! The runbook: the operations that change the cluster and the executor that runs them.
+//! The runbook: the operations that change the cluster, the runner and executor that carry
+//! them out, the cluster lock, the journal, and their headless commands.
+pub mod cli;
 pub mod executor;
 pub mod journal;
 pub mod lease;

@@ -120,6 +120,12 @@ impl Runner {
         self.executor.as_mut()
     }
 
+    /// Who this runner acts as (the Lease holder and the journal's `confirmed_by`); by default
+    /// `user@host pid N`.
+    pub fn set_identity(&mut self, who: impl Into<String>) {
+        self.who = who.into();
+    }
+
     pub fn lease_config_mut(&mut self) -> &mut LeaseConfig {
         &mut self.lease
     }

@@ -1,0 +1,444 @@
+//! The one door, armed, against the simulated cluster: cordon and uncordon, drains under
+//! PodDisruptionBudgets (recovering, stuck at 0), a pod that never terminates, one operation at
+//! a time, the cluster Lease between two operators, cancel and interrupt — and after each, the
+//! journal's chain verifies and says what happened.
+#![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // the tests set up their scenario with an admin client
+
+use std::time::Duration;
+
+use cutover::app::action::Operation;
+use cutover::cli::GlobalArgs;
+use cutover::cluster::client::{ClusterConn, connect};
+use cutover::runbook::executor::ExecError;
+use cutover::runbook::journal::{Journal, Outcome, Record};
+use cutover::runbook::runner::{RunEvent, RunRequest, Runner};
+use cutover::sim::{Fault, Sim, SimOptions};
+use cutover::tempdir::TempDir;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const NS: &str = "cutover-test";
+
+struct Env {
+    sim: Sim,
+    conn: ClusterConn,
+    admin: kube::Client,
+    _dir: TempDir,
+    journal: Journal,
+}
+
+async fn env() -> Env {
+    let sim = Sim::start(SimOptions { speed: 4.0, ..Default::default() }).await.expect("sim starts");
+    let global =
+        GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), context: Some("sim".into()), ..Default::default() };
+    let conn = connect(&global, |_| false).await.expect("connects");
+    assert!(!conn.read_only);
+    let kc = kube::config::Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
+    let opts = kube::config::KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config");
+    let admin = kube::Client::try_from(cfg).expect("admin client");
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let body = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    ns.create(&PostParams::default(), &body.expect("namespace")).await.expect("create namespace");
+    let dir = TempDir::new().expect("tmp");
+    let journal = Journal::at(dir.path.join("journal").join("sim.jsonl"));
+    Env { sim, conn, admin, _dir: dir, journal }
+}
+
+impl Env {
+    fn runner(&self) -> (Runner, mpsc::UnboundedReceiver<RunEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut r = Runner::new(&self.conn, "argocd", self.journal.clone(), tx).expect("runner");
+        if let Some(e) = r.executor_mut() {
+            e.drain.retry_delay = Duration::from_millis(400);
+            e.drain.poll = Duration::from_millis(200);
+            e.drain.timeout = Duration::from_secs(40);
+        }
+        (r, rx)
+    }
+
+    async fn label_node(&self, node: &str, on: bool) {
+        let nodes: Api<Node> = Api::all(self.admin.clone());
+        let v = if on { json!("yes") } else { serde_json::Value::Null };
+        let patch = json!({"metadata": {"labels": {"cutover-test": v}}});
+        nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("label node");
+    }
+
+    /// A Deployment of `replicas` pods on nodes labelled `cutover-test=yes`, with a PDB
+    /// `minAvailable: min_available` when given.
+    async fn workload(&self, name: &str, replicas: i32, min_available: Option<i32>) {
+        let labels = json!({"app": name});
+        let dep = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {
+                    "nodeSelector": {"cutover-test": "yes"},
+                    "containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+        });
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.admin.clone(),
+            NS,
+            &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk("apps", "v1", "Deployment")),
+        );
+        api.create(&PostParams::default(), &serde_json::from_value(dep).expect("dep"))
+            .await
+            .expect("create deployment");
+        if let Some(min) = min_available {
+            let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"minAvailable": min, "selector": {"matchLabels": labels}}});
+            let api: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::namespaced(self.admin.clone(), NS);
+            api.create(&PostParams::default(), &serde_json::from_value(pdb).expect("pdb")).await.expect("create pdb");
+        }
+        self.wait_ready(name, replicas).await;
+    }
+
+    async fn pods_of(&self, app: &str) -> Vec<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.admin.clone(), NS);
+        api.list(&ListParams::default().labels(&format!("app={app}"))).await.expect("list pods").items
+    }
+
+    async fn wait_ready(&self, app: &str, n: i32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self
+                .pods_of(app)
+                .await
+                .iter()
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count();
+            if ready as i32 >= n {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{app}: {ready}/{n} pods ready after 60 s");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn cordoned(&self, node: &str) -> bool {
+        let nodes: Api<Node> = Api::all(self.admin.clone());
+        nodes.get(node).await.expect("node").spec.and_then(|s| s.unschedulable).unwrap_or(false)
+    }
+
+    /// The chain verifies; returns the entries.
+    fn verified(&self) -> Vec<cutover::runbook::journal::Entry> {
+        let v = self.journal.read().expect("journal reads");
+        assert_eq!(v.bad, None, "journal chain");
+        v.entries
+    }
+
+    fn last_result(&self) -> (Outcome, String) {
+        self.verified()
+            .iter()
+            .rev()
+            .find_map(|e| match &e.record {
+                Record::Result { outcome, message, .. } => Some((*outcome, message.clone())),
+                _ => None,
+            })
+            .expect("a result entry")
+    }
+}
+
+fn req(op: Operation) -> RunRequest {
+    RunRequest { op, preview: vec!["test preview".into()], confirmed: "test".into(), take_over_stale_lock: false }
+}
+
+/// Waits for the operation's end; returns its progress lines and result.
+async fn done(
+    rx: &mut mpsc::UnboundedReceiver<RunEvent>,
+    within: Duration,
+) -> (Vec<String>, Result<String, ExecError>) {
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(RunEvent::Progress { text, .. })) => lines.push(text),
+            Ok(Some(RunEvent::Done { result, .. })) => return (lines, result),
+            Ok(None) => panic!("runner channel closed"),
+            Err(_) => panic!("no result within {within:?}; progress so far:\n{}", lines.join("\n")),
+        }
+    }
+}
+
+/// Waits for a progress line containing `needle`.
+async fn progress_with(rx: &mut mpsc::UnboundedReceiver<RunEvent>, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(RunEvent::Progress { text, .. })) => {
+                let hit = text.contains(needle);
+                lines.push(text);
+                if hit {
+                    return lines;
+                }
+            }
+            Ok(Some(RunEvent::Done { result, .. })) => {
+                panic!("ended before {needle:?}: {result:?}\n{}", lines.join("\n"))
+            }
+            Ok(None) | Err(_) => panic!("no progress line with {needle:?}:\n{}", lines.join("\n")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_and_uncordon_are_journaled_and_take_the_lock() {
+    let e = env().await;
+    let (mut r, mut rx) = e.runner();
+    r.start(req(Operation::Cordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert_eq!(res, Ok("node homelab-w1 cordoned".into()));
+    assert!(e.cordoned("homelab-w1").await);
+    r.start(req(Operation::Cordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert!(res.as_deref().is_ok_and(|m| m.contains("already cordoned")), "{res:?}");
+    r.start(req(Operation::Uncordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert_eq!(res, Ok("node homelab-w1 uncordoned".into()));
+    assert!(!e.cordoned("homelab-w1").await);
+    // An unknown name is refused and lists the known ones.
+    r.start(req(Operation::Cordon { node: "homelab-w9".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    match res {
+        Err(err @ ExecError::NotFound { .. }) => {
+            assert_eq!(err.exit_code(), 3);
+            assert!(err.to_string().contains("homelab-w1"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The journal: intent → lease → patch → release → result, for each; requests have codes.
+    let entries = e.verified();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|en| match &en.record {
+            Record::Intent { .. } => "intent",
+            Record::Request { .. } => "request",
+            Record::Response { .. } => "response",
+            Record::Result { .. } => "result",
+            Record::Ack { .. } => "ack",
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "intent").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "result").count(), 4);
+    let patches: Vec<String> = entries
+        .iter()
+        .filter_map(|en| match &en.record {
+            Record::Request { verb, path, .. } => Some(format!("{verb} {path}")),
+            _ => None,
+        })
+        .collect();
+    assert!(patches.contains(&"patch /api/v1/nodes/homelab-w1".to_string()), "{patches:?}");
+    assert!(
+        patches.iter().any(|p| p.contains("/leases")),
+        "the Lease is taken through the journaled client: {patches:?}"
+    );
+    // Every mutating request the sim saw was journaled first.
+    let ours = |r: &cutover::sim::RequestRecord| r.user_agent.as_deref().is_some_and(|u| u.starts_with("cutover/"));
+    let sent = e.sim.requests().into_iter().filter(|r| r.is_mutating() && ours(r)).count();
+    assert_eq!(sent, patches.len(), "sim saw {sent} mutations, the journal has {}", patches.len());
+    let text = cutover::runbook::cli::format_text(&entries, true);
+    assert!(!text.contains("interrupted"), "{text}");
+    e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_for_a_pdb_that_recovers_and_for_each_pod_to_be_gone() {
+    let e = env().await;
+    e.label_node("homelab-w1", true).await;
+    e.workload("web", 2, Some(1)).await;
+    let before: Vec<String> = e.pods_of("web").await.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    // Replacements may now land on w2.
+    e.label_node("homelab-w2", true).await;
+    let (mut r, mut rx) = e.runner();
+    r.start(req(Operation::Drain { node: "homelab-w1".into() })).expect("starts");
+    let (lines, res) = done(&mut rx, Duration::from_secs(60)).await;
+    let log = lines.join("\n");
+    assert!(res.as_deref().is_ok_and(|m| m.contains("node homelab-w1 drained:")), "{res:?}\n{log}");
+    assert!(log.contains("eviction refused by PDB cutover-test/web, retry 1"), "the 429 names its PDB:\n{log}");
+    for uid_gone in e.pods_of("web").await.iter().filter_map(|p| p.metadata.name.clone()) {
+        assert!(!log.contains(&format!("{uid_gone}: gone")), "a new pod was not evicted: {uid_gone}");
+    }
+    let web_gone = lines.iter().filter(|l| l.starts_with("cutover-test/web-") && l.contains(": gone (")).count();
+    assert_eq!(web_gone, 2, "each evicted pod waited for until gone:\n{log}");
+    let after = e.pods_of("web").await;
+    assert!(after.iter().all(|p| !before.contains(&p.metadata.uid.clone().unwrap_or_default())), "old pods gone");
+    assert!(e.cordoned("homelab-w1").await);
+    assert_eq!(e.last_result().0, Outcome::Ok);
+    e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdb_stuck_at_zero_times_out_leaving_the_node_cordoned_and_naming_the_pod() {
+    let e = env().await;
+    e.label_node("homelab-w2", true).await;
+    e.workload("db", 1, Some(1)).await;
+    e.workload("free", 1, None).await;
+    let db_pod = e.pods_of("db").await[0].metadata.name.clone().unwrap_or_default();
+    let (mut r, mut rx) = e.runner();
+    if let Some(x) = r.executor_mut() {
+        x.drain.timeout = Duration::from_secs(4);
+    }
+    r.start(req(Operation::Drain { node: "homelab-w2".into() })).expect("starts");
+    let (lines, res) = done(&mut rx, Duration::from_secs(60)).await;
+    let err = res.expect_err("times out");
+    let msg = err.to_string();
+    assert_eq!(err.exit_code(), 4, "{msg}");
+    assert!(msg.contains(&format!("{NS}/{db_pod}: blocked by PDB {NS}/db")), "{msg}");
+    assert!(msg.contains("node homelab-w2 is left cordoned"), "{msg}");
+    assert!(e.cordoned("homelab-w2").await);
+    // The other pods were evicted as kubectl does.
+    assert!(lines.iter().any(|l| l.contains("free-") && l.contains("gone")), "{lines:?}");
+    assert_eq!(e.last_result().0, Outcome::Failed);
+    e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_never_terminates_is_reported_at_the_deadline() {
+    let e = env().await;
+    e.label_node("homelab-w2", true).await;
+    e.workload("sticky", 1, None).await;
+    let pod = e.pods_of("sticky").await[0].metadata.name.clone().unwrap_or_default();
+    e.sim.inject(&Fault::StuckPod { namespace: NS.into(), name: pod.clone() });
+    let (mut r, mut rx) = e.runner();
+    if let Some(x) = r.executor_mut() {
+        x.drain.timeout = Duration::from_secs(4);
+    }
+    r.start(req(Operation::Drain { node: "homelab-w2".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(60)).await;
+    let msg = res.expect_err("times out").to_string();
+    assert!(msg.contains(&format!("{NS}/{pod}: evicted, still terminating at the deadline")), "{msg}");
+    e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operation_at_a_time_then_cancel_stops_the_drain_at_a_safe_point() {
+    let e = env().await;
+    e.label_node("homelab-w2", true).await;
+    e.workload("db", 1, Some(1)).await;
+    let (mut r, mut rx) = e.runner();
+    r.start(req(Operation::Drain { node: "homelab-w2".into() })).expect("starts");
+    progress_with(&mut rx, "eviction refused by PDB").await;
+    // While it runs: a second drain, an uncordon of the same node and a sync are all refused.
+    for op in [
+        Operation::Drain { node: "homelab-w1".into() },
+        Operation::Uncordon { node: "homelab-w2".into() },
+        Operation::Sync { app: "root".into() },
+    ] {
+        let err = r.start(req(op.clone())).expect_err("refused while a drain runs");
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("drain homelab-w2 is running"), "{op:?}: {err}");
+    }
+    assert!(
+        r.start(req(Operation::Uncordon { node: "homelab-w2".into() }))
+            .unwrap_err()
+            .to_string()
+            .contains("same object")
+    );
+    // A second operator (another identity, another process in real life) is refused by the Lease.
+    let (mut other, mut other_rx) = e.runner();
+    other.set_identity("alice@bastion-2 pid 4242");
+    other.start(req(Operation::Cordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut other_rx, Duration::from_secs(20)).await;
+    let err = res.expect_err("lock held");
+    assert_eq!(err.exit_code(), 3);
+    assert!(err.to_string().contains("held by") && err.to_string().contains("pid"), "{err}");
+    assert!(!e.cordoned("homelab-w1").await, "the second operator changed nothing");
+    // Cancel: the drain stops evicting, the node stays cordoned, and the result says so.
+    assert_eq!(r.cancel(), Some(Operation::Drain { node: "homelab-w2".into() }));
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    let err = res.expect_err("cancelled");
+    assert_eq!(err.exit_code(), 4);
+    assert!(matches!(err, ExecError::Cancelled(_)), "{err:?}");
+    assert!(err.to_string().contains("not evicted (cancelled)") && err.to_string().contains("left cordoned"), "{err}");
+    assert!(e.cordoned("homelab-w2").await);
+    assert_eq!(e.last_result().0, Outcome::Cancelled);
+    // The lock was released: the other operator may act now.
+    other.start(req(Operation::Cordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut other_rx, Duration::from_secs(20)).await;
+    assert!(res.is_ok(), "{res:?}");
+    e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_mid_drain_is_journaled_as_interrupted() {
+    let e = env().await;
+    e.label_node("homelab-w2", true).await;
+    e.workload("db", 1, Some(1)).await;
+    let (mut r, mut rx) = e.runner();
+    r.start(req(Operation::Drain { node: "homelab-w2".into() })).expect("starts");
+    progress_with(&mut rx, "eviction refused by PDB").await;
+    assert_eq!(r.interrupt("the operator quit").await, Some(Operation::Drain { node: "homelab-w2".into() }));
+    let (outcome, msg) = e.last_result();
+    assert_eq!(outcome, Outcome::Interrupted);
+    assert_eq!(msg, "the operator quit");
+    // `cutover journal` shows it; a killed process (no result at all) shows as interrupted too.
+    let text = cutover::runbook::cli::format_text(&e.verified(), true);
+    assert!(text.contains("result   interrupted: the operator quit"), "{text}");
+    let killed = Journal::at(e.journal.path().with_file_name("killed.jsonl"));
+    killed
+        .append(&Record::Intent {
+            op: "1-x".into(),
+            title: "drain homelab-w2".into(),
+            preview: vec![],
+            confirmed_by: "t".into(),
+            mode: "armed".into(),
+        })
+        .expect("append");
+    let text = cutover::runbook::cli::format_text(&killed.read().expect("read").entries, true);
+    assert!(text.contains("interrupted: drain homelab-w2"), "{text}");
+    e.sim.stop();
+}
+
+/// The headless twins: same runner, lock and journal, with their exit codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_twins_run_through_the_runner_with_their_exit_codes() {
+    let e = env().await;
+    let state = TempDir::new().expect("tmp");
+    let kubeconfig = e.sim.kubeconfig.display().to_string();
+    let run = |args: Vec<&str>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+        cmd.args(["--kubeconfig", &kubeconfig, "--context", "sim", "--log-file", "/dev/null"])
+            .args(args)
+            .env("XDG_STATE_HOME", &state.path)
+            .stdin(std::process::Stdio::null());
+        async move {
+            let out = cmd.output().await.expect("run cutover");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = run(vec!["cordon", "homelab-w1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "node homelab-w1 cordoned");
+    let (code, _, err) = run(vec!["uncordon", "homelab-w9"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not found; known: homelab-cp1, homelab-w1, homelab-w2"), "{err}");
+    // A drain without --yes and without a terminal to type the name on is refused.
+    let (code, _, err) = run(vec!["drain", "homelab-w1"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not confirmed"), "{err}");
+    let (code, _, err) = run(vec!["--read-only", "cordon", "homelab-w2"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    let (code, out, err) = run(vec!["uncordon", "homelab-w1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(vec!["journal", "--verify"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("chain verifies"), "{out}");
+    assert!(state.path.join("cutover/journal/sim.jsonl").exists());
+    e.sim.stop();
+}
