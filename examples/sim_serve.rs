@@ -8,6 +8,7 @@
 //!
 //! `--seed-demo` creates a few nodes, pods, DaemonSets, a PDB and the Argo CD Application CRD plus
 //! one Application through the API (as a client would), for trying kubectl against.
+#![allow(clippy::disallowed_methods)] // tests drive the API directly to set up and check scenarios
 
 use std::net::SocketAddr;
 use std::time::Duration;

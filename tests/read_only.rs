@@ -2,6 +2,7 @@
 //! every pane (and confirming every operation) sends no mutating request to the API server —
 //! neither as the sim's viewer identity nor even with the admin token.
 #![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // tests drive the API directly to set up and check scenarios
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 //!
 //! Every test creates its own namespaces and objects (the world's seed is not relied upon).
 #![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // tests drive the API directly to set up and check scenarios
 
 use std::sync::Arc;
 use std::time::Duration;

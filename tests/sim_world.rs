@@ -3,6 +3,7 @@
 //! repo and the sim's Argo CD, the plan's broken values, node ops via `/simulator/v1`), and that a
 //! seed replays the same cluster.
 #![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // tests drive the API directly to set up and check scenarios
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -422,21 +422,19 @@ fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         KeyCode::Backspace => {
             pending.typed.pop();
         }
-        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-            if pending.typed.chars().count() < 253 {
-                pending.typed.push(c);
+        // A node name is at most 253 characters; more is never a match.
+        KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) && pending.typed.chars().count() < 253 => {
+            pending.typed.push(c);
+        }
+        KeyCode::Enter if pending.typed == pending.op.object_name() => {
+            if let Some(p) = state.ui.confirm.take() {
+                state.log(Level::Info, format!("{}: confirmed by name", p.op.title()));
+                return vec![execute(p)];
             }
         }
         KeyCode::Enter => {
-            if pending.typed == pending.op.object_name() {
-                if let Some(p) = state.ui.confirm.take() {
-                    state.log(Level::Info, format!("{}: confirmed by name", p.op.title()));
-                    return vec![execute(p)];
-                }
-            } else {
-                let want = pending.op.object_name().to_string();
-                state.log(Level::Warn, format!("type {want:?} exactly to confirm (Esc cancels)"));
-            }
+            let want = pending.op.object_name().to_string();
+            state.log(Level::Warn, format!("type {want:?} exactly to confirm (Esc cancels)"));
         }
         _ => {}
     }

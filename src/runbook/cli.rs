@@ -108,7 +108,9 @@ pub async fn run(what: Headless, global: &GlobalArgs) -> Result<ExitCode> {
                 match ask_for_name(node, &preview)? {
                     true => "typed the node's name at the prompt".to_string(),
                     false => {
-                        return Ok(refused(format!("drain {node} not confirmed: type its name exactly, or pass --yes")));
+                        return Ok(refused(format!(
+                            "drain {node} not confirmed: type its name exactly, or pass --yes"
+                        )));
                     }
                 }
             };

@@ -365,11 +365,11 @@ pub struct Unfinished {
 
 /// Operations started and never ended, oldest first.
 pub fn unfinished(entries: &[Entry]) -> Vec<Unfinished> {
-    let mut open: Vec<(Unfinished, Vec<(u64, String, Option<u16>)>)> = Vec::new();
+    /// An open operation and its requests: (request seq, `verb path`, response code).
+    type Open = (Unfinished, Vec<(u64, String, Option<u16>)>);
+    let mut open: Vec<Open> = Vec::new();
     for e in entries {
-        let find = |open: &mut Vec<(Unfinished, Vec<(u64, String, Option<u16>)>)>, op: &str| {
-            open.iter_mut().position(|(u, _)| u.op == op)
-        };
+        let find = |open: &mut Vec<Open>, op: &str| open.iter_mut().position(|(u, _)| u.op == op);
         match &e.record {
             Record::Intent { op, title, .. } => open.push((
                 Unfinished { op: op.clone(), title: title.clone(), time: e.time.clone(), requests: Vec::new() },
