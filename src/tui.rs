@@ -334,8 +334,8 @@ fn run_commands(
             Command::Cancel => {
                 runner.cancel();
             }
-            Command::Execute { op, preview, confirmed } => {
-                let req = RunRequest { op: op.clone(), preview, confirmed, take_over_stale_lock: false };
+            Command::Execute { op, preview, confirmed, take_over_stale_lock } => {
+                let req = RunRequest { op: op.clone(), preview, confirmed, take_over_stale_lock };
                 let ev = match runner.start(req) {
                     Ok(()) => AppEvent::Started(op),
                     Err(e) => AppEvent::Refused { op, reason: e.to_string() },

@@ -442,3 +442,32 @@ async fn headless_twins_run_through_the_runner_with_their_exit_codes() {
     assert!(state.path.join("cutover/journal/sim.jsonl").exists());
     e.sim.stop();
 }
+
+/// A Lease its holder stopped renewing is refused until the operator confirms the take-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lock_is_taken_over_only_when_confirmed() {
+    let e = env().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(e.admin.clone(), "kube-system");
+    let old = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(300)).expect("time");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "cutover-lock", "namespace": "kube-system"},
+        "spec": {"holderIdentity": "bob@bastion-old pid 7", "leaseDurationSeconds": 30,
+                 "renewTime": old.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}});
+    leases.create(&PostParams::default(), &serde_json::from_value(lease).expect("lease")).await.expect("create lease");
+    let (mut r, mut rx) = e.runner();
+    r.start(req(Operation::Cordon { node: "homelab-w1".into() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    let err = res.expect_err("stale lock refused");
+    assert!(matches!(err, ExecError::StaleLock(_)), "{err:?}");
+    assert!(err.to_string().contains("bob@bastion-old pid 7") && err.to_string().contains("5m00s"), "{err}");
+    assert!(!e.cordoned("homelab-w1").await);
+    let mut take = req(Operation::Cordon { node: "homelab-w1".into() });
+    take.take_over_stale_lock = true;
+    r.start(take).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert!(res.is_ok(), "{res:?}");
+    assert!(e.cordoned("homelab-w1").await);
+    let holder = leases.get("cutover-lock").await.expect("lease").spec.and_then(|s| s.holder_identity);
+    assert_eq!(holder, None, "released after the operation");
+    e.sim.stop();
+}

@@ -90,27 +90,44 @@ pub struct Pending {
     pub typed: String,
     /// The preview says it would be refused (nothing can be confirmed, only closed).
     pub refused: bool,
+    /// Confirming takes over a stale cluster lock (its holder stopped renewing it).
+    pub take_over_stale_lock: bool,
 }
 
 impl Pending {
     /// A confirmation showing the operation's own explanation.
     pub fn new(op: Operation) -> Pending {
         let preview = op.explain();
-        Pending { op, preview, typed: String::new(), refused: false }
+        Pending { op, preview, typed: String::new(), refused: false, take_over_stale_lock: false }
     }
 
     /// A confirmation showing a computed preview.
     pub fn with_preview(op: Operation, preview: Vec<String>, refused: bool) -> Pending {
-        Pending { op, preview, typed: String::new(), refused }
+        Pending { op, preview, typed: String::new(), refused, take_over_stale_lock: false }
     }
 
-    /// Whether the object's name must be typed (disruptive operations).
+    /// Asks whether to take over a stale cluster lock and run `op` (already confirmed once).
+    pub fn take_over(op: Operation, why: String) -> Pending {
+        let preview = vec![
+            why,
+            String::new(),
+            format!("Take the lock over and run {} now? Only if that cockpit is really gone.", op.title()),
+        ];
+        Pending { op, preview, typed: String::new(), refused: false, take_over_stale_lock: true }
+    }
+
+    /// Whether the object's name must be typed (disruptive operations; a lock take-over of an
+    /// operation already confirmed by name takes `y`).
     pub fn needs_name(&self) -> bool {
-        self.op.is_disruptive()
+        self.op.is_disruptive() && !self.take_over_stale_lock
     }
 
     /// How it was confirmed, for the journal.
     pub fn confirmed_how(&self) -> String {
-        if self.needs_name() { format!("typed {:?} to confirm", self.typed) } else { "pressed y to confirm".into() }
+        match (self.needs_name(), self.take_over_stale_lock) {
+            (true, _) => format!("typed {:?} to confirm", self.typed),
+            (false, true) => "pressed y to take over a stale cluster lock".into(),
+            (false, false) => "pressed y to confirm".into(),
+        }
     }
 }

@@ -67,6 +67,7 @@ pub enum Command {
         op: Operation,
         preview: Vec<String>,
         confirmed: String,
+        take_over_stale_lock: bool,
     },
     /// Ask the running operation to stop at its next safe point.
     Cancel,
@@ -100,6 +101,12 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             match result {
                 Ok(msg) => state.log(Level::Info, format!("{}: {msg}", op.title())),
                 Err(e @ ExecError::Cancelled(_)) => state.log(Level::Warn, format!("{}: {e}", op.title())),
+                Err(ExecError::StaleLock(why)) => {
+                    state.log(Level::Warn, format!("{}: {why}", op.title()));
+                    if state.ui.confirm.is_none() {
+                        state.ui.confirm = Some(Pending::take_over(op.clone(), why));
+                    }
+                }
                 Err(e) => state.log(Level::Error, format!("{} failed: {e}", op.title())),
             }
             if state.running.as_ref().is_some_and(|r| r.op == op) {
@@ -443,7 +450,7 @@ fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
 
 fn execute(p: Pending) -> Command {
     let confirmed = p.confirmed_how();
-    Command::Execute { op: p.op, preview: p.preview, confirmed }
+    Command::Execute { op: p.op, preview: p.preview, confirmed, take_over_stale_lock: p.take_over_stale_lock }
 }
 
 /// Pasted text never becomes keystrokes: it may only fill the typed-confirmation field or the
@@ -588,7 +595,7 @@ mod tests {
         press(&mut s, 'n');
         press(&mut s, '1');
         match key(&mut s, KeyCode::Enter).as_slice() {
-            [Command::Execute { op, preview, confirmed }] => {
+            [Command::Execute { op, preview, confirmed, .. }] => {
                 assert_eq!(op, &Operation::Drain { node: "n1".into() });
                 assert_eq!(preview, &vec!["evict apps/web-1".to_string()]);
                 assert!(confirmed.contains("\"n1\""), "{confirmed}");

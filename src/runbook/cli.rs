@@ -29,12 +29,18 @@ pub struct DrainArgs {
     /// Do not ask for the node's name (scripts). Without it, the name must be typed on a terminal.
     #[arg(long)]
     pub yes: bool,
+    /// Take over the cluster lock if it is stale (its holder stopped renewing it).
+    #[arg(long)]
+    pub take_over_stale_lock: bool,
 }
 
 /// `cutover cordon|uncordon NODE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
     pub node: String,
+    /// Take over the cluster lock if it is stale (its holder stopped renewing it).
+    #[arg(long)]
+    pub take_over_stale_lock: bool,
 }
 
 /// `cutover sync|refresh APP`.
@@ -42,6 +48,9 @@ pub struct NodeArgs {
 pub struct AppArgs {
     /// The Argo CD Application (in the settings' Argo CD namespace).
     pub app: String,
+    /// Take over the cluster lock if it is stale (its holder stopped renewing it).
+    #[arg(long)]
+    pub take_over_stale_lock: bool,
 }
 
 /// What a headless operation is asked to do.
@@ -66,12 +75,12 @@ pub async fn run(what: Headless, global: &GlobalArgs) -> Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(refused(format!("cannot connect to the cluster: {e}"))),
     };
-    let (op, timeout, yes) = match what {
-        Headless::Cordon(a) => (Operation::Cordon { node: a.node }, None, true),
-        Headless::Uncordon(a) => (Operation::Uncordon { node: a.node }, None, true),
-        Headless::Drain(a) => (Operation::Drain { node: a.node }, Some(a.timeout), a.yes),
-        Headless::Sync(a) => (Operation::Sync { app: a.app }, None, true),
-        Headless::Refresh(a) => (Operation::Refresh { app: a.app }, None, true),
+    let (op, timeout, yes, take_over) = match what {
+        Headless::Cordon(a) => (Operation::Cordon { node: a.node }, None, true, a.take_over_stale_lock),
+        Headless::Uncordon(a) => (Operation::Uncordon { node: a.node }, None, true, a.take_over_stale_lock),
+        Headless::Drain(a) => (Operation::Drain { node: a.node }, Some(a.timeout), a.yes, a.take_over_stale_lock),
+        Headless::Sync(a) => (Operation::Sync { app: a.app }, None, true, a.take_over_stale_lock),
+        Headless::Refresh(a) => (Operation::Refresh { app: a.app }, None, true, a.take_over_stale_lock),
     };
     if conn.read_only {
         return Ok(refused(format!("{} refused: {}", op.title(), ExecError::ReadOnly)));
@@ -118,7 +127,8 @@ pub async fn run(what: Headless, global: &GlobalArgs) -> Result<ExitCode> {
         }
         other => (other.explain(), format!("ran `cutover {}`", other.title())),
     };
-    if let Err(e) = runner.start(RunRequest { op: op.clone(), preview, confirmed, take_over_stale_lock: false }) {
+    let confirmed = if take_over { format!("{confirmed}; --take-over-stale-lock") } else { confirmed };
+    if let Err(e) = runner.start(RunRequest { op: op.clone(), preview, confirmed, take_over_stale_lock: take_over }) {
         return Ok(report(&op, Err(e)));
     }
     let mut signals = crate::tui::Signals::new().wrap_err("cannot watch for signals")?;

@@ -41,6 +41,10 @@ pub enum ExecError {
     /// Refused before any request (another operation runs, the lock is held, the journal).
     #[error("{0}")]
     Refused(String),
+    /// The cluster lock is stale (its holder stopped renewing it): taken over only when the
+    /// operator confirms.
+    #[error("{0}")]
+    StaleLock(String),
     /// Something went wrong after changes were made; `message` says what is true now.
     #[error("{0}")]
     Failed(String),
@@ -54,7 +58,8 @@ impl ExecError {
             | ExecError::Forbidden(_)
             | ExecError::NotFound { .. }
             | ExecError::DrainRefused { .. }
-            | ExecError::Refused(_) => 3,
+            | ExecError::Refused(_)
+            | ExecError::StaleLock(_) => 3,
             ExecError::Timeout(_) | ExecError::Cancelled(_) => 4,
             ExecError::Api(_) | ExecError::Failed(_) => 1,
         }

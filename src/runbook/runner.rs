@@ -268,6 +268,7 @@ async fn run_locked(
     let client = executor.write_client();
     let held = lease.acquire(client, who, req.take_over_stale_lock).await.map_err(|e| match e {
         LeaseError::Api { .. } => ExecError::Api(e.to_string()),
+        LeaseError::Stale { .. } => ExecError::StaleLock(e.to_string()),
         other => ExecError::Refused(other.to_string()),
     })?;
     let progress = Progress::new(events.clone(), req.op.clone());
