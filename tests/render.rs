@@ -94,7 +94,7 @@ fn byte_stable() {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_norway::from_str(text).expect("rendered YAML parses")
+    serde_saphyr::from_str(text).expect("rendered YAML parses")
 }
 
 fn find<'a>(files: &'a [RenderedFile], suffix: &str) -> &'a str {

@@ -1806,7 +1806,7 @@ mod tests {
     fn real_k3d_node_fixture() {
         // kdash-rs/kdash test_data/nodes.yaml: a real k3s server node (tests/fixtures/SOURCES.md).
         let text = include_str!("../../tests/fixtures/k8s/kdash-k3s-node-k3d-server.yaml");
-        let list: serde_json::Value = serde_norway::from_str(text).expect("fixture parses");
+        let list: serde_json::Value = serde_saphyr::from_str(text).expect("fixture parses");
         let nodes: Vec<Node> = serde_json::from_value(list["items"].clone()).expect("nodes");
         let mut snap = fresh();
         snap.nodes = Ok(nodes);
