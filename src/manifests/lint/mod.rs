@@ -12,6 +12,7 @@ mod command;
 mod rules;
 mod values;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use command::{LintArgs, OutputFormat, exit_code, format_text, run};
@@ -103,9 +104,15 @@ pub enum LintError {
 pub enum LintFileError {
     #[error("cannot read {path}: {message}")]
     Read { path: PathBuf, message: String },
+    #[error("{path} is larger than {} MiB; a Helm values file is not that big", MAX_VALUES_BYTES >> 20)]
+    TooLarge { path: PathBuf },
     #[error("{path}:{line}: {message}")]
     Syntax { path: PathBuf, line: usize, message: String },
 }
+
+/// The most `lint_file` reads. A Cilium values file is a few KiB; the cap keeps `cutover lint
+/// /dev/zero` (or a wrong path to a disk image) from reading until memory runs out.
+pub const MAX_VALUES_BYTES: u64 = 4 << 20;
 
 /// The newest 1.16 chart in the reference snapshot; assumed when the context names none.
 const DEFAULT_CHART: ChartVersion = ChartVersion { major: 1, minor: 16, patch: 19 };
@@ -137,11 +144,23 @@ pub fn lint_file(path: &Path, ctx: &LintContext) -> Result<Vec<Finding>, LintFil
 }
 
 pub fn lint_file_with(path: &Path, ctx: &LintContext, opts: &LintOptions) -> Result<Vec<Finding>, LintFileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LintFileError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let text = read_capped(path)?;
     lint_values_with(&text, ctx, opts).map_err(|e| match e {
         LintError::Syntax { line, message } => LintFileError::Syntax { path: path.to_path_buf(), line, message },
     })
+}
+
+/// Reads at most `MAX_VALUES_BYTES` (+1 to tell "exactly the cap" from "more"), whatever the
+/// file is: a FIFO or a device has no useful size, so the read itself is bounded.
+fn read_capped(path: &Path) -> Result<String, LintFileError> {
+    let read_err = |e: std::io::Error| LintFileError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_VALUES_BYTES + 1).read_to_end(&mut bytes)).map_err(read_err)?;
+    if bytes.len() as u64 > MAX_VALUES_BYTES {
+        return Err(LintFileError::TooLarge { path: path.to_path_buf() });
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| LintFileError::Read { path: path.to_path_buf(), message: "not UTF-8 text".into() })
 }
 
 #[cfg(test)]
@@ -150,6 +169,72 @@ mod tests {
 
     fn ctx() -> LintContext {
         LintContext { chart_version: "1.16.4".into(), ..Default::default() }
+    }
+
+    /// A file in target/tmp (removed on drop).
+    struct TmpFile(PathBuf);
+
+    impl TmpFile {
+        fn new(name: &str, bytes: &[u8]) -> TmpFile {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+            std::fs::create_dir_all(&dir).expect("target/tmp");
+            let path = dir.join(format!("{name}-{}", std::process::id()));
+            std::fs::write(&path, bytes).expect("writes");
+            TmpFile(path)
+        }
+    }
+
+    impl Drop for TmpFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn file_reads_are_capped() {
+        let cap = usize::try_from(MAX_VALUES_BYTES).expect("fits");
+        // Exactly the cap is read (comment lines: valid YAML, nothing to lint).
+        let mut at_cap = "#".repeat(cap - 1).into_bytes();
+        at_cap.push(b'\n');
+        let f = TmpFile::new("lint-at-cap.yaml", &at_cap);
+        assert!(lint_file(&f.0, &ctx()).is_ok());
+        // One byte more is refused before any parsing, naming the file and the limit.
+        at_cap.push(b'\n');
+        let f = TmpFile::new("lint-over-cap.yaml", &at_cap);
+        let err = lint_file(&f.0, &ctx()).expect_err("too large");
+        assert_eq!(err, LintFileError::TooLarge { path: f.0.clone() });
+        let msg = err.to_string();
+        assert!(
+            msg.contains("lint-over-cap.yaml") && msg.contains("larger than 4 MiB") && !msg.contains('\n'),
+            "{msg}"
+        );
+        // Not UTF-8.
+        let f = TmpFile::new("lint-binary.yaml", b"a: \xff\n");
+        assert!(matches!(lint_file(&f.0, &ctx()), Err(LintFileError::Read { .. })));
+    }
+
+    /// A device and a FIFO have no useful size: the read itself stops at the cap.
+    #[cfg(unix)]
+    #[test]
+    fn endless_input_is_capped() {
+        let err = lint_file(Path::new("/dev/zero"), &ctx()).expect_err("endless");
+        assert_eq!(err, LintFileError::TooLarge { path: "/dev/zero".into() });
+
+        let fifo =
+            TmpFile(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/lint-fifo-{}", std::process::id())));
+        let made = std::process::Command::new("mkfifo").arg(&fifo.0).status().expect("mkfifo runs");
+        assert!(made.success());
+        let path = fifo.0.clone();
+        // Writes until the reader goes away (then the write fails with EPIPE and the thread ends).
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::OpenOptions::new().write(true).open(&path).expect("opens the FIFO");
+            let chunk = vec![b'#'; 64 << 10];
+            while w.write_all(&chunk).is_ok() {}
+        });
+        let err = lint_file(&fifo.0, &ctx()).expect_err("endless");
+        assert_eq!(err, LintFileError::TooLarge { path: fifo.0.clone() });
+        writer.join().expect("writer ends");
     }
 
     #[test]
