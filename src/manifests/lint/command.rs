@@ -81,7 +81,9 @@ pub async fn run(args: LintArgs, global: &crate::cli::GlobalArgs) -> color_eyre:
             format!("{}\n", serde_json::to_string_pretty(&v).wrap_err("encoding findings")?)
         }
     };
-    print!("{out}");
+    // A reader that went away (`| head`) ends the report quietly; the exit code still says
+    // what was found.
+    crate::cli::write_stdout(&out).wrap_err("writing the report")?;
     Ok(ExitCode::from(exit_code(&findings)))
 }
 
