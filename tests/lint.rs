@@ -239,3 +239,39 @@ async fn cli_exit_codes() {
     };
     assert_eq!(lint::run(rendered, &global).await.expect("runs"), std::process::ExitCode::SUCCESS);
 }
+
+/// `cutover lint` run as a process (the plan's settings, no log file).
+fn lint_command(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    let settings = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/cutover.toml");
+    cmd.arg("--settings").arg(settings).args(["--log-file", "/dev/null", "lint"]).args(args);
+    cmd
+}
+
+#[test]
+fn endless_input_is_refused_with_one_line() {
+    let out = lint_command(&["/dev/zero"]).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("/dev/zero is larger than 4 MiB; a Helm values file is not that big"), "{stderr}");
+}
+
+#[test]
+fn closed_stdout_ends_quietly_with_the_exit_code() {
+    let values = fixture("plan-values-stage1.yaml");
+    for output in ["text", "json"] {
+        let mut child = lint_command(&["-o", output])
+            .arg(&values)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawns");
+        // The reader goes away before the report is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{output}: {stderr}");
+        // Breaking findings: exit code 1, as with a reader.
+        assert_eq!(out.status.code(), Some(1), "{output}: {stderr}");
+    }
+}

@@ -94,7 +94,7 @@ fn byte_stable() {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_norway::from_str(text).expect("rendered YAML parses")
+    serde_saphyr::from_str(text).expect("rendered YAML parses")
 }
 
 fn find<'a>(files: &'a [RenderedFile], suffix: &str) -> &'a str {
@@ -260,4 +260,24 @@ fn settings_errors_name_file_and_line() {
 
     let shipped = Settings::load(Some(&root().join("assets/cutover.toml"))).expect("shipped settings");
     assert_eq!(shipped, Settings::default());
+}
+
+/// `cutover render` to stdout whose reader is gone before anything is written (`| head` that
+/// already quit): no panic, the normal exit code.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let settings = root().join("assets/cutover.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("--settings")
+        .arg(&settings)
+        .args(["--log-file", "/dev/null", "render", "--stage", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
 }

@@ -93,7 +93,7 @@ fn cilium_app_yaml() -> String {
         "1.16.4",
         "platform/networking/cilium/values.yaml",
     );
-    serde_norway::to_string(&app).expect("yaml")
+    serde_saphyr::to_string(&app).expect("yaml")
 }
 
 async fn node_op(c: &kube::Client, node: &str, op: Value) -> (u16, Value) {

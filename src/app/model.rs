@@ -390,7 +390,7 @@ mod tests {
             "/tests/fixtures/k8s/kdash-k3s-node-k3d-server.yaml"
         ))
         .unwrap();
-        let list: Value = serde_norway::from_str(&text).unwrap();
+        let list: Value = serde_saphyr::from_str(&text).unwrap();
         let node: Node = serde_json::from_value(list["items"][0].clone()).unwrap();
         let n = NodeSummary::from_node(&node);
         assert!(n.server);

@@ -329,24 +329,28 @@ pub async fn run(args: RenderArgs, global: &crate::cli::GlobalArgs) -> color_eyr
     };
     let files = render(args.stage, &settings, &ctx).wrap_err("rendering")?;
     let Some(out) = args.out else {
+        let mut text = String::new();
         for f in &files {
-            println!("# ==> {} <==", f.path.display());
-            print!("{}", f.contents);
+            text.push_str(&format!("# ==> {} <==\n{}", f.path.display(), f.contents));
         }
+        // A reader that went away (`| head`) ends the output quietly.
+        crate::cli::write_stdout(&text).wrap_err("writing the files to stdout")?;
         return Ok(ExitCode::SUCCESS);
     };
     if global.read_only || settings.read_only_for(global.context.as_deref()) {
         color_eyre::eyre::bail!("read-only mode: not writing into {} (drop --out to print the files)", out.display());
     }
     let outcomes = write(&out, &files).wrap_err_with(|| format!("writing into {}", out.display()))?;
+    let mut text = String::new();
     for o in outcomes {
         let word = match o.status {
             WriteStatus::Created => "created",
             WriteStatus::Changed => "changed",
             WriteStatus::Unchanged => "unchanged",
         };
-        println!("{word:9} {}", o.path.display());
+        text.push_str(&format!("{word:9} {}\n", o.path.display()));
     }
+    crate::cli::write_stdout(&text).wrap_err("writing the summary")?;
     Ok(ExitCode::SUCCESS)
 }
 

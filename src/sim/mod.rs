@@ -11,6 +11,7 @@ pub mod relay;
 pub mod store;
 pub mod topology;
 pub mod world;
+pub mod yaml;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

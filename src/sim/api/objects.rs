@@ -579,7 +579,7 @@ fn patch(
         return Err(ApiError::unsupported_media(accepted));
     }
     let patch: Value = if kind == PatchKind::Apply {
-        serde_norway::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        crate::sim::yaml::slice_to_json(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
     };

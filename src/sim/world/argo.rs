@@ -412,7 +412,7 @@ impl World {
         let text = if !inline && text_parts.len() == 1 {
             text_parts.remove(0)
         } else {
-            serde_norway::to_string(&merged).unwrap_or_default()
+            serde_saphyr::to_string(&merged).unwrap_or_default()
         };
         let apis = &tctx.apis;
         let ctx = LintContext {

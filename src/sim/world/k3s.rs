@@ -106,30 +106,85 @@ const CRITICAL: &[(&str, &str)] = &[
     ("flannel-external-ip", "false"),
 ];
 
+/// config.yaml's top level, its keys in file order (a JSON object would sort them, and
+/// `k3s.io/node-args` lists the flags as the file has them). Keys read as strings (`1:` is "1").
+enum ConfigTop {
+    /// An empty file (or only comments, or `null`).
+    Empty,
+    Flags(Vec<(String, Value)>),
+    /// A list or a scalar.
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for ConfigTop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> serde::de::Visitor<'de> for Top {
+            type Value = ConfigTop;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of flag names to values")
+            }
+            fn visit_unit<E>(self) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Empty)
+            }
+            fn visit_none<E>(self) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Empty)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<ConfigTop, A::Error> {
+                let mut flags = Vec::new();
+                while let Some(entry) = m.next_entry::<String, Value>()? {
+                    flags.push(entry);
+                }
+                Ok(ConfigTop::Flags(flags))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<ConfigTop, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ConfigTop::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ConfigTop, E> {
+                Ok(ConfigTop::Other)
+            }
+        }
+        d.deserialize_any(Top)
+    }
+}
+
 impl K3sConfig {
     /// Parses config.yaml text (a flat mapping of flag names to scalars or lists).
     pub fn parse(text: &str) -> Result<K3sConfig, String> {
-        let v: serde_norway::Value = serde_norway::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-        let map = match v {
-            serde_norway::Value::Null => return Ok(K3sConfig::default()),
-            serde_norway::Value::Mapping(m) => m,
-            _ => return Err("config must be a mapping of flag names to values".into()),
+        let top: ConfigTop = serde_saphyr::from_str_with_options(text, crate::sim::yaml::options())
+            .map_err(|e| format!("invalid YAML: {}", crate::sim::yaml::message(&e)))?;
+        let map = match top {
+            ConfigTop::Empty => return Ok(K3sConfig::default()),
+            ConfigTop::Flags(m) => m,
+            ConfigTop::Other => return Err("config must be a mapping of flag names to values".into()),
         };
-        let scalar = |v: &serde_norway::Value| -> Option<String> {
+        let scalar = |v: &Value| -> Option<String> {
             match v {
-                serde_norway::Value::String(s) => Some(s.clone()),
-                serde_norway::Value::Number(n) => Some(n.to_string()),
-                serde_norway::Value::Bool(b) => Some(b.to_string()),
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
                 _ => None,
             }
         };
         let mut entries = Vec::new();
-        for (k, v) in map {
-            let key = scalar(&k).ok_or("config keys must be strings")?;
+        for (key, v) in map {
             let value = match &v {
-                serde_norway::Value::Bool(b) => ConfigValue::Bool(*b),
-                serde_norway::Value::Null => continue,
-                serde_norway::Value::Sequence(items) => ConfigValue::List(
+                Value::Bool(b) => ConfigValue::Bool(*b),
+                Value::Null => continue,
+                Value::Array(items) => ConfigValue::List(
                     items
                         .iter()
                         .map(|i| scalar(i).ok_or(format!("{key}: list items must be scalars")))
@@ -1261,6 +1316,14 @@ mod tests {
         assert_eq!(K3sConfig::parse(&c.to_yaml()).unwrap(), c);
         assert!(K3sConfig::parse("a: {b: 1}").is_err());
         assert!(K3sConfig::parse("- x").is_err());
+        assert!(K3sConfig::parse("just text").is_err());
+        assert!(K3sConfig::parse("a: [\n").expect_err("malformed").starts_with("invalid YAML: "));
+        // File order (not sorted), YAML 1.2 scalars as the operator wrote them.
+        let c = K3sConfig::parse("z-flag: yes\nwrite-kubeconfig-mode: 0644\na-flag: 1\n").unwrap();
+        let keys: Vec<&str> = c.entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["z-flag", "write-kubeconfig-mode", "a-flag"]);
+        assert_eq!(c.str_or("write-kubeconfig-mode", ""), "0644");
+        assert_eq!(c.str_or("z-flag", ""), "yes");
         assert_eq!(K3sConfig::parse("").unwrap(), K3sConfig::default());
     }
 

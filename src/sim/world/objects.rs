@@ -293,21 +293,12 @@ pub fn is_subset(want: &Value, have: &Value) -> bool {
 
 /// Converts YAML text (one document) into JSON. Errors carry the parser's message.
 pub fn yaml_to_json(text: &str) -> Result<Value, String> {
-    let v: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-    serde_json::to_value(v).map_err(|e| e.to_string())
+    crate::sim::yaml::to_json(text)
 }
 
 /// Splits a multi-document YAML text and converts each non-empty document into JSON.
 pub fn yaml_docs_to_json(text: &str) -> Result<Vec<Value>, String> {
-    let mut out = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let v = <serde_norway::Value as serde::Deserialize>::deserialize(doc).map_err(|e| e.to_string())?;
-        if v.is_null() {
-            continue;
-        }
-        out.push(serde_json::to_value(v).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    crate::sim::yaml::docs_to_json(text)
 }
 
 /// Store key of an object (`resource id`, namespace, name), from its apiVersion/kind.

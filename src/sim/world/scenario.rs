@@ -275,7 +275,8 @@ impl Scenario {
     /// Parses scenario file text. `base_dir` resolves a relative `git.path`.
     pub fn parse(text: &str, path: &Path, base_dir: Option<&Path>) -> Result<Scenario, SimError> {
         let err = |message: String| SimError::ScenarioFile { path: path.to_path_buf(), message };
-        let f: ScenarioFile = serde_norway::from_str(text).map_err(|e| err(e.to_string()))?;
+        let f: ScenarioFile = serde_saphyr::from_str_with_options(text, crate::sim::yaml::options())
+            .map_err(|e| err(crate::sim::yaml::message(&e)))?;
         let base = BaseScenario::from_name(&f.base)
             .ok_or_else(|| err(format!("unknown base {:?} (fresh, cilium-installed, migrated, kpr)", f.base)))?;
         let mut s = Scenario::builtin(base);

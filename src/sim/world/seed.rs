@@ -231,7 +231,7 @@ pub fn stage2_values() -> String {
 }
 
 fn yaml_docs(objs: &[Value]) -> String {
-    objs.iter().map(|o| serde_norway::to_string(o).unwrap_or_default()).collect::<Vec<_>>().join("---\n")
+    objs.iter().map(|o| serde_saphyr::to_string(o).unwrap_or_default()).collect::<Vec<_>>().join("---\n")
 }
 
 fn homelab_apps() -> Vec<App> {
@@ -833,7 +833,7 @@ impl World {
         let mut files: Vec<(String, String)> = Vec::new();
         files.push((
             "platform/gitops/argocd/root-app.yaml".into(),
-            serde_norway::to_string(&root_app(&repo_url, &apps_path)).unwrap_or_default(),
+            serde_saphyr::to_string(&root_app(&repo_url, &apps_path)).unwrap_or_default(),
         ));
         files.push((
             format!("{apps_path}/README.md"),
@@ -842,7 +842,7 @@ impl World {
         for a in &apps {
             files.push((
                 format!("{apps_path}/{}.yaml", a.name),
-                serde_norway::to_string(&app_manifest(a, &repo_url)).unwrap_or_default(),
+                serde_saphyr::to_string(&app_manifest(a, &repo_url)).unwrap_or_default(),
             ));
             match &a.source {
                 Source::Helm { values, config_path, .. } => {
@@ -869,7 +869,7 @@ impl World {
             vec![
                 (
                     format!("{apps_path}/cilium-app.yaml"),
-                    serde_norway::to_string(&cilium_app_manifest(&repo_url, &scn.cilium.chart_version, &values_path))
+                    serde_saphyr::to_string(&cilium_app_manifest(&repo_url, &scn.cilium.chart_version, &values_path))
                         .unwrap_or_default(),
                 ),
                 (values_path.clone(), values),

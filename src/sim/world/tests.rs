@@ -212,7 +212,7 @@ fn dump_world() {
 fn commit_cilium(t: &mut TestWorld, values: &str) {
     let repo_url = t.w.scenario.git.repo_url.clone();
     let app =
-        serde_norway::to_string(&cilium_app_manifest(&repo_url, "1.16.4", "platform/networking/cilium/values.yaml"))
+        serde_saphyr::to_string(&cilium_app_manifest(&repo_url, "1.16.4", "platform/networking/cilium/values.yaml"))
             .expect("yaml");
     t.commit(
         &[("platform/gitops/argocd/apps/cilium-app.yaml", &app), ("platform/networking/cilium/values.yaml", values)],
