@@ -354,6 +354,19 @@ async fn one_operation_at_a_time_then_cancel_stops_the_drain_at_a_safe_point() {
     assert_eq!(err.exit_code(), 3);
     assert!(err.to_string().contains("held by") && err.to_string().contains("pid"), "{err}");
     assert!(!e.cordoned("homelab-w1").await, "the second operator changed nothing");
+    // And a second process: `cutover cordon` from another terminal is refused with exit 3.
+    let state = TempDir::new().expect("tmp");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["--kubeconfig", &e.sim.kubeconfig.display().to_string(), "--context", "sim", "--log-file", "/dev/null"])
+        .args(["cordon", "homelab-w1"])
+        .env("XDG_STATE_HOME", &state.path)
+        .output()
+        .await
+        .expect("run cutover cordon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("is held by") && err.contains("renewed"), "{err}");
+    assert!(!e.cordoned("homelab-w1").await);
     // Cancel: the drain stops evicting, the node stays cordoned, and the result says so.
     assert_eq!(r.cancel(), Some(Operation::Drain { node: "homelab-w2".into() }));
     let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
@@ -383,8 +396,12 @@ async fn quitting_mid_drain_is_journaled_as_interrupted() {
     assert_eq!(outcome, Outcome::Interrupted);
     assert_eq!(msg, "the operator quit");
     // `cutover journal` shows it; a killed process (no result at all) shows as interrupted too.
-    let text = cutover::runbook::cli::format_text(&e.verified(), true);
-    assert!(text.contains("result   interrupted: the operator quit"), "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["--log-file", "/dev/null", "journal", "--file", &e.journal.path().display().to_string()])
+        .output()
+        .expect("run cutover journal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("result   interrupted: the operator quit"), "{text}");
     let killed = Journal::at(e.journal.path().with_file_name("killed.jsonl"));
     killed
         .append(&Record::Intent {

@@ -42,6 +42,11 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             })
             .collect();
         let mut text = String::from("? help · Tab pane · / filter · Space pause · q quit");
+        if let Some(r) = &state.running {
+            let secs = state.now.duration_since(r.started).as_secs().max(0);
+            let what = if r.cancelling { "cancelling" } else { "x cancels" };
+            text = format!("▶ {} {}:{:02} · {what} · {text}", r.op.title(), secs / 60, secs % 60);
+        }
         for k in pane_keys {
             text.push_str(" · ");
             text.push_str(&k);
