@@ -42,6 +42,8 @@ enum Cmd {
     Lint(cutover::manifests::lint::LintArgs),
     /// Stream or dump flows from hubble-relay, like `hubble observe` (same client and filters as the cockpit).
     Flows(cutover::hubble::cli::FlowsArgs),
+    /// Where the settings come from (`config path`: the cutover.toml in use).
+    Config(cutover::settings::ConfigArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -202,6 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
         Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
         Cmd::Flows(args) => cutover::hubble::cli::run(args, &global).await,
+        Cmd::Config(args) => cutover::settings::run_config(args, &global),
     }
 }
 
