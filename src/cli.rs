@@ -18,7 +18,9 @@ pub struct GlobalArgs {
     /// Read-only watch mode: every request that could change the cluster or the Git repo is refused.
     #[arg(long, global = true)]
     pub read_only: bool,
-    /// Settings file (default: ./cutover.toml when present, else built-in defaults = the plan).
+    /// Settings file. Without it: $CUTOVER_CONFIG, then $XDG_CONFIG_HOME/cutover/cutover.toml
+    /// (~/.config/cutover/cutover.toml), then ./cutover.toml; none = built-in defaults (the plan).
+    /// `cutover config path` shows which is in use.
     #[arg(long, global = true, value_name = "PATH")]
     pub settings: Option<PathBuf>,
     /// Log file (tracing; never the terminal). Default: $XDG_STATE_HOME/cutover/cutover.log.

@@ -1,27 +1,213 @@
 //! The settings file (`cutover.toml`): the facts of the user's cluster, Git repo, chart and Argo CD
 //! layout that the renderer, the linter and the pre-flight checks share. Every key has a default
 //! taken from the user's plan, so a missing file means "the plan as written".
+//!
+//! Where the file is looked for (first match wins): `--settings PATH`, `$CUTOVER_CONFIG`,
+//! `$XDG_CONFIG_HOME/cutover/cutover.toml` (default `~/.config/cutover/cutover.toml`), then
+//! `./cutover.toml`. The per-user file is what makes a context's `read_only = true` hold wherever
+//! the cockpit is started; the working-directory file is the fallback for a checkout that carries
+//! its own (only one file is read: with a per-user file, name that one with `--settings`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
 
-/// Where `Settings::load(None)` looks.
+/// The settings file's name, in `$XDG_CONFIG_HOME/cutover/` and in the working directory.
 pub const DEFAULT_FILE: &str = "cutover.toml";
 
-/// Errors loading the settings file. Messages name the file and, where known, the line.
+/// Environment variable naming a settings file (explicit like `--settings`: it must exist).
+pub const ENV_VAR: &str = "CUTOVER_CONFIG";
+
+/// Errors loading the settings file. Messages are one line and name the file and, where known,
+/// the line and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("cannot read settings file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read settings file {path} ({rule}): {source}")]
+    Read { path: PathBuf, rule: &'static str, source: std::io::Error },
+    /// A TOML syntax error.
     #[error("{path}:{line}:{column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {message}")]
     ParseNoSpan { path: PathBuf, message: String },
+    /// A key this version does not know (a typo must not silently fall back to a default).
+    #[error("{path}:{line}: unknown key \"{key}\"{}", hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    UnknownKey { path: PathBuf, line: usize, key: String, hint: Option<String> },
+    /// A value of the wrong type or outside what the key allows.
     #[error("{path}{}: {key}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid { path: PathBuf, line: Option<usize>, key: String, message: String },
+}
+
+/// Where the settings in use were read from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SettingsSource {
+    /// `--settings PATH` (must exist).
+    Flag(PathBuf),
+    /// `$CUTOVER_CONFIG` (must exist).
+    Env(PathBuf),
+    /// `$XDG_CONFIG_HOME/cutover/cutover.toml`, default `~/.config/cutover/cutover.toml`.
+    User(PathBuf),
+    /// `cutover.toml` in the working directory.
+    WorkingDir(PathBuf),
+    /// No file found: the plan as written.
+    #[default]
+    BuiltIn,
+}
+
+impl SettingsSource {
+    /// The file, unless the settings are the built-in defaults.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SettingsSource::Flag(p)
+            | SettingsSource::Env(p)
+            | SettingsSource::User(p)
+            | SettingsSource::WorkingDir(p) => Some(p),
+            SettingsSource::BuiltIn => None,
+        }
+    }
+
+    /// Whether the operator named the file (then a missing file is an error, not a skip).
+    pub fn is_explicit(&self) -> bool {
+        matches!(self, SettingsSource::Flag(_) | SettingsSource::Env(_))
+    }
+
+    /// Which rule of the lookup found it, as messages name it.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            SettingsSource::Flag(_) => "--settings",
+            SettingsSource::Env(_) => "$CUTOVER_CONFIG",
+            SettingsSource::User(_) => "XDG config",
+            SettingsSource::WorkingDir(_) => "working directory",
+            SettingsSource::BuiltIn => "built-in",
+        }
+    }
+}
+
+/// `~/.config/cutover/cutover.toml (XDG config)`, `built-in defaults (no cutover.toml found)`.
+impl std::fmt::Display for SettingsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path() {
+            Some(p) => write!(f, "{} ({})", tilde(p), self.rule()),
+            None => write!(f, "built-in defaults (no {DEFAULT_FILE} found)"),
+        }
+    }
+}
+
+/// A path under `$HOME` written with `~`, as operators type it.
+fn tilde(path: &Path) -> String {
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute() && h.parent().is_some());
+    match home.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+        Some(rest) if rest.as_os_str().is_empty() => "~".into(),
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// What the lookup reads from the process, gathered in one place so that it can be passed in
+/// explicitly (tests must not `set_var`: unsafe in edition 2024 and racy between test threads).
+#[derive(Debug, Clone, Default)]
+pub struct LookupEnv {
+    /// `$CUTOVER_CONFIG` (empty = unset).
+    pub cutover_config: Option<OsString>,
+    /// `$XDG_CONFIG_HOME` (relative or empty = ignored, as the XDG spec says).
+    pub xdg_config_home: Option<OsString>,
+    pub home: Option<OsString>,
+    /// The working directory (`None`: `./cutover.toml` is looked up relative to the process').
+    pub cwd: Option<PathBuf>,
+}
+
+impl LookupEnv {
+    pub fn from_process() -> LookupEnv {
+        LookupEnv {
+            cutover_config: std::env::var_os(ENV_VAR),
+            xdg_config_home: std::env::var_os("XDG_CONFIG_HOME"),
+            home: std::env::var_os("HOME"),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+}
+
+/// One place the lookup considered, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A rule that named no file, and why (`$CUTOVER_CONFIG: unset`).
+    Unset(String),
+    /// A file that was checked.
+    File { source: SettingsSource, exists: bool },
+}
+
+/// The outcome of the lookup: the source in use and every place considered up to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub source: SettingsSource,
+    pub places: Vec<Place>,
+}
+
+/// Finds the settings file: `flag` (`--settings`), then `$CUTOVER_CONFIG`, then the XDG config
+/// file, then `cutover.toml` in the working directory, else the built-in defaults. An explicitly
+/// named file is taken whether it exists or not (reading it then reports it missing); the
+/// implicit ones are skipped when absent. Reads nothing but file metadata.
+pub fn locate(flag: Option<&Path>, env: &LookupEnv) -> Lookup {
+    let mut places = Vec::new();
+    for candidate in candidates(flag, env) {
+        match candidate {
+            Err(why) => places.push(Place::Unset(why)),
+            Ok(source) => {
+                let exists = source.path().is_some_and(present);
+                places.push(Place::File { source: source.clone(), exists });
+                if exists || source.is_explicit() {
+                    return Lookup { source, places };
+                }
+            }
+        }
+    }
+    Lookup { source: SettingsSource::BuiltIn, places }
+}
+
+/// The lookup's rules in order: a file to check, or why the rule names none.
+fn candidates(flag: Option<&Path>, env: &LookupEnv) -> Vec<Result<SettingsSource, String>> {
+    // Relative names are taken from the working directory the lookup was given, so that the log
+    // and `config path` say exactly which file it was.
+    let absolute = |p: &Path| match &env.cwd {
+        Some(dir) if p.is_relative() => {
+            dir.join(p.components().filter(|c| *c != std::path::Component::CurDir).collect::<PathBuf>())
+        }
+        _ => p.to_path_buf(),
+    };
+    let mut out = vec![
+        flag.map(|p| SettingsSource::Flag(absolute(p))).ok_or_else(|| "--settings: not given".to_string()),
+        env.cutover_config
+            .as_ref()
+            .filter(|v| !v.is_empty())
+            .map(|v| SettingsSource::Env(absolute(Path::new(v))))
+            .ok_or_else(|| format!("${ENV_VAR}: unset")),
+    ];
+    if let Some(x) = env.xdg_config_home.as_ref().filter(|x| !x.is_empty() && !Path::new(x).is_absolute()) {
+        let x = Path::new(x).display();
+        out.push(Err(format!("$XDG_CONFIG_HOME={x}: relative, ignored (XDG base directory spec)")));
+    }
+    out.push(
+        crate::paths::config_dir_from(env.xdg_config_home.as_deref(), env.home.as_deref())
+            .map(|d| SettingsSource::User(d.join(DEFAULT_FILE)))
+            .ok_or_else(|| "XDG config: no $XDG_CONFIG_HOME and no $HOME".to_string()),
+    );
+    let here = env.cwd.as_ref().map_or_else(|| PathBuf::from(DEFAULT_FILE), |d| d.join(DEFAULT_FILE));
+    out.push(Ok(SettingsSource::WorkingDir(here)));
+    out
+}
+
+/// Whether a file is there to be read. Only "not found" counts as absent: a file that exists but
+/// cannot be read (permissions, a directory) is taken, so that reading it reports the problem
+/// instead of silently using the next one.
+fn present(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// All settings. Unknown keys are rejected (a typo must not silently fall back to a default).
@@ -36,7 +222,28 @@ pub struct Settings {
     pub runbook: RunbookSettings,
     /// Per kubeconfig-context overrides, e.g. `[contexts."homelab"] read_only = true`.
     pub contexts: BTreeMap<String, ContextSettings>,
+    /// Where these settings were read from (not a key of the file).
+    #[serde(skip)]
+    provenance: Provenance,
 }
+
+/// Where the settings came from and which keys the file set. Not part of the settings' value:
+/// the same keys and values read from two places are equal settings (tests compare a loaded file
+/// with `Settings::default()`).
+#[derive(Debug, Clone, Default)]
+struct Provenance {
+    source: SettingsSource,
+    /// Dotted paths of the leaf keys the file sets (`cilium.operator_replicas`).
+    keys: BTreeSet<String>,
+}
+
+impl PartialEq for Provenance {
+    fn eq(&self, _: &Provenance) -> bool {
+        true
+    }
+}
+
+impl Eq for Provenance {}
 
 /// The cluster as the plan describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,34 +491,91 @@ pub struct ContextSettings {
 }
 
 impl Settings {
-    /// Loads `path`, or `./cutover.toml` when `path` is `None` (missing default file = defaults).
-    pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
-        let (path, must_exist) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_FILE), false),
-        };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::debug!(path = %path.display(), "no settings file; using the plan's defaults");
-                return Ok(Settings::default());
-            }
-            Err(source) => return Err(SettingsError::Read { path, source }),
-        };
-        Settings::from_toml(&text, &path)
+    /// Loads the settings from the file the lookup finds (see `locate`): `flag` is `--settings`,
+    /// the rest comes from the process environment. Logs the source in use.
+    pub fn load(flag: Option<&Path>) -> Result<Settings, SettingsError> {
+        Settings::load_with(flag, &LookupEnv::from_process())
     }
 
-    /// Parses settings text; `path` is only used in messages.
+    /// `load` with the environment given explicitly.
+    pub fn load_with(flag: Option<&Path>, env: &LookupEnv) -> Result<Settings, SettingsError> {
+        let settings = Settings::read(locate(flag, env).source)?;
+        tracing::info!(settings = %settings.source(), "settings in use");
+        Ok(settings)
+    }
+
+    /// Reads and checks the file `source` names; the built-in defaults for `BuiltIn`.
+    pub fn read(source: SettingsSource) -> Result<Settings, SettingsError> {
+        let Some(path) = source.path() else {
+            return Ok(Settings::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read {
+            path: path.to_path_buf(),
+            rule: source.rule(),
+            source: e,
+        })?;
+        let path = path.to_path_buf();
+        Settings::parse(&text, &path, source)
+    }
+
+    /// Parses settings text as if from the file `path` named by `--settings`; `path` is used in
+    /// messages and as the source.
     pub fn from_toml(text: &str, path: &Path) -> Result<Settings, SettingsError> {
-        let settings: Settings = toml::from_str(text).map_err(|e| match e.span() {
+        Settings::parse(text, path, SettingsSource::Flag(path.to_path_buf()))
+    }
+
+    /// Syntax first, then unknown keys (by walking the document against the keys the defaults
+    /// have, so the message can name the dotted key and its line), then types (serde; the key is
+    /// found from the error's span), then the values' own rules.
+    fn parse(text: &str, path: &Path, source: SettingsSource) -> Result<Settings, SettingsError> {
+        let doc = DeTable::parse(text).map_err(|e| match e.span() {
             Some(span) => {
                 let (line, column) = line_col(text, span.start);
-                SettingsError::Parse { path: path.to_path_buf(), line, column, message: e.message().trim().to_string() }
+                SettingsError::Parse { path: path.to_path_buf(), line, column, message: one_line(e.message()) }
             }
-            None => SettingsError::ParseNoSpan { path: path.to_path_buf(), message: e.message().trim().to_string() },
+            None => SettingsError::ParseNoSpan { path: path.to_path_buf(), message: one_line(e.message()) },
+        })?;
+        let doc = doc.get_ref();
+        if let Some(u) = first_unknown_key(doc) {
+            return Err(SettingsError::UnknownKey {
+                path: path.to_path_buf(),
+                line: line_col(text, u.offset).0,
+                key: u.key,
+                hint: u.hint,
+            });
+        }
+        let mut settings: Settings = toml::from_str(text).map_err(|e| {
+            let message = one_line(e.message());
+            let Some(span) = e.span() else {
+                return SettingsError::ParseNoSpan { path: path.to_path_buf(), message };
+            };
+            let (line, column) = line_col(text, span.start);
+            match key_at(doc, span.start, "") {
+                Some(key) => SettingsError::Invalid { path: path.to_path_buf(), line: Some(line), key, message },
+                None => SettingsError::Parse { path: path.to_path_buf(), line, column, message },
+            }
         })?;
         settings.validate(text, path)?;
+        let mut keys = BTreeSet::new();
+        leaf_keys(doc, "", &mut keys);
+        settings.provenance = Provenance { source, keys };
         Ok(settings)
+    }
+
+    /// Where the settings in use came from.
+    pub fn source(&self) -> &SettingsSource {
+        &self.provenance.source
+    }
+
+    /// Where the value of `key` (`section.key`) comes from, for evidence lines: the file when it
+    /// sets the key, else `built-in default`.
+    pub fn origin_of(&self, key: &str) -> String {
+        let (keys, table) = (&self.provenance.keys, format!("{key}."));
+        let set = keys.contains(key) || keys.iter().any(|k| k.starts_with(&table));
+        match self.provenance.source.path() {
+            Some(p) if set => tilde(p),
+            _ => "built-in default".into(),
+        }
     }
 
     /// Whether the given kubeconfig context is configured read-only.
@@ -392,6 +656,60 @@ impl Settings {
     }
 }
 
+/// `cutover config`: where the settings come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings file in use, or `built-in defaults` and the places looked at, in order.
+    Path,
+}
+
+/// Runs `cutover config …`; exit 0 (an explicitly named file that is missing is an error).
+pub fn run_config(args: ConfigArgs, global: &crate::cli::GlobalArgs) -> color_eyre::Result<ExitCode> {
+    use color_eyre::eyre::WrapErr;
+    match args.command {
+        ConfigCommand::Path => {
+            let env = LookupEnv::from_process();
+            let text = config_path_text(&locate(global.settings.as_deref(), &env))?;
+            crate::cli::write_stdout(&text).wrap_err("writing to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What `cutover config path` prints: the file in use as an absolute path on a line of its own
+/// (for `$EDITOR "$(cutover config path)"`), or `built-in defaults …` followed by where it looked.
+pub fn config_path_text(lookup: &Lookup) -> Result<String, SettingsError> {
+    use std::fmt::Write;
+    if let Some(path) = lookup.source.path() {
+        if lookup.source.is_explicit()
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return Err(SettingsError::Read { path: path.to_path_buf(), rule: lookup.source.rule(), source: e });
+        }
+        return Ok(format!("{}\n", path.display()));
+    }
+    let mut out = format!("{}\nlooked in, in order:\n", lookup.source);
+    for place in &lookup.places {
+        let _ = match place {
+            Place::Unset(why) => writeln!(out, "  {why}"),
+            Place::File { source, exists } => writeln!(
+                out,
+                "  {} ({}): {}",
+                source.path().map(|p| p.display().to_string()).unwrap_or_default(),
+                source.rule(),
+                if *exists { "present" } else { "absent" }
+            ),
+        };
+    }
+    Ok(out)
+}
+
 /// Cilium's `cluster.name` rule: DNS label, at most 32 characters.
 pub fn check_cluster_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -437,6 +755,129 @@ fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// A parser message on one line (the settings errors are one line each).
+fn one_line(message: &str) -> String {
+    message.trim().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+/// `prefix.key`, the key quoted as TOML would need it (context names may hold dots or `@`).
+fn dotted(prefix: &str, key: &str) -> String {
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare { key.to_string() } else { format!("{key:?}") };
+    if prefix.is_empty() { key } else { format!("{prefix}.{key}") }
+}
+
+/// An unknown key: where it starts, its dotted path and a hint.
+struct Unknown {
+    offset: usize,
+    key: String,
+    hint: Option<String>,
+}
+
+/// The first key (in file order) that this version does not know. The known keys are those of
+/// the serialized defaults (every key has one); `contexts` holds any context name, each with the
+/// keys of `ContextSettings`.
+fn first_unknown_key(doc: &DeTable<'_>) -> Option<Unknown> {
+    let schema = toml::Table::try_from(Settings::default()).ok()?;
+    let context = toml::Table::try_from(ContextSettings::default()).ok()?;
+    let mut found = Vec::new();
+    unknown_keys(doc, &schema, &context, "", &mut found);
+    found.into_iter().min_by_key(|u| u.offset)
+}
+
+fn unknown_keys(doc: &DeTable<'_>, schema: &toml::Table, context: &toml::Table, prefix: &str, out: &mut Vec<Unknown>) {
+    for (k, v) in doc {
+        let name: &str = k.get_ref();
+        let key = dotted(prefix, name);
+        match schema.get(name) {
+            None => {
+                let hint = match closest(name, schema.keys().map(String::as_str)) {
+                    Some(near) => format!("did you mean \"{}\"?", dotted(prefix, near)),
+                    None => {
+                        let mut known: Vec<&str> = schema.keys().map(String::as_str).collect();
+                        known.sort_unstable();
+                        let section =
+                            if prefix.is_empty() { "the top level".to_string() } else { format!("[{prefix}]") };
+                        format!("known keys in {section}: {}", known.join(", "))
+                    }
+                };
+                out.push(Unknown { offset: k.span().start, key, hint: Some(hint) });
+            }
+            Some(toml::Value::Table(sub)) => {
+                // A value of another type is a type error, reported by serde with its key.
+                let DeValue::Table(table) = v.get_ref() else { continue };
+                if prefix.is_empty() && name == "contexts" {
+                    for (ctx, settings) in table {
+                        if let DeValue::Table(t) = settings.get_ref() {
+                            unknown_keys(t, context, context, &dotted(&key, ctx.get_ref()), out);
+                        }
+                    }
+                } else {
+                    unknown_keys(table, sub, context, &key, out);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// The known key within two edits of `name` (typos such as `chart_verison`), if one is closest.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The dotted key whose name or value holds byte `offset` (the deepest one), for type errors.
+fn key_at(doc: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
+    for (k, v) in doc {
+        let key = dotted(prefix, k.get_ref());
+        if let DeValue::Table(t) = v.get_ref()
+            && let Some(deeper) = key_at(t, offset, &key)
+        {
+            return Some(deeper);
+        }
+        if k.span().contains(&offset) || v.span().contains(&offset) {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// Every leaf key the document sets, dotted.
+fn leaf_keys(doc: &DeTable<'_>, prefix: &str, out: &mut BTreeSet<String>) {
+    for (k, v) in doc {
+        let key = dotted(prefix, k.get_ref());
+        match v.get_ref() {
+            DeValue::Table(t) => leaf_keys(t, &key, out),
+            _ => {
+                out.insert(key);
+            }
+        }
+    }
 }
 
 /// An IPv4 network in CIDR notation.
@@ -574,6 +1015,233 @@ mod tests {
         assert!(s.read_only_for(Some("prod")));
         assert!(!s.read_only_for(Some("lab")));
         assert!(!s.read_only_for(None));
+    }
+
+    fn err(text: &str) -> String {
+        Settings::from_toml(text, Path::new("c.toml")).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_dotted_key() {
+        let e = err("# typo\n[cilium]\nchart_verison = \"1.17.6\"\n");
+        assert_eq!(e, "c.toml:3: unknown key \"cilium.chart_verison\" (did you mean \"cilium.chart_version\"?)");
+        let e = err("[cluster]\nname = \"homelab\"\n\n[clustr]\nname = \"x\"\n");
+        assert_eq!(e, "c.toml:4: unknown key \"clustr\" (did you mean \"cluster\"?)");
+        // Dotted keys and inline tables are walked like sections.
+        let e = err("cilium.resources.cpu_reqest = \"1\"\n");
+        assert!(e.starts_with("c.toml:1: unknown key \"cilium.resources.cpu_reqest\""), "{e}");
+        let e = err("[cilium]\nresources = { cpu_limit = \"1\", gpu = \"2\" }\n");
+        assert!(
+            e.starts_with("c.toml:2: unknown key \"cilium.resources.gpu\" (known keys in [cilium.resources]: "),
+            "{e}"
+        );
+        // Any context name is allowed, its keys are not.
+        let e = err("[contexts.\"admin@homelab\"]\nread_only = true\n\n[contexts.lab]\nreadonly = true\n");
+        assert_eq!(e, "c.toml:5: unknown key \"contexts.lab.readonly\" (did you mean \"contexts.lab.read_only\"?)");
+        // The first in the file wins, whatever the map order.
+        let e = err("[hubble]\nzzz = 1\n[argo]\naaa = 1\n");
+        assert!(e.starts_with("c.toml:2: unknown key \"hubble.zzz\""), "{e}");
+    }
+
+    #[test]
+    fn bad_value_types_name_file_line_and_key() {
+        let e = err("[contexts.\"prod\"]\nread_only = \"yes\"\n");
+        assert_eq!(e, "c.toml:2: contexts.prod.read_only: invalid type: string \"yes\", expected a boolean");
+        let e = err("[cluster]\nname = \"homelab\"\napi_port = \"x\"\n");
+        assert!(e.starts_with("c.toml:3: cluster.api_port: invalid type: string \"x\""), "{e}");
+        let e = err("[cilium]\nservice_monitors = \"maybe\"\n");
+        assert!(e.starts_with("c.toml:2: cilium.service_monitors: unknown variant `maybe`"), "{e}");
+        let e = err("[runbook]\nnode_order = [\n  \"a\",\n  1,\n]\n");
+        assert!(e.starts_with("c.toml:4: runbook.node_order: invalid type: integer"), "{e}");
+        let e = err("cluster = 3\n");
+        assert!(e.starts_with("c.toml:1: cluster: invalid type: integer"), "{e}");
+    }
+
+    #[test]
+    fn every_settings_error_is_one_line() {
+        for text in [
+            "[cluster\nname = 1",
+            "[cluster]\nname = \"a\"\nname = \"b\"\n",
+            "x = \"\n",
+            "[cilium]\nchart_verison = 1\n",
+            "[cluster]\napi_port = 70000\n",
+            "[cluster]\npod_cidr = \"10.42.0.0\"\n",
+        ] {
+            let e = err(text);
+            assert!(e.starts_with("c.toml:") && !e.contains('\n'), "{text:?} -> {e:?}");
+        }
+    }
+
+    /// A scratch layout: `home/`, `xdg/cutover/`, `cwd/`, each possibly holding a cutover.toml.
+    struct Layout {
+        tmp: crate::tempdir::TempDir,
+    }
+
+    impl Layout {
+        fn new() -> Layout {
+            let tmp = crate::tempdir::TempDir::new().expect("temp dir");
+            for d in ["home", "xdg/cutover", "cwd", "etc"] {
+                std::fs::create_dir_all(tmp.path.join(d)).expect("mkdir");
+            }
+            Layout { tmp }
+        }
+        fn p(&self, rel: &str) -> PathBuf {
+            self.tmp.path.join(rel)
+        }
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let p = self.p(rel);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).expect("mkdir");
+            }
+            std::fs::write(&p, text).expect("write");
+            p
+        }
+        fn env(&self) -> LookupEnv {
+            LookupEnv {
+                cutover_config: None,
+                xdg_config_home: Some(self.p("xdg").into_os_string()),
+                home: Some(self.p("home").into_os_string()),
+                cwd: Some(self.p("cwd")),
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_order_flag_env_xdg_cwd_builtin() {
+        let l = Layout::new();
+        let flag = l.write("etc/flag.toml", "");
+        let named = l.write("etc/env.toml", "");
+        let user = l.write("xdg/cutover/cutover.toml", "");
+        let here = l.write("cwd/cutover.toml", "");
+        let mut env = l.env();
+        env.cutover_config = Some(named.clone().into_os_string());
+
+        assert_eq!(locate(Some(&flag), &env).source, SettingsSource::Flag(flag.clone()));
+        assert_eq!(locate(None, &env).source, SettingsSource::Env(named.clone()));
+        env.cutover_config = Some(OsString::new());
+        assert_eq!(locate(None, &env).source, SettingsSource::User(user.clone()), "empty = unset");
+        env.cutover_config = None;
+        assert_eq!(locate(None, &env).source, SettingsSource::User(user.clone()));
+        std::fs::remove_file(&user).expect("rm");
+        assert_eq!(locate(None, &env).source, SettingsSource::WorkingDir(here.clone()));
+        std::fs::remove_file(&here).expect("rm");
+        let lookup = locate(None, &env);
+        assert_eq!(lookup.source, SettingsSource::BuiltIn);
+        assert_eq!(
+            lookup.places,
+            vec![
+                Place::Unset("--settings: not given".into()),
+                Place::Unset("$CUTOVER_CONFIG: unset".into()),
+                Place::File { source: SettingsSource::User(user), exists: false },
+                Place::File { source: SettingsSource::WorkingDir(here), exists: false },
+            ]
+        );
+        assert_eq!(Settings::load_with(None, &env).ok(), Some(Settings::default()));
+    }
+
+    #[test]
+    fn xdg_defaults_to_home_config_and_a_relative_xdg_is_ignored() {
+        let l = Layout::new();
+        let home_file = l.write("home/.config/cutover/cutover.toml", "");
+        let mut env = l.env();
+        env.xdg_config_home = None;
+        assert_eq!(locate(None, &env).source, SettingsSource::User(home_file.clone()));
+        env.xdg_config_home = Some("relative/xdg".into());
+        let lookup = locate(None, &env);
+        assert_eq!(lookup.source, SettingsSource::User(home_file));
+        assert!(lookup.places.iter().any(|p| matches!(p, Place::Unset(w) if w.contains("relative, ignored"))));
+        // No home, no XDG: the working directory still counts.
+        let here = l.write("cwd/cutover.toml", "");
+        env.home = None;
+        assert_eq!(locate(None, &env).source, SettingsSource::WorkingDir(here));
+    }
+
+    #[test]
+    fn explicitly_named_missing_files_are_errors_implicit_ones_are_skipped() {
+        let l = Layout::new();
+        l.write("xdg/cutover/cutover.toml", "");
+        let mut env = l.env();
+        let missing = l.p("etc/nope.toml");
+        let e = Settings::load_with(Some(&missing), &env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("nope.toml") && e.contains("(--settings)"), "{e}");
+        env.cutover_config = Some(missing.clone().into_os_string());
+        let e = Settings::load_with(None, &env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("nope.toml") && e.contains("($CUTOVER_CONFIG)"), "{e}");
+        let lookup = locate(None, &env);
+        assert!(config_path_text(&lookup).is_err(), "config path refuses a missing named file");
+    }
+
+    #[test]
+    fn a_read_only_context_stays_read_only_from_another_directory() {
+        let l = Layout::new();
+        let user = l.write("xdg/cutover/cutover.toml", "[contexts.\"prod\"]\nread_only = true\n");
+        // Started from a directory without a cutover.toml.
+        let s = Settings::load_with(None, &l.env()).expect("settings");
+        assert_eq!(s.source(), &SettingsSource::User(user));
+        assert!(s.read_only_for(Some("prod")));
+        assert!(!s.read_only_for(Some("lab")));
+    }
+
+    #[test]
+    fn origins_name_the_file_only_for_keys_it_sets() {
+        let l = Layout::new();
+        let user = l.write("xdg/cutover/cutover.toml", "[cilium]\noperator_replicas = 2\n");
+        let s = Settings::load_with(None, &l.env()).expect("settings");
+        assert_eq!(s.origin_of("cilium.operator_replicas"), tilde(&user));
+        assert_eq!(s.origin_of("cilium"), tilde(&user));
+        assert_eq!(s.origin_of("cilium.chart_version"), "built-in default");
+        assert_eq!(Settings::default().origin_of("cilium.operator_replicas"), "built-in default");
+        assert_eq!(
+            s,
+            Settings { cilium: CiliumSettings { operator_replicas: 2, ..s.cilium.clone() }, ..Settings::default() }
+        );
+    }
+
+    #[test]
+    fn config_path_prints_the_file_or_where_it_looked() {
+        let l = Layout::new();
+        let env = l.env();
+        let text = config_path_text(&locate(None, &env)).expect("text");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("built-in defaults (no cutover.toml found)"));
+        assert_eq!(lines.next(), Some("looked in, in order:"));
+        assert_eq!(lines.next(), Some("  --settings: not given"));
+        assert_eq!(lines.next(), Some("  $CUTOVER_CONFIG: unset"));
+        let user = l.p("xdg/cutover/cutover.toml");
+        assert_eq!(lines.next(), Some(format!("  {} (XDG config): absent", user.display()).as_str()));
+        let here = l.p("cwd/cutover.toml");
+        assert_eq!(lines.next(), Some(format!("  {} (working directory): absent", here.display()).as_str()));
+        assert_eq!(lines.next(), None);
+
+        l.write("cwd/cutover.toml", "");
+        let text = config_path_text(&locate(None, &env)).expect("text");
+        assert_eq!(text, format!("{}\n", here.display()));
+        // A relative --settings is taken from the working directory and shown absolute.
+        l.write("cwd/mine.toml", "");
+        let text = config_path_text(&locate(Some(Path::new("./mine.toml")), &env));
+        assert_eq!(text.ok(), Some(format!("{}\n", l.p("cwd/mine.toml").display())));
+    }
+
+    #[test]
+    fn sources_display_as_operators_read_them() {
+        assert_eq!(SettingsSource::BuiltIn.to_string(), "built-in defaults (no cutover.toml found)");
+        let p = PathBuf::from("/etc/cutover/cutover.toml");
+        assert_eq!(SettingsSource::Env(p.clone()).to_string(), "/etc/cutover/cutover.toml ($CUTOVER_CONFIG)");
+        assert_eq!(SettingsSource::WorkingDir(p).to_string(), "/etc/cutover/cutover.toml (working directory)");
+        if let Some(home) =
+            std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute() && h.parent().is_some())
+        {
+            let user = SettingsSource::User(home.join(".config/cutover/cutover.toml"));
+            assert_eq!(user.to_string(), "~/.config/cutover/cutover.toml (XDG config)");
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_as_one() {
+        assert_eq!(edit_distance("chart_verison", "chart_version"), 1);
+        assert_eq!(edit_distance("readonly", "read_only"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(closest("zzz", ["name", "chart"].into_iter()), None);
     }
 
     #[test]

@@ -18,8 +18,14 @@ pub(super) fn servicemonitor_crds(snap: &ClusterSnapshot, s: &Settings) -> Check
         (None, Err(a), Err(b)) => format!("could not read the CRDs ({a}) nor discovery ({b})"),
         (None, _, _) => "could not read the CRDs nor discovery".to_string(),
     };
-    let evidence =
-        vec![seen, format!("cutover.toml cilium.service_monitors = \"{}\"", s.cilium.service_monitors.as_str())];
+    let evidence = vec![
+        seen,
+        format!(
+            "cilium.service_monitors = \"{}\" ({})",
+            s.cilium.service_monitors.as_str(),
+            s.origin_of("cilium.service_monitors")
+        ),
+    ];
     match (s.cilium.service_monitors, has) {
         (ServiceMonitors::Off, _) => check(id, title, Status::Pass, evidence, ""),
         (_, Some(true)) => check(id, title, Status::Pass, evidence, ""),

@@ -104,7 +104,11 @@ pub(super) fn argo_root_app(snap: &ClusterSnapshot, s: &Settings) -> Check {
             evidence.push(format!("source {repo} @ {rev}, path {want_path}"));
             if norm_repo(repo) != norm_repo(&s.git.repo_url) {
                 status = Status::Warn;
-                evidence.push(format!("repoURL differs from cutover.toml git.repo_url {}", s.git.repo_url));
+                evidence.push(format!(
+                    "repoURL differs from git.repo_url {} ({})",
+                    s.git.repo_url,
+                    s.origin_of("git.repo_url")
+                ));
                 actions.push("check git.repo_url".into());
             }
             let include = src.pointer("/directory/include").and_then(Value::as_str).unwrap_or("");

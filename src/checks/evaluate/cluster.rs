@@ -89,7 +89,11 @@ pub(super) fn k8s_version(snap: &ClusterSnapshot, s: &Settings) -> Check {
         action = "finish the k3s upgrade on every node before the cutover (version skew)".into();
     } else if !versions.contains(&s.cluster.k3s_version) {
         status = Status::Warn;
-        evidence.push(format!("cutover.toml cluster.k3s_version is {}", s.cluster.k3s_version));
+        evidence.push(format!(
+            "cluster.k3s_version is {} ({})",
+            s.cluster.k3s_version,
+            s.origin_of("cluster.k3s_version")
+        ));
         action = "update cluster.k3s_version in cutover.toml (the plan was written for another version)".into();
     }
     if !non_k3s.is_empty() {
@@ -111,14 +115,21 @@ pub(super) fn chart_compat(snap: &ClusterSnapshot, s: &Settings) -> Check {
         );
     };
     let (k8s, source) = match &snap.server_version {
-        Ok(v) => (v.clone(), "API server"),
-        Err(_) => (s.cluster.k3s_version.clone(), "cutover.toml (API server not read)"),
+        Ok(v) => (v.clone(), "from the API server".to_string()),
+        Err(_) => (
+            s.cluster.k3s_version.clone(),
+            format!("from cluster.k3s_version ({}; API server not read)", s.origin_of("cluster.k3s_version")),
+        ),
     };
     let Some((_, minor)) = k8s_minor(&k8s) else {
         return check(id, title, Status::Unknown, vec![format!("cannot read Kubernetes version {k8s:?}")], "");
     };
-    let mut evidence = vec![format!("chart {} pinned (cutover.toml cilium.chart_version)", s.cilium.chart_version)];
-    evidence.push(format!("Kubernetes {k8s} from the {source}"));
+    let mut evidence = vec![format!(
+        "chart {} pinned (cilium.chart_version, {})",
+        s.cilium.chart_version,
+        s.origin_of("cilium.chart_version")
+    )];
+    evidence.push(format!("Kubernetes {k8s} {source}"));
     let recommend = if minor <= 32 { "1.17.x" } else { "1.18.x" };
     match tested_k8s(chart) {
         Some((lo, hi)) if (lo..=hi).contains(&minor) => {
@@ -255,7 +266,7 @@ pub(super) fn operator_replicas(snap: &ClusterSnapshot, s: &Settings) -> Check {
     let n = sched.len();
     let r = s.cilium.operator_replicas as usize;
     let mut evidence = vec![
-        format!("cutover.toml cilium.operator_replicas = {r}"),
+        format!("cilium.operator_replicas = {r} ({})", s.origin_of("cilium.operator_replicas")),
         format!(
             "{n} schedulable node(s) (Ready, not cordoned): {}",
             sched.iter().map(|n| node_name(n)).collect::<Vec<_>>().join(", ")

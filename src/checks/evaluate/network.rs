@@ -108,7 +108,11 @@ pub(super) fn pod_cidr(snap: &ClusterSnapshot, s: &Settings, servers: &ServerVie
             && cc.split(',').next().map(str::trim) != Some(s.cluster.pod_cidr.as_str())
         {
             status = Status::Fail;
-            evidence.push(format!("{name}: --cluster-cidr {cc} differs from cutover.toml {}", s.cluster.pod_cidr));
+            evidence.push(format!(
+                "{name}: --cluster-cidr {cc} differs from cluster.pod_cidr {} ({})",
+                s.cluster.pod_cidr,
+                s.origin_of("cluster.pod_cidr")
+            ));
         }
     }
     let summary = if status == Status::Pass {
@@ -169,8 +173,11 @@ pub(super) fn service_cidr(snap: &ClusterSnapshot, s: &Settings, servers: &Serve
         if let Some(sc) = a.value("service-cidr") {
             if sc.split(',').next().map(str::trim) != Some(s.cluster.service_cidr.as_str()) {
                 status = Status::Fail;
-                evidence
-                    .push(format!("{name}: --service-cidr {sc} differs from cutover.toml {}", s.cluster.service_cidr));
+                evidence.push(format!(
+                    "{name}: --service-cidr {sc} differs from cluster.service_cidr {} ({})",
+                    s.cluster.service_cidr,
+                    s.origin_of("cluster.service_cidr")
+                ));
             } else {
                 evidence.push(format!("{name}: --service-cidr {sc}"));
             }
