@@ -825,30 +825,8 @@ fn unknown_keys(doc: &DeTable<'_>, schema: &toml::Table, context: &toml::Table, 
 
 /// The known key within two edits of `name` (typos such as `chart_verison`), if one is closest.
 fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    use crate::manifests::chart_keys::edit_distance;
     known.map(|k| (edit_distance(name, k), k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
-}
-
-/// Levenshtein distance, with a swap of two neighbours counting as one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// The dotted key whose name or value holds byte `offset` (the deepest one), for type errors.
@@ -1238,6 +1216,7 @@ mod tests {
 
     #[test]
     fn edit_distance_counts_swaps_as_one() {
+        use crate::manifests::chart_keys::edit_distance;
         assert_eq!(edit_distance("chart_verison", "chart_version"), 1);
         assert_eq!(edit_distance("readonly", "read_only"), 1);
         assert_eq!(edit_distance("", "abc"), 3);

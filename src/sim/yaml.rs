@@ -9,15 +9,10 @@ use serde_json::Value;
 /// `true`/`false` are booleans (`yes`, `on` stay strings), zero-padded and underscored numbers
 /// (`0644`, `1_000`) stay strings instead of becoming numbers, and `.inf`/`.nan` are accepted
 /// (JSON has no such number: they become `null`). Errors come without the source snippet, since
-/// they end up inside one-line messages (Argo conditions, API `Status` bodies).
+/// they end up inside one-line messages (Argo conditions, API `Status` bodies). The same options
+/// as the values linter's, so the sim and `cutover lint` read a file alike.
 pub fn options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        strict_booleans: true,
-        leading_zero_numbers_as_strings: true,
-        underscored_numbers_as_strings: true,
-        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
-        with_snippet: false,
-    }
+    crate::manifests::lint::values::options()
 }
 
 /// An error as a client or operator reads it, on one line: what is wrong, then where

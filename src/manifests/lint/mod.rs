@@ -10,7 +10,7 @@
 
 mod command;
 mod rules;
-mod values;
+pub(crate) mod values;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

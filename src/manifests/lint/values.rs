@@ -147,7 +147,7 @@ impl Values {
 /// and `1_000` stay strings rather than becoming numbers), duplicate keys and several documents
 /// are errors, `.inf`/`.nan` are floats, errors without the source snippet (the linter names the
 /// file and line itself).
-fn options() -> serde_saphyr::Options {
+pub(crate) fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
