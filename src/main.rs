@@ -55,6 +55,8 @@ enum Cmd {
     Refresh(cutover::runbook::cli::AppArgs),
     /// Print the journal of operations (`--verify` checks its hash chain).
     Journal(cutover::runbook::cli::JournalArgs),
+    /// The runbook (the plan's stages as steps) with every gate evaluated on the cluster (read-only).
+    Plan(cutover::runbook::plan::PlanArgs),
     /// Where the settings come from (`config path`: the cutover.toml in use).
     Config(cutover::settings::ConfigArgs),
 }
@@ -223,6 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sync(a) => cutover::runbook::cli::run(Headless::Sync(a), &global).await,
         Cmd::Refresh(a) => cutover::runbook::cli::run(Headless::Refresh(a), &global).await,
         Cmd::Journal(a) => cutover::runbook::cli::run_journal(a, &global),
+        Cmd::Plan(a) => cutover::runbook::plan::run_plan(a, &global).await,
         Cmd::Config(args) => cutover::settings::run_config(args, &global),
     }
 }

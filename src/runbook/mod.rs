@@ -4,4 +4,5 @@ pub mod cli;
 pub mod executor;
 pub mod journal;
 pub mod lease;
+pub mod plan;
 pub mod runner;
