@@ -337,10 +337,13 @@ impl AppState {
             src.state = SourceState::Failing { problem: problem.clone(), since, attempts, last_good };
             if first {
                 let level = if matches!(problem, SourceProblem::NotInstalled(_)) { Level::Info } else { Level::Warn };
-                self.log(level, format!("{id}: {}", describe_problem(&problem)));
+                self.log(level, format!("{id} watch: {}", describe_problem(&problem)));
             }
             return;
         }
+        // Anything but `Init` is the server answering: a list page, the end of a (re)list, an
+        // event. A successful re-list after an outage marks the source live even when no object
+        // changed (`InitDone` of an empty or unchanged collection).
         if !ev.is_init() {
             let src = self.sources.entry(source).or_default();
             src.last_event = Some(now);
@@ -500,11 +503,13 @@ impl AppState {
         Some(self.flows.rate.rates(self.now, since))
     }
 
-    /// True when any Kubernetes source is failing with the API unreachable.
+    /// True when the API cannot be reached now: some source is failing with the API unreachable
+    /// and none is live. Derived from the sources' current states each time (never a sticky
+    /// flag), so the header clears as soon as one watch is back.
     pub fn api_unreachable(&self) -> bool {
-        self.sources
-            .values()
-            .any(|s| matches!(&s.state, SourceState::Failing { problem: SourceProblem::Unreachable(_), .. }))
+        let states = || self.sources.values().map(|s| &s.state);
+        states().any(|s| matches!(s, SourceState::Failing { problem: SourceProblem::Unreachable(_), .. }))
+            && !states().any(|s| matches!(s, SourceState::Live { .. }))
     }
 }
 
@@ -603,6 +608,43 @@ mod tests {
         assert!(s.api_unreachable());
         s.on_kube(KubeEvent::Nodes(Change::Apply(node("a"))));
         assert!(!s.api_unreachable());
+    }
+
+    #[test]
+    fn a_relist_marks_a_stale_source_live_without_any_change() {
+        let mut s = AppState::new(ts(1_000), Mode::ReadOnly, 10);
+        let op = WorkloadSummary { name: "cilium-operator".into(), ..Default::default() };
+        s.on_kube(KubeEvent::CiliumOperator(Change::Init));
+        s.on_kube(KubeEvent::CiliumOperator(Change::InitApply(op.clone())));
+        s.on_kube(KubeEvent::CiliumOperator(Change::InitDone));
+        s.on_kube(KubeEvent::Pdbs(Change::Init));
+        s.on_kube(KubeEvent::Pdbs(Change::InitDone));
+        s.now = ts(1_060);
+        for _ in 0..6 {
+            s.on_kube(KubeEvent::Problem(SourceId::CiliumOperator, SourceProblem::Unreachable("503".into())));
+            s.on_kube(KubeEvent::Problem(SourceId::Pdbs, SourceProblem::Unreachable("503".into())));
+        }
+        assert!(matches!(s.sources[&SourceId::Pdbs].state, SourceState::Failing { attempts: 6, .. }));
+        assert!(s.api_unreachable());
+        s.now = ts(1_300);
+        // The watch is back: the same object listed again, nothing changed.
+        s.on_kube(KubeEvent::CiliumOperator(Change::Init));
+        assert!(matches!(s.sources[&SourceId::CiliumOperator].state, SourceState::Failing { .. }));
+        s.on_kube(KubeEvent::CiliumOperator(Change::InitApply(op.clone())));
+        s.on_kube(KubeEvent::CiliumOperator(Change::InitDone));
+        assert_eq!(s.sources[&SourceId::CiliumOperator].state, SourceState::Live { since: ts(1_300) });
+        assert_eq!(s.operator, Some(op));
+        assert!(!s.api_unreachable(), "one live source clears the header");
+        // An empty collection (no PDBs) re-listed: Init, InitDone and nothing else.
+        s.on_kube(KubeEvent::Pdbs(Change::Init));
+        s.on_kube(KubeEvent::Pdbs(Change::InitDone));
+        assert_eq!(s.sources[&SourceId::Pdbs].state, SourceState::Live { since: ts(1_300) });
+        // The retry count starts again at the next failure.
+        s.on_kube(KubeEvent::Problem(SourceId::Pdbs, SourceProblem::Other("429 TooManyRequests: busy".into())));
+        assert!(matches!(s.sources[&SourceId::Pdbs].state, SourceState::Failing { attempts: 1, .. }));
+        let lines: Vec<&str> = s.log.iter().map(|l| l.text.as_str()).collect();
+        assert!(lines.contains(&"poddisruptionbudgets watch: 429 TooManyRequests: busy"), "{lines:?}");
+        assert!(lines.contains(&"deployment/cilium-operator: watching again"), "{lines:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Faults injected into the simulated cluster on demand (library API, scenario files, the
 //! `/simulator` HTTP hook). Each component reads the part that concerns it from `ActiveFaults`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,10 @@ pub enum Fault {
     SlowResponses { millis: u64 },
     /// This share of API requests (0–100) fails with 500.
     ErrorRate { percent: u8 },
+    /// The next `count` list and watch requests of `resource` (`pods`, `ciliumnodes.cilium.io`,
+    /// or the store id `cilium.io/ciliumnodes`) get 429 `storage is (re)initializing` with
+    /// `Retry-After: 1`, as kube-apiserver answers while its watch cache for a new CRD fills.
+    TooManyRequests { resource: String, count: u32 },
     /// hubble-relay refuses connections and ends open streams for N seconds.
     RelayDown { seconds: u64 },
     /// The relay reports this node as unavailable (no flows from it).
@@ -46,6 +50,8 @@ pub struct ActiveFaults {
     pub watch_cut_generation: u64,
     pub slow: Duration,
     pub error_percent: u8,
+    /// List/watch requests still to answer with 429, by resource as named in the fault.
+    pub too_many_requests: BTreeMap<String, u32>,
     pub relay_down_until: Option<Instant>,
     pub relay_unavailable_nodes: BTreeSet<String>,
     pub not_ready_nodes: BTreeSet<String>,
@@ -65,6 +71,15 @@ impl ActiveFaults {
         self.relay_down_until.is_some_and(|t| Instant::now() < t)
     }
 
+    /// Takes one 429 owed to a list/watch of the resource known by these names, if any.
+    pub fn take_too_many_requests(&mut self, names: &[&str]) -> bool {
+        let Some(left) = self.too_many_requests.iter_mut().find(|(k, n)| **n > 0 && names.contains(&k.as_str())) else {
+            return false;
+        };
+        *left.1 -= 1;
+        true
+    }
+
     pub fn path_broken(&self, a: &str, b: &str) -> bool {
         let key = if a <= b { (a.to_string(), b.to_string()) } else { (b.to_string(), a.to_string()) };
         self.broken_paths.contains(&key)
@@ -79,6 +94,10 @@ impl ActiveFaults {
             Fault::ExpireResourceVersions => {}
             Fault::SlowResponses { millis } => self.slow = Duration::from_millis(*millis),
             Fault::ErrorRate { percent } => self.error_percent = (*percent).min(100),
+            Fault::TooManyRequests { resource, count } => {
+                let left = self.too_many_requests.entry(resource.clone()).or_default();
+                *left = left.saturating_add(*count);
+            }
             Fault::RelayDown { seconds } => self.relay_down_until = Some(Instant::now() + wall(*seconds)),
             Fault::RelayNodeUnavailable { node } => {
                 self.relay_unavailable_nodes.insert(node.clone());

@@ -19,7 +19,10 @@ mod source;
 pub use connect::{
     FlowStream, Probe, classify_status, connect, get_flows, get_namespaces, get_nodes, probe, relay_uri, server_status,
 };
-pub use portforward::{connect_via_kube, find_relay_pod, pick_ready_pod, target_port};
+pub use portforward::{
+    RelayService, RelayServiceWatch, connect_via_kube, connect_via_kube_watched, find_relay_pod, pick_ready_pod,
+    relay_pod_for, target_port, watch_relay_service,
+};
 pub use source::{
     FlowQuery, FlowSource, FlowSourceOptions, FlowSourceStats, FlowStatsSnapshot, HubbleEvent, spawn_flow_source,
     spawn_flow_source_with,

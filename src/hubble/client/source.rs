@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use super::{HubbleError, RelayTarget, get_flows, get_nodes, server_status};
+use super::{
+    HubbleError, RelayServiceWatch, RelayTarget, connect_via_kube_watched, get_flows, get_nodes, server_status,
+    watch_relay_service,
+};
 use crate::hubble::filter::CompiledRequest;
 use crate::hubble::proto::flow::FlowFilter;
 use crate::hubble::proto::observer::{
@@ -259,6 +262,16 @@ impl<E: From<HubbleEvent>> EventTx<E> {
     }
 }
 
+/// Resolves when the watched value changes (never without a watch, or once it has stopped).
+async fn changed<T>(rx: Option<&mut tokio::sync::watch::Receiver<T>>) {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
 struct Runner<E> {
     target: RelayTarget,
     query: FlowQuery,
@@ -287,12 +300,29 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
             let _ = self.tx.send(HubbleEvent::Failed { error: HubbleError::from(e).to_string() }).await;
             return;
         }
+        // Through the Kubernetes API, Service hubble-relay is watched rather than read at every
+        // attempt: without Hubble Relay installed, reconnecting costs no request, and the relay
+        // is tried as soon as its Service appears.
+        let relay_service = match &self.target {
+            RelayTarget::Kube { client, namespace } => Some(watch_relay_service(client.clone(), namespace)),
+            _ => None,
+        };
+        let mut service_changes = relay_service.as_ref().map(RelayServiceWatch::subscribe);
         let mut attempt: u32 = 0;
         loop {
             if self.tx.is_closed() {
                 return;
             }
-            let outcome = match self.target.connect().await {
+            if let Some(rx) = service_changes.as_mut() {
+                rx.borrow_and_update();
+            }
+            let connected = match (&self.target, &relay_service) {
+                (RelayTarget::Kube { client, namespace }, Some(w)) => {
+                    connect_via_kube_watched(client.clone(), namespace, w.subscribe()).await
+                }
+                _ => self.target.connect().await,
+            };
+            let outcome = match connected {
                 Ok(channel) => self.stream_once(&channel, attempt).await,
                 Err(error) => StreamOutcome::Retry { error, progressed: false },
             };
@@ -314,6 +344,8 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(retry_in) => {}
+                // The Service appeared, changed or went: try now.
+                _ = changed(service_changes.as_mut()) => {}
                 _ = self.tx.closed() => return,
             }
         }

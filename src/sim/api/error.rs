@@ -98,6 +98,12 @@ impl ApiError {
             .with_details(json!({"causes": [{"message": "Internal error occurred (simulated)"}]}))
     }
 
+    /// What kube-apiserver answers while the watch cache of a resource is (re)initializing (a
+    /// CRD just created, a server just started): 429 with `retryAfterSeconds: 1`.
+    pub fn storage_initializing() -> Self {
+        Self::new(429, "TooManyRequests", "storage is (re)initializing").with_details(json!({"retryAfterSeconds": 1}))
+    }
+
     pub fn unavailable() -> Self {
         Self::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
     }
@@ -139,8 +145,14 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        // No Retry-After: the real eviction 429 has none (retryAfterSeconds 0).
-        json_response(self.code, &self.status())
+        // As kube-apiserver: a `Retry-After` header only when the Status says retryAfterSeconds
+        // (the eviction 429 has none; the storage 429 says 1).
+        let retry_after = self.details.as_ref().and_then(|d| d.get("retryAfterSeconds")).and_then(Value::as_u64);
+        let mut resp = json_response(self.code, &self.status());
+        if let Some(secs) = retry_after.filter(|s| *s > 0) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

@@ -264,6 +264,13 @@ async fn dispatch(state: &Arc<ApiState>, req: Request<Incoming>, rec: &mut Rec) 
         Route::Object(p) => {
             let verb = route::verb(req.method(), &p, watching)?;
             authz::check(identity, verb, &p)?;
+            if matches!(verb, "list" | "watch") {
+                let qualified = error::qualified(p.res);
+                let names = [p.res.id, p.res.plural, qualified.as_str()];
+                if shared.faults.send_if_modified(|f| f.take_too_many_requests(&names)) {
+                    return Err(ApiError::storage_initializing());
+                }
+            }
             objects::handle(state, req, p, verb, &query, identity).await
         }
     }
