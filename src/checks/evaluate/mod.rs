@@ -26,6 +26,8 @@ mod drain_readiness;
 #[cfg(test)]
 mod fixtures;
 mod glob;
+#[cfg(test)]
+mod golden;
 mod k3s_flags;
 mod network;
 mod servers;
