@@ -227,6 +227,8 @@ mod tests {
 
         let fifo =
             TmpFile(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/lint-fifo-{}", std::process::id())));
+        // target/tmp may not exist yet when this test runs first (a worktree with a shared target dir).
+        std::fs::create_dir_all(fifo.0.parent().expect("parent")).expect("target/tmp");
         let made = std::process::Command::new("mkfifo").arg(&fifo.0).status().expect("mkfifo runs");
         assert!(made.success());
         let path = fifo.0.clone();
