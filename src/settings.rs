@@ -359,8 +359,8 @@ impl Default for Resources {
 pub struct CiliumSettings {
     pub chart_repo: String,
     pub chart: String,
-    /// Pinned chart version. Default = the plan's 1.16.4; preflight warns that 1.16 is not tested
-    /// with Kubernetes 1.32 and recommends 1.17.x (see docs/preflight.md).
+    /// Pinned chart version. Default: a 1.17 patch release, e2e-tested with Kubernetes 1.32; the
+    /// plan's 1.16.4 is accepted, and preflight warns that 1.16 is not (see docs/preflight.md).
     pub chart_version: String,
     pub namespace: String,
     pub release_name: String,
@@ -377,7 +377,7 @@ impl Default for CiliumSettings {
         CiliumSettings {
             chart_repo: "https://helm.cilium.io".into(),
             chart: "cilium".into(),
-            chart_version: "1.16.4".into(),
+            chart_version: "1.17.18".into(),
             namespace: "kube-system".into(),
             release_name: "cilium".into(),
             cluster_id: 0,
@@ -940,7 +940,7 @@ mod tests {
         assert_eq!(s.cluster.name, "homelab");
         assert_eq!(s.cluster.pod_cidr, "10.42.0.0/16");
         assert_eq!(s.cluster.api_port, 6444);
-        assert_eq!(s.cilium.chart_version, "1.16.4");
+        assert_eq!(s.cilium.chart_version, "1.17.18");
         assert_eq!(s.argo.cilium_app, "cilium-app");
         assert_eq!(s.hubble.whitelist, "192.168.0.0/16");
         assert!(s.validate("", Path::new("x")).is_ok());

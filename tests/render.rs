@@ -112,7 +112,7 @@ fn application_shape() {
     assert_eq!(app.pointer("/spec/syncPolicy/automated/selfHeal"), Some(&Value::from(true)));
     assert_eq!(app.pointer("/metadata/finalizers/0"), Some(&Value::from("resources-finalizer.argocd.argoproj.io")));
     assert_eq!(app.pointer("/spec/sources/0/chart"), Some(&Value::from("cilium")));
-    assert_eq!(app.pointer("/spec/sources/0/targetRevision"), Some(&Value::from("1.16.4")));
+    assert_eq!(app.pointer("/spec/sources/0/targetRevision"), Some(&Value::from("1.17.18")), "the default pin");
     assert_eq!(app.pointer("/spec/sources/0/helm/releaseName"), Some(&Value::from("cilium")));
     assert_eq!(
         app.pointer("/spec/sources/0/helm/valueFiles/0"),
@@ -127,6 +127,20 @@ fn application_shape() {
     let plan = std::fs::read_to_string(root().join("tests/fixtures/plan-cilium-app.yaml")).expect("fixture");
     let plan = yaml(&plan);
     assert!(plan.pointer("/spec/syncOptions").is_some() && plan.pointer("/spec/syncPolicy/syncOptions").is_none());
+}
+
+/// The plan's 1.16 pin still renders (preflight warns about it; the values are the same).
+#[test]
+fn the_plans_1_16_pin_renders_the_same_values() {
+    let mut plan = Settings::default();
+    plan.cilium.chart_version = "1.16.4".into();
+    for stage in [Stage::One, Stage::Two] {
+        let old = render::render(stage, &plan, &RenderContext::default()).expect("renders on 1.16.4");
+        let new = render::render(stage, &Settings::default(), &RenderContext::default()).expect("renders");
+        let app = yaml(find(&old, "cilium-app.yaml"));
+        assert_eq!(app.pointer("/spec/sources/0/targetRevision"), Some(&Value::from("1.16.4")));
+        assert_eq!(yaml(find(&old, "cilium/values.yaml")), yaml(find(&new, "cilium/values.yaml")), "{stage:?}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod drain;
 pub mod evaluate;
 pub mod gather;
 pub mod k3s;
+pub mod report;
 pub mod snapshot;
 
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use evaluate::evaluate;
 pub use gather::gather;
+pub use report::{format_table, format_table_width, worst_first};
 pub use snapshot::{AccessDecision, AccessReview, ClusterSnapshot, FetchError, FetchErrorKind, Fetched};
 
 use crate::manifests::lint::OutputFormat;
@@ -65,35 +67,11 @@ pub fn exit_code(checks: &[Check]) -> u8 {
     }
 }
 
-/// Text table: status, id, title, first evidence line (and the action under non-passing rows).
-pub fn format_table(checks: &[Check]) -> String {
-    let idw = checks.iter().map(|c| c.id.chars().count()).max().unwrap_or(2).clamp(2, 40);
-    let tw = checks.iter().map(|c| c.title.chars().count()).max().unwrap_or(5).clamp(5, 52);
-    let mut s = format!("{:<7}  {:<idw$}  {:<tw$}  EVIDENCE\n", "STATUS", "ID", "TITLE");
-    for c in checks {
-        let ev = clip(c.evidence.first().map(String::as_str).unwrap_or(""), 100);
-        let title = clip(&c.title, tw);
-        s.push_str(&format!("{:<7}  {:<idw$}  {title:<tw$}  {ev}\n", c.status.as_str(), c.id));
-        if c.status != Status::Pass && !c.action.is_empty() {
-            s.push_str(&format!("{:<7}  {:<idw$}  → {}\n", "", "", c.action));
-        }
-    }
-    s
-}
-
-/// At most `n` characters, with `…` when cut.
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() > n {
-        format!("{}…", s.chars().take(n.saturating_sub(1)).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
-
 /// `cutover preflight`: read-only checks before the cutover.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PreflightArgs {
-    /// Output format (`json`: an array of checks with every evidence line).
+    /// Output format (`text`: worst first, every evidence line; `json`: an array of the checks in
+    /// evaluation order).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -107,7 +85,9 @@ pub async fn run(args: PreflightArgs, global: &crate::cli::GlobalArgs) -> color_
     };
     let checks = evaluate(&snapshot, &settings);
     let text = match args.output {
-        OutputFormat::Text => format_table(&checks),
+        // Worst first, every evidence line, wrapped at the terminal's width (or a fixed one when
+        // piped, so a saved report reads the same everywhere).
+        OutputFormat::Text => format_table_width(&checks, report::stdout_width()),
         OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&checks).wrap_err("encoding checks")?),
     };
     // Not `print!`, which panics when the reader has gone (`cutover preflight | head -1`). A gone

@@ -224,9 +224,8 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
     };
     lines.push(Line::from(Span::styled(header, theme.dim())));
     if let Some((_, Ok(checks))) = &state.preflight {
-        let mut sorted: Vec<&crate::checks::Check> = checks.iter().collect();
-        // Worst first; `Status` orders by severity.
-        sorted.sort_by_key(|c| std::cmp::Reverse(c.status));
+        // Worst first, the same order as `cutover preflight`.
+        let sorted = crate::checks::worst_first(checks);
         let w = area.width.saturating_sub(8) as usize;
         for c in sorted {
             let style = match c.status {

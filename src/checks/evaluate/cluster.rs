@@ -18,7 +18,8 @@ fn k8s_minor(v: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// Kubernetes minors listed as e2e-tested for a Cilium minor (cilium-helm-1.16.md §4).
+/// Kubernetes minors listed as e2e-tested for a Cilium minor (the "Kubernetes Compatibility" page
+/// of each release's docs, docs.cilium.io/en/v1.NN/network/kubernetes/compatibility/).
 fn tested_k8s(chart: ChartVersion) -> Option<(u32, u32)> {
     match (chart.major, chart.minor) {
         (1, 16) => Some((27, 30)),
@@ -312,6 +313,22 @@ mod tests {
         let mut s = Settings::default();
         s.cilium.chart_version = "1.17.6".into();
         assert_eq!(by_id(&evaluate(&fresh(), &s), "cilium-chart-compat").status, Status::Pass);
+        // The default pin is a 1.17 release.
+        let compat = evaluate(&fresh(), &Settings::default());
+        let compat = by_id(&compat, "cilium-chart-compat");
+        assert_eq!(compat.status, Status::Pass, "{compat:?}");
+        assert!(compat.evidence[0].starts_with("Cilium 1.17 is e2e-tested on Kubernetes 1.29–1.32"), "{compat:?}");
+    }
+
+    #[test]
+    fn the_plans_1_16_pin_is_accepted_with_a_warning() {
+        let mut s = Settings::default();
+        s.cilium.chart_version = "1.16.4".into();
+        let checks = evaluate(&fresh(), &s);
+        let compat = by_id(&checks, "cilium-chart-compat");
+        assert_eq!(compat.status, Status::Warn, "{compat:?}");
+        assert!(compat.evidence[0].contains("chart 1.16.4 is e2e-tested on Kubernetes 1.27–1.30 only"), "{compat:?}");
+        assert!(compat.action.contains("1.17.x"), "{compat:?}");
     }
 
     #[test]

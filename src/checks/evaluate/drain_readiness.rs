@@ -77,7 +77,7 @@ pub(super) fn drain_checks(snap: &ClusterSnapshot) -> Vec<Check> {
             evidence.push(format!("more than one PDB selects {} (eviction answers 500)", r.multi_pdb_pods.join(", ")));
             actions.push("make each pod covered by at most one PDB");
         }
-        // The worst problem goes first (the table shows the first line).
+        // The worst problem goes first (the cockpit's overlay shows only the first line).
         let worst =
             |e: &String| e.starts_with("no controller") || e.starts_with("PDB ") || e.starts_with("more than one PDB");
         if let Some(i) =

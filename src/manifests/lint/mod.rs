@@ -1,6 +1,8 @@
 //! Cilium Helm values linter: checks a values file against what the pinned chart and the agent
 //! really do (render failures, agent start failures, silently ignored keys, risky choices), with
-//! the line, the chart's or agent's own message, and the fix. Facts: cilium-helm-1.16.md.
+//! the line, the chart's or agent's own message, and the fix. Facts: the Cilium charts'
+//! `values.yaml` and `templates/validate.yaml` (1.16, with the 1.17 differences where known: what
+//! 1.16 refuses is taken to be refused by 1.17 too) and the agent's start-up checks.
 //!
 //! The interface (`Impact`, `Finding`, `LintContext`, `LintError`, `lint_values`) is also used by
 //! the simulator's Argo CD controller to fail renders and crash agents the way the real ones do.
@@ -71,7 +73,7 @@ pub struct Finding {
 /// What the linter knows about the target cluster and chart.
 #[derive(Debug, Clone, Default)]
 pub struct LintContext {
-    /// Pinned chart version, e.g. `1.16.4`. Empty or unparsable = newest 1.16.
+    /// Pinned chart version, e.g. `1.17.18`. Empty or unparsable = the default pin of the settings.
     pub chart_version: String,
     /// API group/versions served by the cluster (e.g. `monitoring.coreos.com/v1`), when known.
     pub api_versions: Option<Vec<String>>,
@@ -114,8 +116,11 @@ pub enum LintFileError {
 /// /dev/zero` (or a wrong path to a disk image) from reading until memory runs out.
 pub const MAX_VALUES_BYTES: u64 = 4 << 20;
 
-/// The newest 1.16 chart in the reference snapshot; assumed when the context names none.
-const DEFAULT_CHART: ChartVersion = ChartVersion { major: 1, minor: 16, patch: 19 };
+/// Assumed when the context names no readable version: the chart the settings pin by default.
+fn default_chart() -> ChartVersion {
+    let pin = crate::settings::CiliumSettings::default().chart_version;
+    ChartVersion::parse(&pin).unwrap_or(ChartVersion { major: 1, minor: 17, patch: 0 })
+}
 
 /// Lints values YAML text against the pinned chart.
 pub fn lint_values(text: &str, ctx: &LintContext) -> Result<Vec<Finding>, LintError> {
@@ -125,7 +130,7 @@ pub fn lint_values(text: &str, ctx: &LintContext) -> Result<Vec<Finding>, LintEr
 /// `lint_values` with what else the caller knows.
 pub fn lint_values_with(text: &str, ctx: &LintContext, opts: &LintOptions) -> Result<Vec<Finding>, LintError> {
     let values = values::Values::parse(text)?;
-    let chart = ChartVersion::parse(&ctx.chart_version).unwrap_or(DEFAULT_CHART);
+    let chart = ChartVersion::parse(&ctx.chart_version).unwrap_or_else(default_chart);
     let mut out = rules::check(&values, ctx, opts, chart);
     out.sort_by(|a, b| {
         (a.line.unwrap_or(usize::MAX), a.impact, a.id, &a.key).cmp(&(
@@ -222,6 +227,8 @@ mod tests {
 
         let fifo =
             TmpFile(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tmp/lint-fifo-{}", std::process::id())));
+        // target/tmp may not exist yet when this test runs first (a worktree with a shared target dir).
+        std::fs::create_dir_all(fifo.0.parent().expect("parent")).expect("target/tmp");
         let made = std::process::Command::new("mkfifo").arg(&fifo.0).status().expect("mkfifo runs");
         assert!(made.success());
         let path = fifo.0.clone();

@@ -1,6 +1,6 @@
 //! The rules: what the pinned chart and the agent do with each value (render failures, agent
-//! start failures, silently ignored keys, risky choices), one method per topic. Facts:
-//! cilium-helm-1.16.md.
+//! start failures, silently ignored keys, risky choices), one method per topic. Facts: the 1.16
+//! chart's templates and the agent; the rules hold for 1.17 as well unless a rule names a version.
 
 use super::values::{Val, Values};
 use super::{Finding, Impact, LintContext, LintOptions};
@@ -157,7 +157,8 @@ impl Linter<'_> {
                     Impact::RenderFails,
                     format!(
                         "kubeProxyReplacement must be explicitly set to a valid value (true or false) to continue \
-                         (got {shown:?}; the 1.16 chart accepts nothing else)"
+                         (got {shown:?}; the {}.{} chart accepts nothing else)",
+                        self.chart.major, self.chart.minor
                     ),
                     fix,
                 );

@@ -15,7 +15,8 @@ use super::{World, timing};
 
 pub const AGENT_NOT_READY_TAINT: &str = "node.cilium.io/agent-not-ready";
 
-/// What the sim needs from the values (chart defaults of 1.16 where unset).
+/// What the sim needs from the values (chart defaults of 1.16 where unset, assumed unchanged in
+/// 1.17; the one 1.17 difference modelled is that `externalIPs` is no chart value any more).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CiliumConfig {
     pub chart_version: String,
@@ -78,9 +79,12 @@ fn gstr(v: &Value, path: &str, default: &str) -> String {
 }
 
 impl CiliumConfig {
-    /// Reads values (already parsed) the way the 1.16 chart's templates do.
+    /// Reads values (already parsed) the way the 1.16/1.17 charts' templates do.
     pub fn from_values(values: &Value, chart_version: &str, namespace: &str) -> CiliumConfig {
         let routing = gstr(values, "routingMode", "");
+        // The 1.17 chart has no `externalIPs` value: whatever the file says, nothing is rendered.
+        let has_external_ips_value =
+            crate::settings::ChartVersion::parse(chart_version).is_none_or(|v| !v.at_least(1, 17, 0));
         let kpr = gstr(values, "kubeProxyReplacement", "false");
         CiliumConfig {
             chart_version: chart_version.to_string(),
@@ -127,7 +131,7 @@ impl CiliumConfig {
             cni_install: gbool(values, "cni.install", true),
             envoy: gbool(values, "envoy.enabled", true),
             node_port: gbool(values, "nodePort.enabled", false),
-            external_ips: gbool(values, "externalIPs.enabled", false),
+            external_ips: has_external_ips_value && gbool(values, "externalIPs.enabled", false),
             healthz_bind: gstr(values, "kubeProxyReplacementHealthzBindAddr", ""),
         }
     }
@@ -999,6 +1003,17 @@ mod tests {
         assert!(find("CronJob", "hubble-generate-certs").is_some());
         assert!(find("Secret", "hubble-server-certs").is_none());
         assert!(find("ServiceMonitor", "cilium-agent").is_none());
+    }
+
+    #[test]
+    fn external_ips_is_a_value_of_the_1_16_chart_only() {
+        let v = values("externalIPs: {enabled: true}\nkubeProxyReplacement: \"false\"\n");
+        let cm = |version: &str| {
+            let r = render(&v, version, "kube-system", 0);
+            r.objects.into_iter().find(|x| o::s(x, "/kind") == "ConfigMap" && o::name(x) == "cilium-config").unwrap()
+        };
+        assert_eq!(cm("1.16.4")["data"]["enable-external-ips"], "true");
+        assert!(cm("1.17.18")["data"].get("enable-external-ips").is_none());
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub struct CiliumOptions {
     /// Chart version (`targetRevision` of the Helm source).
     #[serde(default = "default_chart_version")]
     pub chart_version: String,
-    /// Values file content; default: the plan's Stage 1 values corrected for 1.16 (Stage 2 for `kpr`).
+    /// Values file content; default: the plan's Stage 1 values, corrected (Stage 2 for `kpr`).
     #[serde(default)]
     pub values: Option<String>,
 }
@@ -155,8 +155,10 @@ impl Default for CiliumOptions {
     }
 }
 
+/// The chart `cutover render` pins by default, so a scenario with Cilium looks like a cluster the
+/// cockpit's own defaults set up (`chart-version: 1.16.4` gives the plan's pin).
 fn default_chart_version() -> String {
-    "1.16.4".into()
+    crate::settings::CiliumSettings::default().chart_version
 }
 
 /// A scenario: the starting state of the cluster and what happens during the run.

@@ -154,7 +154,8 @@ pub fn cilium_app_manifest(repo_url: &str, chart_version: &str, values_path: &st
     })
 }
 
-/// The plan's Stage 1 values, corrected for chart 1.16 (reference: cilium-helm-1.16.md §5).
+/// The plan's Stage 1 values, corrected (valid for the 1.16 and 1.17 charts: no `tunnel`, no
+/// `hostServices`, no `externalIPs`, kubeProxyReplacement `"false"`).
 pub const STAGE1_VALUES: &str = r#"# Cilium Stage 1: Cilium is the CNI, k3s kube-proxy keeps handling Services.
 cluster:
   name: homelab
