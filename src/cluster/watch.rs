@@ -7,7 +7,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
@@ -16,7 +16,9 @@ use std::fmt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::model::{AppSummary, NodeSummary, PdbSummary, PodSummary, WorkloadSummary};
+use crate::app::model::{
+    AppSummary, EndpointSummary, NodeStartEvent, NodeSummary, PdbSummary, PodSummary, WorkloadSummary,
+};
 
 /// Which watched resource an event or error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,10 +30,14 @@ pub enum SourceId {
     CiliumNodes,
     Applications,
     Pdbs,
+    /// Node Events with reason `Starting` (when k3s last started on each node).
+    NodeEvents,
+    /// `cilium.io/v2` CiliumEndpoints (which pods Cilium manages).
+    CiliumEndpoints,
 }
 
 impl SourceId {
-    pub const ALL: [SourceId; 7] = [
+    pub const ALL: [SourceId; 9] = [
         SourceId::Nodes,
         SourceId::Pods,
         SourceId::CiliumDaemonSet,
@@ -39,6 +45,8 @@ impl SourceId {
         SourceId::CiliumNodes,
         SourceId::Applications,
         SourceId::Pdbs,
+        SourceId::NodeEvents,
+        SourceId::CiliumEndpoints,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +58,8 @@ impl SourceId {
             SourceId::CiliumNodes => "ciliumnodes.cilium.io",
             SourceId::Applications => "applications.argoproj.io",
             SourceId::Pdbs => "poddisruptionbudgets",
+            SourceId::NodeEvents => "events (node Starting)",
+            SourceId::CiliumEndpoints => "ciliumendpoints.cilium.io",
         }
     }
 }
@@ -104,6 +114,8 @@ pub enum KubeEvent {
     CiliumNodes(Change<String>),
     Applications(Change<AppSummary>),
     Pdbs(Change<PdbSummary>),
+    NodeStarts(Change<NodeStartEvent>),
+    CiliumEndpoints(Change<EndpointSummary>),
     /// A source failed; the watcher backs off and retries by itself.
     Problem(SourceId, SourceProblem),
 }
@@ -120,6 +132,8 @@ impl KubeEvent {
                 | KubeEvent::CiliumNodes(Change::Init)
                 | KubeEvent::Applications(Change::Init)
                 | KubeEvent::Pdbs(Change::Init)
+                | KubeEvent::NodeStarts(Change::Init)
+                | KubeEvent::CiliumEndpoints(Change::Init)
         )
     }
 
@@ -132,6 +146,8 @@ impl KubeEvent {
             KubeEvent::CiliumNodes(_) => SourceId::CiliumNodes,
             KubeEvent::Applications(_) => SourceId::Applications,
             KubeEvent::Pdbs(_) => SourceId::Pdbs,
+            KubeEvent::NodeStarts(_) => SourceId::NodeEvents,
+            KubeEvent::CiliumEndpoints(_) => SourceId::CiliumEndpoints,
             KubeEvent::Problem(s, _) => *s,
         }
     }
@@ -163,7 +179,8 @@ where
     );
     let cilium_node =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", "CiliumNode"), "ciliumnodes");
-    vec![
+    let evidence = spawn_node_evidence(client.clone(), tx.clone());
+    let mut tasks = vec![
         spawn_typed(Api::<Node>::all(client.clone()), watcher::Config::default(), SourceId::Nodes, tx.clone(), |c| {
             KubeEvent::Nodes(c.map(|n| NodeSummary::from_node(&n)))
         }),
@@ -217,6 +234,34 @@ where
                 }))
             },
         ),
+    ];
+    tasks.extend(evidence);
+    tasks
+}
+
+/// The watchers behind each node's migration state ([`crate::app::migration`]): the Node Events
+/// with reason `Starting` (the kubelet's "Starting kubelet." marks a k3s start; filtered on the
+/// server, so the cockpit never holds the whole event stream), and the CiliumEndpoints (a pod with
+/// one is managed by Cilium, as `cilium status` counts them).
+pub fn spawn_node_evidence<E>(client: kube::Client, tx: mpsc::Sender<E>) -> Vec<JoinHandle<()>>
+where
+    E: From<KubeEvent> + Send + 'static,
+{
+    let endpoint = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cilium.io", "v2", "CiliumEndpoint"),
+        "ciliumendpoints",
+    );
+    vec![
+        spawn_typed(
+            Api::<Event>::all(client.clone()),
+            watcher::Config::default().fields("involvedObject.kind=Node,reason=Starting"),
+            SourceId::NodeEvents,
+            tx.clone(),
+            |c| KubeEvent::NodeStarts(c.map(|e| NodeStartEvent::from_event(&e))),
+        ),
+        spawn_typed(Api::all_with(client, &endpoint), watcher::Config::default(), SourceId::CiliumEndpoints, tx, |c| {
+            KubeEvent::CiliumEndpoints(c.map(|o: DynamicObject| EndpointSummary::from_dynamic(&o)))
+        }),
     ]
 }
 
