@@ -98,6 +98,14 @@ pub struct Inputs<'a> {
     pub starts_known: Known,
 }
 
+/// A node's pods that need a CNI: with a CiliumEndpoint, all, and holding a flannel address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PodCounts {
+    managed: usize,
+    total: usize,
+    old_ip: usize,
+}
+
 /// When k3s last started on a node, and from what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started {
@@ -193,30 +201,39 @@ impl Inputs<'_> {
         Some(agent.at > servers.at)
     }
 
-    /// Counts the node's pods that need a CNI: not hostNetwork, not terminating, not finished.
-    /// Returns (managed, total, holding a flannel address).
-    fn pod_counts(&self, node: &str) -> (usize, usize, usize) {
-        let (mut managed, mut total, mut old) = (0, 0, 0);
+    /// Per node, its pods that need a CNI (not hostNetwork, not terminating, not finished), in one
+    /// pass over the pods.
+    fn pod_counts(&self, only: Option<&str>) -> BTreeMap<&str, PodCounts> {
+        let mut out: BTreeMap<&str, PodCounts> = BTreeMap::new();
         for p in self.pods.values().filter(|p| {
-            p.node == node && !p.host_network && !p.terminating && !matches!(p.phase.as_str(), "Succeeded" | "Failed")
+            only.is_none_or(|n| p.node == n)
+                && !p.host_network
+                && !p.terminating
+                && !matches!(p.phase.as_str(), "Succeeded" | "Failed")
         }) {
-            total += 1;
+            let c = out.entry(p.node.as_str()).or_default();
+            c.total += 1;
             let has_endpoint = self
                 .endpoints
                 .get(&p.key())
                 // A re-created pod of the same name (StatefulSet) must not count by an old endpoint.
                 .is_some_and(|e| e.ip.is_empty() || p.ip.is_empty() || e.ip == p.ip);
             if has_endpoint {
-                managed += 1;
+                c.managed += 1;
             } else if !p.ip.is_empty() {
-                old += 1;
+                c.old_ip += 1;
             }
         }
-        (managed, total, old)
+        out
     }
 
     /// The verdict for one node.
     pub fn verdict(&self, node: &NodeSummary) -> NodeVerdict {
+        let counts = self.pod_counts(Some(&node.name)).get(node.name.as_str()).copied().unwrap_or_default();
+        self.judge(node, counts)
+    }
+
+    fn judge(&self, node: &NodeSummary, counts: PodCounts) -> NodeVerdict {
         let v =
             |state, reason: String, evidence: String| NodeVerdict { node: node.name.clone(), state, reason, evidence };
         let unknown = |why: String| v(NodeMigration::Unknown(why.clone()), format!("unknown: {why}"), why);
@@ -301,7 +318,7 @@ impl Inputs<'_> {
             let since = node.ready_since.map(|t| format!(" since {}", hms(t))).unwrap_or_default();
             let msg = if node.ready_message.is_empty() { String::new() } else { format!(": {}", node.ready_message) };
             evidence.push(format!("{what}{since}{msg}"));
-            return v(NodeMigration::Restarting, format!("restarting: {what}{since}"), evidence.join("; "));
+            return v(NodeMigration::Restarting, format!("k3s restarted, {what}{since}"), evidence.join("; "));
         }
         // 2. Its pods.
         match &self.pods_known {
@@ -314,7 +331,7 @@ impl Inputs<'_> {
             Known::Failing(why) => return unknown(format!("CiliumEndpoints not readable ({why})")),
             Known::Waiting => return unknown("CiliumEndpoints not listed yet".into()),
         }
-        let (managed, total, old_ip_pods) = self.pod_counts(&node.name);
+        let PodCounts { managed, total, old_ip: old_ip_pods } = counts;
         evidence.push(format!("{managed}/{total} pods managed by Cilium (CiliumEndpoints)"));
         if old_ip_pods > 0 {
             evidence.push(format!("{old_ip_pods} still on flannel addresses until re-created"));
@@ -331,7 +348,8 @@ impl Inputs<'_> {
 
     /// Every node's verdict, in name order.
     pub fn verdicts(&self) -> Vec<NodeVerdict> {
-        self.nodes.values().map(|n| self.verdict(n)).collect()
+        let counts = self.pod_counts(None);
+        self.nodes.values().map(|n| self.judge(n, counts.get(n.name.as_str()).copied().unwrap_or_default())).collect()
     }
 }
 

@@ -11,7 +11,7 @@ use ratatui::widgets::{Cell, Row, Table};
 
 use super::Theme;
 use super::common::{fit, freshness, pane};
-use crate::app::migration::NodeMigration;
+use crate::app::migration::{NodeMigration, NodeVerdict};
 use crate::app::model::{K3sArgs, NodeSummary};
 use crate::app::state::{AppState, Focus};
 use crate::cluster::watch::SourceId;
@@ -48,6 +48,8 @@ fn off_cell(follows: Option<bool>, theme: &Theme) -> Span<'static> {
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let focused = state.ui.focus == Focus::Nodes;
     let inputs = state.migration_inputs();
+    let verdicts: std::collections::BTreeMap<String, NodeVerdict> =
+        inputs.verdicts().into_iter().map(|v| (v.node.clone(), v)).collect();
     let mut block = pane(
         "Nodes",
         focused,
@@ -60,8 +62,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     );
     // The selected node's migration state and why, on the bottom border while focused.
     if focused && let Some(node) = state.nodes.values().nth(state.ui.selected_node) {
-        let v = inputs.verdict(node);
-        let text = format!(" {}: {} ", node.name, v.reason);
+        let reason = verdicts.get(&node.name).map_or("?", |v| v.reason.as_str());
+        let text = format!(" {}: {reason} ", node.name);
         block = block.title_bottom(Span::styled(fit(&text, area.width.saturating_sub(4) as usize), theme.dim()));
     }
     // Every column needs ~150 columns; below that the compact set (CNI instead of FLANNEL, no
@@ -72,13 +74,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         let args = effective_args(state, node);
         // "Off" from the servers' flags is a fact for this node only once it restarted since.
         let follows = inputs.follows_servers(node);
-        let verdict = inputs.verdict(node);
-        let cni_style = match verdict.state {
-            NodeMigration::Switched => theme.ok(),
-            NodeMigration::Unknown(_) => theme.dim(),
-            _ => theme.warn(),
+        let cni = match verdicts.get(&node.name).map(|v| &v.state) {
+            Some(s @ NodeMigration::Switched) => Span::styled(s.cell(), theme.ok()),
+            Some(s @ NodeMigration::Unknown(_)) => Span::styled(s.cell(), theme.dim()),
+            Some(s) => Span::styled(s.cell(), theme.warn()),
+            None => Span::styled("?", theme.dim()),
         };
-        let cni = Span::styled(verdict.state.cell(), cni_style);
         let ready = match node.ready {
             Some(true) => Span::styled("Ready", theme.ok()),
             Some(false) => Span::styled("NotRdy", theme.bad()),
