@@ -116,20 +116,46 @@ impl Seen {
     }
 }
 
-/// Prints the one line of an [`EXIT_UNREACHABLE`] outcome.
-fn unreachable(message: &str) -> ExitCode {
-    eprintln!("cutover status: {message}");
-    ExitCode::from(EXIT_UNREACHABLE)
+/// What one `cutover status` run found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The cluster answered: the report, and the state it was derived from (the same state the
+    /// cockpit would draw, e.g. its header).
+    Report { report: Report, state: Box<AppState> },
+    /// The cluster could not be read at all ([`EXIT_UNREACHABLE`]); the one line why.
+    Unreadable(String),
+}
+
+impl Outcome {
+    /// One of [`EXIT_READY`], [`EXIT_NOT_READY`], [`EXIT_UNREACHABLE`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Report { report, .. } if report.ready => EXIT_READY,
+            Outcome::Report { .. } => EXIT_NOT_READY,
+            Outcome::Unreadable(_) => EXIT_UNREACHABLE,
+        }
+    }
 }
 
 /// Runs `cutover status`; the exit code is one of [`EXIT_READY`], [`EXIT_NOT_READY`],
 /// [`EXIT_UNREACHABLE`].
 pub async fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode> {
+    let outcome = collect(&args, global).await;
+    match &outcome {
+        Outcome::Unreadable(message) => eprintln!("cutover status: {message}"),
+        Outcome::Report { report, .. } => print_report(report, args.output)?,
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// Reads the cluster once (and waits with `--wait`) and evaluates readiness, printing nothing:
+/// the library entry behind [`run`].
+pub async fn collect(args: &StatusArgs, global: &GlobalArgs) -> Outcome {
     let mut global = global.clone();
     global.read_only = true;
     let conn = match crate::cluster::client::connect(&global, |_| true).await {
         Ok(c) => c,
-        Err(e) => return Ok(unreachable(&format!("cannot connect to the cluster: {e}"))),
+        Err(e) => return Outcome::Unreadable(format!("cannot connect to the cluster: {e}")),
     };
     let targets =
         WatchTargets { cilium_namespace: args.cilium_namespace.clone(), argo_namespace: args.argo_namespace.clone() };
@@ -181,10 +207,9 @@ pub async fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode> {
         t.abort();
     }
     if let Some(message) = seen.unreadable(&conn.server, &conn.context) {
-        return Ok(unreachable(&message));
+        return Outcome::Unreadable(message);
     }
-    print_report(&report, args.output)?;
-    Ok(ExitCode::from(if report.ready { EXIT_READY } else { EXIT_NOT_READY }))
+    Outcome::Report { report, state: Box::new(state) }
 }
 
 fn is_init_done(ev: &KubeEvent) -> bool {
@@ -197,6 +222,8 @@ fn is_init_done(ev: &KubeEvent) -> bool {
             | KubeEvent::CiliumNodes(Change::InitDone)
             | KubeEvent::Applications(Change::InitDone)
             | KubeEvent::Pdbs(Change::InitDone)
+            | KubeEvent::NodeStarts(Change::InitDone)
+            | KubeEvent::CiliumEndpoints(Change::InitDone)
     )
 }
 

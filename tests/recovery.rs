@@ -82,6 +82,8 @@ impl Cockpit {
             KubeEvent::CiliumNodes(c) => kind(c),
             KubeEvent::Applications(c) => kind(c),
             KubeEvent::Pdbs(c) => kind(c),
+            KubeEvent::NodeStarts(c) => kind(c),
+            KubeEvent::CiliumEndpoints(c) => kind(c),
         };
         self.state.on_kube(ev);
         let live = matches!(self.state.sources[&source].state, SourceState::Live { .. });

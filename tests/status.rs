@@ -1,5 +1,6 @@
 //! `cutover status` against the simulated cluster: not ready on the user's cluster today (no
-//! Cilium), ready once the Cilium scenario has rolled out; never a mutating request.
+//! Cilium), nor while pods keep their flannel addresses; ready once every pod runs on Cilium;
+//! never a mutating request.
 #![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::path::PathBuf;
@@ -39,14 +40,29 @@ async fn fresh_cluster_is_not_ready_and_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cilium_installed_becomes_ready_with_wait() {
+async fn cilium_installed_is_not_ready_while_pods_keep_flannel_addresses() {
+    // Every k3s restarted without flannel and the agents are Ready, but the workloads were not
+    // re-created: they still have their flannel sandboxes, so no node has switched yet.
     let sim = Sim::start(SimOptions { scenario: "cilium-installed".into(), speed: 5.0, ..Default::default() })
         .await
         .expect("sim");
+    let (code, out) = status(&sim, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("stage 1 · 0/3 nodes switched · pending: homelab-cp1 ("), "{out}");
+    assert!(out.contains("FAIL node homelab-w1: CNI — "), "{out}");
+    assert!(out.contains("pods managed"), "{out}");
+    assert!(!out.contains("Cilium is the CNI"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_becomes_ready_with_wait() {
+    let sim =
+        Sim::start(SimOptions { scenario: "migrated".into(), speed: 5.0, ..Default::default() }).await.expect("sim");
     let (code, out) = status(&sim, &["--wait", "--wait-duration", "120s", "-o", "json"]).await;
     assert_eq!(code, 0, "{out}");
     let report: serde_json::Value = serde_json::from_str(out.trim()).expect("json report");
     assert_eq!(report["ready"], true, "{out}");
+    assert_eq!(report["stage"], "1 · Cilium is the CNI", "{out}");
     assert!(report["items"].as_array().is_some_and(|i| i.len() >= 6), "{out}");
 }
 

@@ -2,6 +2,7 @@
 pub mod action;
 pub mod flowview;
 pub mod keymap;
+pub mod migration;
 pub mod model;
 pub mod readiness;
 pub mod state;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
@@ -60,6 +60,12 @@ pub struct NodeSummary {
     pub pod_cidr: String,
     /// `k3s.io/node-args`, when present and parseable.
     pub k3s_args: Option<K3sArgs>,
+    /// `k3s.io/node-config-hash`: k3s rewrites it (with node-args) at a start whose own args or env
+    /// changed, so on a server it changes exactly when the server's flags do.
+    pub config_hash: String,
+    /// `lastTransitionTime` of the Ready condition: a k3s restart takes the node through NotReady,
+    /// so this is a lower bound of "up since" when no `Starting` event is left (events expire).
+    pub ready_since: Option<jiff::Timestamp>,
     /// Any `flannel.alpha.coreos.com/*` annotation present (k3s never removes them).
     pub flannel_annotations: bool,
     pub agent_not_ready_taint: bool,
@@ -88,6 +94,7 @@ impl NodeSummary {
                 _ => None,
             }),
             ready_message: ready_cond.and_then(|c| c.message.clone()).unwrap_or_default(),
+            ready_since: ready_cond.and_then(|c| c.last_transition_time.as_ref()).map(|t| t.0),
             unschedulable: spec.unschedulable.unwrap_or(false),
             server: labels.get("node-role.kubernetes.io/control-plane").is_some_and(|v| v == "true")
                 || labels.get("node-role.kubernetes.io/master").is_some_and(|v| v == "true"),
@@ -103,6 +110,7 @@ impl NodeSummary {
                 .unwrap_or_default(),
             pod_cidr: spec.pod_cidr.clone().unwrap_or_default(),
             k3s_args: ann.get("k3s.io/node-args").and_then(|a| K3sArgs::parse(a)),
+            config_hash: ann.get("k3s.io/node-config-hash").cloned().unwrap_or_default(),
             flannel_annotations: ann.keys().any(|k| k.starts_with("flannel.alpha.coreos.com/")),
             agent_not_ready_taint: taints.iter().any(|t| t.starts_with("node.cilium.io/agent-not-ready")),
             taints,
@@ -135,6 +143,10 @@ pub struct PodSummary {
     pub owner_kind: String,
     pub terminating: bool,
     pub labels: BTreeMap<String, String>,
+    /// `spec.hostNetwork`: such a pod has the node's address and no CNI at all.
+    pub host_network: bool,
+    /// `status.podIP` (empty until the sandbox has one).
+    pub ip: String,
 }
 
 impl PodSummary {
@@ -177,6 +189,78 @@ impl PodSummary {
                 .unwrap_or_default(),
             terminating: meta.deletion_timestamp.is_some(),
             labels,
+            host_network: p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false),
+            ip: status.pod_ip.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One `Starting` Event about a Node: the kubelet's ("Starting kubelet.") marks a start of k3s on
+/// that node; the embedded kube-proxy emits its own with the same reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStartEvent {
+    /// The Event's `namespace/name` (several per node over time).
+    pub key: String,
+    pub node: String,
+    /// `source.component` (or `reportingComponent`): `kubelet`, `kube-proxy`.
+    pub component: String,
+    /// The latest occurrence: the recorder bumps `count` and `lastTimestamp` on a repeat.
+    pub at: Option<jiff::Timestamp>,
+}
+
+impl NodeStartEvent {
+    pub fn from_event(e: &Event) -> NodeStartEvent {
+        let meta = &e.metadata;
+        let component = e
+            .source
+            .as_ref()
+            .and_then(|s| s.component.clone())
+            .filter(|c| !c.is_empty())
+            .or_else(|| e.reporting_component.clone())
+            .unwrap_or_default();
+        NodeStartEvent {
+            key: format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or("")),
+            node: e.involved_object.name.clone().unwrap_or_default(),
+            component,
+            at: e
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+                .or_else(|| e.first_timestamp.as_ref().map(|t| t.0)),
+        }
+    }
+
+    /// The kubelet's event, i.e. a k3s (re)start on the node.
+    pub fn is_kubelet(&self) -> bool {
+        self.component == "kubelet"
+    }
+}
+
+/// One `cilium.io/v2` CiliumEndpoint: named and namespaced like the pod it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSummary {
+    pub namespace: String,
+    pub name: String,
+    /// `status.networking.addressing[0].ipv4` (empty when not reported).
+    pub ip: String,
+}
+
+impl EndpointSummary {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn from_dynamic(o: &kube::api::DynamicObject) -> EndpointSummary {
+        EndpointSummary {
+            namespace: o.metadata.namespace.clone().unwrap_or_default(),
+            name: o.metadata.name.clone().unwrap_or_default(),
+            ip: o
+                .data
+                .pointer("/status/networking/addressing/0/ipv4")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 }

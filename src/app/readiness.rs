@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::migration::{NodeMigration, NodeVerdict};
 use super::state::{AppState, SourceState};
 use crate::cluster::watch::SourceId;
 use crate::hubble::proto::relay::NodeState;
@@ -42,8 +43,9 @@ fn item(what: impl Into<String>, ok: Option<bool>, detail: impl Into<String>) ->
 pub fn evaluate(state: &AppState, relay_checked: bool) -> Report {
     let mut items = Vec::new();
     for (id, src) in &state.sources {
-        // PDBs matter for drains, not for readiness.
-        if *id == SourceId::Pdbs {
+        // PDBs matter for drains, not for readiness. Node events only sharpen the restart
+        // evidence (without them the Ready transition is used, and said so per node).
+        if matches!(*id, SourceId::Pdbs | SourceId::NodeEvents) {
             continue;
         }
         if let SourceState::Failing { problem, .. } = &src.state {
@@ -73,6 +75,8 @@ pub fn evaluate(state: &AppState, relay_checked: bool) -> Report {
         )),
         None => items.push(item("deployment/cilium-operator", Some(false), "not found")),
     }
+    let migration: std::collections::BTreeMap<String, NodeVerdict> =
+        state.migration().into_iter().map(|v| (v.node.clone(), v)).collect();
     for n in state.nodes.values() {
         let name = &n.name;
         items.push(item(
@@ -80,6 +84,16 @@ pub fn evaluate(state: &AppState, relay_checked: bool) -> Report {
             n.ready,
             if n.ready == Some(true) { String::new() } else { n.ready_message.clone() },
         ));
+        if let Some(v) = migration.get(name) {
+            let ok = match v.state {
+                NodeMigration::Unknown(_) => None,
+                NodeMigration::Switched => Some(true),
+                _ => Some(false),
+            };
+            let detail =
+                if v.state.is_switched() { v.evidence.clone() } else { format!("{} — {}", v.reason, v.evidence) };
+            items.push(item(format!("node {name}: CNI"), ok, detail));
+        }
         let agent = state.cilium_agent(name);
         items.push(item(
             format!("node {name}: cilium agent"),
@@ -140,7 +154,7 @@ pub fn evaluate(state: &AppState, relay_checked: bool) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::model::{NodeSummary, PodRole, PodSummary, WorkloadSummary};
+    use crate::app::model::{EndpointSummary, K3sArgs, NodeSummary, PodRole, PodSummary, WorkloadSummary};
     use crate::app::state::Mode;
     use crate::cluster::watch::{Change, KubeEvent, SourceProblem};
 
@@ -150,9 +164,17 @@ mod tests {
         s.on_kube(KubeEvent::Nodes(Change::Apply(NodeSummary {
             name: "a".into(),
             ready: Some(true),
+            server: true,
+            k3s_args: Some(K3sArgs {
+                role: "server".into(),
+                flannel_backend: Some("none".into()),
+                disable_network_policy: true,
+                ..Default::default()
+            }),
             ..Default::default()
         })));
         s.on_kube(KubeEvent::CiliumNodes(Change::Apply("a".into())));
+        s.on_kube(KubeEvent::CiliumEndpoints(Change::InitDone));
         let ws = WorkloadSummary { name: "x".into(), desired: 1, ready: 1, available: 1, updated: 1 };
         s.on_kube(KubeEvent::CiliumDaemonSet(Change::Apply(ws.clone())));
         s.on_kube(KubeEvent::CiliumOperator(Change::Apply(ws)));
@@ -170,9 +192,36 @@ mod tests {
             node: "a".into(),
             ready: true,
             role: PodRole::CiliumAgent,
+            host_network: true,
             ..Default::default()
         })));
         assert!(evaluate(&s, false).ready, "{:?}", evaluate(&s, false).items);
+        // A workload still on its flannel address: the node has not switched.
+        let web = PodSummary {
+            namespace: "web".into(),
+            name: "web-1".into(),
+            node: "a".into(),
+            phase: "Running".into(),
+            ip: "10.42.0.9".into(),
+            ..Default::default()
+        };
+        s.on_kube(KubeEvent::Pods(Change::Apply(web.clone())));
+        let r = evaluate(&s, false);
+        assert!(!r.ready);
+        let cni = r.items.iter().find(|i| i.what == "node a: CNI").cloned();
+        assert!(
+            cni.as_ref().is_some_and(|i| i.status == "not-ready" && i.detail.starts_with("0/1 pods managed")),
+            "{cni:?}"
+        );
+        assert!(r.stage.starts_with("1 · 0/1 nodes switched"), "{}", r.stage);
+        s.on_kube(KubeEvent::CiliumEndpoints(Change::Apply(EndpointSummary {
+            namespace: "web".into(),
+            name: "web-1".into(),
+            ip: "10.42.0.9".into(),
+        })));
+        let r = evaluate(&s, false);
+        assert!(r.ready, "{:?}", r.items);
+        assert_eq!(r.stage, "1 · Cilium is the CNI");
         s.on_kube(KubeEvent::Problem(SourceId::Pods, SourceProblem::Forbidden("no".into())));
         assert!(!evaluate(&s, false).ready, "an unreadable source is not 'ready'");
     }

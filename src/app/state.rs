@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::model::{AppSummary, NodeSummary, PdbSummary, PodRole, PodSummary, WorkloadSummary};
+use super::migration::{Inputs, Known, NodeMigration, NodeVerdict};
+use super::model::{
+    AppSummary, EndpointSummary, NodeStartEvent, NodeSummary, PdbSummary, PodRole, PodSummary, WorkloadSummary,
+};
 use crate::cluster::watch::{Change, KubeEvent, SourceId, SourceProblem};
 use crate::hubble::proto::flow::{Flow, Verdict};
 use crate::hubble::proto::observer::Node as RelayNode;
@@ -255,6 +258,10 @@ pub struct AppState {
     pub cilium_nodes: BTreeSet<String>,
     pub apps: BTreeMap<String, AppSummary>,
     pub pdbs: BTreeMap<String, PdbSummary>,
+    /// CiliumEndpoints by `namespace/name` (= the pod's).
+    pub endpoints: BTreeMap<String, EndpointSummary>,
+    /// Node `Starting` Events by the Event's `namespace/name`.
+    pub node_starts: BTreeMap<String, NodeStartEvent>,
     pub relay: RelayState,
     pub flows: FlowBuffer,
     pub log: VecDeque<LogLine>,
@@ -294,6 +301,8 @@ impl AppState {
             cilium_nodes: BTreeSet::new(),
             apps: BTreeMap::new(),
             pdbs: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            node_starts: BTreeMap::new(),
             relay: RelayState::default(),
             flows: FlowBuffer::new(flow_capacity),
             log: VecDeque::new(),
@@ -367,6 +376,12 @@ impl AppState {
                     self.cilium_nodes.iter().map(|n| (n.clone(), n.clone())).collect();
                 apply_change(&mut map, self.sources.get_mut(&source), c, Clone::clone);
                 self.cilium_nodes = map.into_keys().collect();
+            }
+            KubeEvent::NodeStarts(c) => {
+                apply_change(&mut self.node_starts, self.sources.get_mut(&source), c, |e| e.key.clone())
+            }
+            KubeEvent::CiliumEndpoints(c) => {
+                apply_change(&mut self.endpoints, self.sources.get_mut(&source), c, EndpointSummary::key)
             }
             KubeEvent::CiliumDaemonSet(c) => apply_single(&mut self.cilium_ds, c),
             KubeEvent::CiliumOperator(c) => apply_single(&mut self.operator, c),
@@ -459,24 +474,106 @@ impl AppState {
         );
     }
 
-    /// Derives the runbook stage from what the cluster shows (never from what we did).
+    /// How far each source behind the migration state can be trusted.
+    fn known(&self, id: SourceId) -> Known {
+        match self.sources.get(&id).map(|s| &s.state) {
+            Some(SourceState::Live { .. }) => Known::Live,
+            Some(SourceState::Failing { problem: SourceProblem::NotInstalled(_), .. }) => Known::Absent,
+            Some(SourceState::Failing { problem, .. }) => Known::Failing(describe_problem(problem)),
+            Some(SourceState::Connecting) | None => Known::Waiting,
+        }
+    }
+
+    /// What the per-node migration derivation reads.
+    pub fn migration_inputs(&self) -> Inputs<'_> {
+        Inputs {
+            nodes: &self.nodes,
+            nodes_known: self.known(SourceId::Nodes),
+            pods: &self.pods,
+            pods_known: self.known(SourceId::Pods),
+            endpoints: &self.endpoints,
+            endpoints_known: self.known(SourceId::CiliumEndpoints),
+            starts: &self.node_starts,
+            starts_known: self.known(SourceId::NodeEvents),
+        }
+    }
+
+    /// Every node's migration state, in name order (the header, the Nodes pane and `cutover
+    /// status` all use this one derivation).
+    pub fn migration(&self) -> Vec<NodeVerdict> {
+        self.migration_inputs().verdicts()
+    }
+
+    /// Derives the runbook stage from what the cluster shows (never from what we did): "Cilium is
+    /// the CNI" only when every node has switched and every pod on it is managed; otherwise how
+    /// many nodes have, and why the others have not.
     pub fn derive_stage(&self) -> String {
-        let servers: Vec<_> = self.nodes.values().filter(|n| n.server).collect();
-        let args: Vec<_> = servers.iter().filter_map(|n| n.k3s_args.as_ref()).collect();
         if self.nodes.is_empty() {
             return "unknown".into();
         }
-        let flannel_off = !args.is_empty() && args.iter().all(|a| !a.flannel_enabled());
-        let kp_off = !args.is_empty() && args.iter().all(|a| a.disable_kube_proxy);
+        let verdicts = self.migration();
+        let inputs = self.migration_inputs();
+        let servers: Vec<_> = self.nodes.values().filter(|n| n.server).collect();
+        let args: Vec<_> = servers.iter().filter_map(|n| n.k3s_args.as_ref()).collect();
+        let any_server_switched = args.iter().any(|a| !a.flannel_enabled());
+        let kp_off = !args.is_empty() && args.len() == servers.len() && args.iter().all(|a| a.disable_kube_proxy);
         let cilium = self.apps.get(&self.cilium_app);
-        let agents_ready = self.nodes.keys().all(|n| self.cilium_agent(n).is_some_and(|p| p.ready));
-        match (cilium, flannel_off, kp_off, agents_ready) {
-            (None, false, _, _) => "0 · flannel (pre-flight)".into(),
-            (None, true, _, _) => "1 · k3s flags set, no Cilium app".into(),
-            (Some(_), _, true, true) => "2 · kube-proxy replacement".into(),
-            (Some(_), _, _, true) => "1 · Cilium is the CNI".into(),
-            (Some(_), _, _, false) => "1 · Cilium rolling out".into(),
+        let switched = verdicts.iter().filter(|v| v.state.is_switched()).count();
+        let total = verdicts.len();
+        if switched == total {
+            let not_ready: Vec<&str> = self
+                .nodes
+                .keys()
+                .filter(|n| !self.cilium_agent(n).is_some_and(|p| p.ready))
+                .map(String::as_str)
+                .collect();
+            let agents = if not_ready.is_empty() {
+                String::new()
+            } else {
+                format!(" · cilium agent not ready: {}", list(&not_ready))
+            };
+            if kp_off {
+                let pending: Vec<&str> = self
+                    .nodes
+                    .values()
+                    .filter(|n| inputs.follows_servers(n) != Some(true))
+                    .map(|n| n.name.as_str())
+                    .collect();
+                if !pending.is_empty() {
+                    return format!(
+                        "2 · kube-proxy off on the servers · not restarted since: {}{agents}",
+                        list(&pending)
+                    );
+                }
+                return format!("2 · kube-proxy replacement{agents}");
+            }
+            return format!("1 · Cilium is the CNI{agents}");
         }
+        if let Some(why) = verdicts
+            .iter()
+            .map(|v| match &v.state {
+                NodeMigration::Unknown(why) => Some(why),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .and_then(|whys| whys.first().copied())
+        {
+            return format!("? · node state unknown: {why}");
+        }
+        let all_flannel = verdicts.iter().all(|v| v.state == NodeMigration::Flannel { awaiting_restart: false });
+        let no_app = if cilium.is_none() { " · no Cilium app" } else { "" };
+        if all_flannel {
+            if cilium.is_none() && !any_server_switched {
+                return "0 · flannel (pre-flight)".into();
+            }
+            return format!("1 · 0/{total} nodes switched{no_app} · flannel still on in the servers' node-args");
+        }
+        let pending: Vec<String> =
+            verdicts.iter().filter(|v| !v.state.is_switched()).map(|v| format!("{} ({})", v.node, v.reason)).collect();
+        format!(
+            "1 · {switched}/{total} nodes switched{no_app} · pending: {}",
+            list(&pending.iter().map(String::as_str).collect::<Vec<_>>())
+        )
     }
 
     pub fn cilium_agent(&self, node: &str) -> Option<&PodSummary> {
@@ -514,6 +611,16 @@ impl AppState {
 }
 
 pub use crate::hubble::format::strip_cluster_prefix;
+
+/// `a, b, c` — at most four, then `+N more` (the header is one line).
+fn list(items: &[&str]) -> String {
+    const SHOWN: usize = 4;
+    let mut out = items.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        out.push_str(&format!(", +{} more", items.len() - SHOWN));
+    }
+    out
+}
 
 fn describe_problem(p: &SourceProblem) -> String {
     match p {

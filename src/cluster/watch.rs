@@ -9,7 +9,7 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, watcher};
@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::app::model::{AppSummary, NodeSummary, PdbSummary, PodSummary, WorkloadSummary};
+use crate::app::model::{
+    AppSummary, EndpointSummary, NodeStartEvent, NodeSummary, PdbSummary, PodSummary, WorkloadSummary,
+};
 use crate::cluster::client::redact;
 use crate::cluster::error_text;
 
@@ -34,10 +36,14 @@ pub enum SourceId {
     CiliumNodes,
     Applications,
     Pdbs,
+    /// Node Events with reason `Starting` (when k3s last started on each node).
+    NodeEvents,
+    /// `cilium.io/v2` CiliumEndpoints (which pods Cilium manages).
+    CiliumEndpoints,
 }
 
 impl SourceId {
-    pub const ALL: [SourceId; 7] = [
+    pub const ALL: [SourceId; 9] = [
         SourceId::Nodes,
         SourceId::Pods,
         SourceId::CiliumDaemonSet,
@@ -45,6 +51,8 @@ impl SourceId {
         SourceId::CiliumNodes,
         SourceId::Applications,
         SourceId::Pdbs,
+        SourceId::NodeEvents,
+        SourceId::CiliumEndpoints,
     ];
 
     pub fn label(self) -> &'static str {
@@ -56,6 +64,8 @@ impl SourceId {
             SourceId::CiliumNodes => "ciliumnodes.cilium.io",
             SourceId::Applications => "applications.argoproj.io",
             SourceId::Pdbs => "poddisruptionbudgets",
+            SourceId::NodeEvents => "events (node Starting)",
+            SourceId::CiliumEndpoints => "ciliumendpoints.cilium.io",
         }
     }
 }
@@ -110,6 +120,8 @@ pub enum KubeEvent {
     CiliumNodes(Change<String>),
     Applications(Change<AppSummary>),
     Pdbs(Change<PdbSummary>),
+    NodeStarts(Change<NodeStartEvent>),
+    CiliumEndpoints(Change<EndpointSummary>),
     /// A source failed; the watcher backs off and retries by itself.
     Problem(SourceId, SourceProblem),
 }
@@ -126,6 +138,8 @@ impl KubeEvent {
                 | KubeEvent::CiliumNodes(Change::Init)
                 | KubeEvent::Applications(Change::Init)
                 | KubeEvent::Pdbs(Change::Init)
+                | KubeEvent::NodeStarts(Change::Init)
+                | KubeEvent::CiliumEndpoints(Change::Init)
         )
     }
 
@@ -138,6 +152,8 @@ impl KubeEvent {
             KubeEvent::CiliumNodes(_) => SourceId::CiliumNodes,
             KubeEvent::Applications(_) => SourceId::Applications,
             KubeEvent::Pdbs(_) => SourceId::Pdbs,
+            KubeEvent::NodeStarts(_) => SourceId::NodeEvents,
+            KubeEvent::CiliumEndpoints(_) => SourceId::CiliumEndpoints,
             KubeEvent::Problem(s, _) => *s,
         }
     }
@@ -201,7 +217,8 @@ where
     );
     let cilium_node =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", "CiliumNode"), "ciliumnodes");
-    vec![
+    let evidence = spawn_node_evidence(&w, client.clone(), tx.clone());
+    let mut tasks = vec![
         w.spawn(Api::<Node>::all(client.clone()), watcher::Config::default(), SourceId::Nodes, tx.clone(), |c| {
             KubeEvent::Nodes(c.map(|n| NodeSummary::from_node(&n)))
         }),
@@ -255,6 +272,34 @@ where
                 }))
             },
         ),
+    ];
+    tasks.extend(evidence);
+    tasks
+}
+
+/// The watchers behind each node's migration state ([`crate::app::migration`]): the Node Events
+/// with reason `Starting` (the kubelet's "Starting kubelet." marks a k3s start; filtered on the
+/// server, so the cockpit never holds the whole event stream), and the CiliumEndpoints (a pod with
+/// one is managed by Cilium, as `cilium status` counts them).
+fn spawn_node_evidence<E>(w: &Spawner, client: kube::Client, tx: mpsc::Sender<E>) -> Vec<JoinHandle<()>>
+where
+    E: From<KubeEvent> + Send + 'static,
+{
+    let endpoint = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cilium.io", "v2", "CiliumEndpoint"),
+        "ciliumendpoints",
+    );
+    vec![
+        w.spawn(
+            Api::<Event>::all(client.clone()),
+            watcher::Config::default().fields("involvedObject.kind=Node,reason=Starting"),
+            SourceId::NodeEvents,
+            tx.clone(),
+            |c| KubeEvent::NodeStarts(c.map(|e| NodeStartEvent::from_event(&e))),
+        ),
+        w.spawn(Api::all_with(client, &endpoint), watcher::Config::default(), SourceId::CiliumEndpoints, tx, |c| {
+            KubeEvent::CiliumEndpoints(c.map(|o: DynamicObject| EndpointSummary::from_dynamic(&o)))
+        }),
     ]
 }
 

@@ -1,5 +1,7 @@
-//! The Nodes pane: per node Ready, cordon, k3s role/version, flannel and kube-proxy state from the
-//! servers' node-args, the cilium agent, taint, CiliumNode, relay state, pods, flows/drops per s.
+//! The Nodes pane: per node Ready, cordon, k3s role/version, the node's real CNI state (from
+//! evidence on the node: [`crate::app::migration`]), flannel and kube-proxy as the servers' flags
+//! say (marked when the node has not restarted since), the cilium agent, taint, CiliumNode, relay
+//! state, pods, flows/drops per s.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -9,13 +11,15 @@ use ratatui::widgets::{Cell, Row, Table};
 
 use super::Theme;
 use super::common::{fit, freshness, pane};
+use crate::app::migration::{NodeMigration, NodeVerdict};
 use crate::app::model::{K3sArgs, NodeSummary};
 use crate::app::state::{AppState, Focus};
 use crate::cluster::watch::SourceId;
 use crate::hubble::proto::relay::NodeState;
 
-/// The flags that decide the network mode are server flags: agents follow their server. So a
-/// node's effective flags are the servers' (when they agree).
+/// The flags that decide the network mode are server flags: agents take them from their server
+/// when their own k3s starts. So a node's flags are the servers' (when they agree) — as intended,
+/// not yet as applied: see [`off_cell`].
 fn effective_args(state: &AppState, node: &NodeSummary) -> Option<K3sArgs> {
     if node.server {
         return node.k3s_args.clone();
@@ -29,32 +33,70 @@ fn effective_args(state: &AppState, node: &NodeSummary) -> Option<K3sArgs> {
         .then(|| (*first).clone())
 }
 
+/// A flag the servers turned off, for one node: `off` once the node's k3s started after the
+/// servers' (a server's own node-args are always its own), `off*` when the servers say off and
+/// this node has not restarted since (it still runs what it started with), `off?` when there is no
+/// restart evidence either way.
+fn off_cell(follows: Option<bool>, theme: &Theme) -> Span<'static> {
+    match follows {
+        Some(true) => Span::styled("off", theme.ok()),
+        Some(false) => Span::styled("off*", theme.warn()),
+        None => Span::styled("off?", theme.dim()),
+    }
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let focused = state.ui.focus == Focus::Nodes;
-    let block = pane(
+    let inputs = state.migration_inputs();
+    let verdicts: std::collections::BTreeMap<String, NodeVerdict> =
+        inputs.verdicts().into_iter().map(|v| (v.node.clone(), v)).collect();
+    let mut block = pane(
         "Nodes",
         focused,
-        freshness(state, &[SourceId::Nodes, SourceId::Pods, SourceId::CiliumNodes], theme),
+        freshness(
+            state,
+            &[SourceId::Nodes, SourceId::Pods, SourceId::CiliumNodes, SourceId::CiliumEndpoints, SourceId::NodeEvents],
+            theme,
+        ),
         theme,
     );
-    let wide = area.width >= 110;
+    // The selected node's migration state and why, on the bottom border while focused.
+    if focused && let Some(node) = state.nodes.values().nth(state.ui.selected_node) {
+        let reason = verdicts.get(&node.name).map_or("?", |v| v.reason.as_str());
+        let text = format!(" {}: {reason} ", node.name);
+        block = block.title_bottom(Span::styled(fit(&text, area.width.saturating_sub(4) as usize), theme.dim()));
+    }
+    // Every column needs ~150 columns; below that the compact set (CNI instead of FLANNEL, no
+    // version or taint), with the spare width going to the node names.
+    let wide = area.width >= 150;
     let mut rows = Vec::new();
     for (i, node) in state.nodes.values().enumerate() {
         let args = effective_args(state, node);
+        // "Off" from the servers' flags is a fact for this node only once it restarted since.
+        let follows = inputs.follows_servers(node);
+        let cni = match verdicts.get(&node.name).map(|v| &v.state) {
+            Some(s @ NodeMigration::Switched) => Span::styled(s.cell(), theme.ok()),
+            Some(s @ NodeMigration::Unknown(_)) => Span::styled(s.cell(), theme.dim()),
+            Some(s) => Span::styled(s.cell(), theme.warn()),
+            None => Span::styled("?", theme.dim()),
+        };
         let ready = match node.ready {
             Some(true) => Span::styled("Ready", theme.ok()),
             Some(false) => Span::styled("NotRdy", theme.bad()),
             None => Span::styled("Unknwn", theme.bad()),
         };
-        let sched = if node.unschedulable { Span::styled("cordon", theme.warn()) } else { Span::raw("") };
+        let sched = match (node.unschedulable, wide) {
+            (true, true) => Span::styled("cordon", theme.warn()),
+            (true, false) => Span::styled("cord", theme.warn()),
+            (false, _) => Span::raw(""),
+        };
         let flannel = match &args {
             Some(a) if a.flannel_enabled() => Span::styled("on", theme.warn()),
-            Some(_) if node.flannel_annotations => Span::styled("off*", theme.ok()),
-            Some(_) => Span::styled("off", theme.ok()),
+            Some(_) => off_cell(follows, theme),
             None => Span::styled("?", theme.dim()),
         };
         let kproxy = match &args {
-            Some(a) if a.disable_kube_proxy => Span::styled("off", theme.ok()),
+            Some(a) if a.disable_kube_proxy => off_cell(follows, theme),
             Some(_) => Span::raw("on"),
             None => Span::styled("?", theme.dim()),
         };
@@ -98,7 +140,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             ),
             None => (Span::styled("?", theme.dim()), Span::styled("?", theme.dim())),
         };
-        let role = if node.server { "server" } else { "agent" };
+        let role = match (node.server, wide) {
+            (true, true) => "server",
+            (false, true) => "agent",
+            (true, false) => "srv",
+            (false, false) => "agt",
+        };
         let mut cells = vec![
             Cell::from(fit(&node.name, if wide { 20 } else { 14 })),
             Cell::from(ready),
@@ -108,7 +155,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         if wide {
             cells.push(Cell::from(node.kubelet_version.clone()));
         }
-        cells.extend([Cell::from(flannel), Cell::from(kproxy), Cell::from(agent)]);
+        // Narrow: the CNI cell says per node what FLANNEL only says for the servers' flags.
+        cells.push(Cell::from(cni));
+        if wide {
+            cells.push(Cell::from(flannel));
+        }
+        cells.extend([Cell::from(kproxy), Cell::from(agent)]);
         if wide {
             cells.push(Cell::from(taint));
         }
@@ -140,6 +192,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 "SCHED",
                 "ROLE",
                 "K3S",
+                "CNI",
                 "FLANNEL",
                 "KPROXY",
                 "CILIUM AGENT",
@@ -156,6 +209,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Constraint::Length(6),
                 Constraint::Length(6),
                 Constraint::Length(13),
+                Constraint::Length(8),
                 Constraint::Length(7),
                 Constraint::Length(6),
                 Constraint::Length(18),
@@ -169,20 +223,20 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         )
     } else {
         (
-            vec!["NODE", "READY", "SCHED", "ROLE", "FLNL", "KPRX", "CILIUM", "CN", "RELAY", "PODS", "F/S", "D/S"],
+            vec!["NODE", "READY", "SCHD", "ROLE", "CNI", "KPRX", "CILIUM", "CN", "RELAY", "PODS", "F/S", "D/S"],
             vec![
-                Constraint::Length(14),
-                Constraint::Length(6),
-                Constraint::Length(6),
+                Constraint::Min(11),
                 Constraint::Length(6),
                 Constraint::Length(4),
                 Constraint::Length(4),
-                Constraint::Min(10),
+                Constraint::Length(8),
+                Constraint::Length(4),
+                Constraint::Min(9),
                 Constraint::Length(3),
-                Constraint::Length(7),
+                Constraint::Length(6),
                 Constraint::Length(4),
-                Constraint::Length(5),
-                Constraint::Length(5),
+                Constraint::Length(4),
+                Constraint::Length(4),
             ],
         )
     };

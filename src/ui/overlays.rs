@@ -119,23 +119,39 @@ pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             g.push(Line::from(spans));
         }
     }
+    // What the Nodes pane's derived cells mean: shown when it fits next to the keys (the keys
+    // come first). Short lines, so that they fit a column of the two-column layout too.
+    let legend = |k: &'static str, text: &'static str| {
+        Line::from(vec![Span::styled(format!(" {k:<10}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(text)])
+    };
+    let legend_group = vec![
+        Line::from(Span::styled("Nodes pane columns", theme.accent())),
+        legend("CNI", "flannel · restart? · starting · 3/7 · cilium"),
+        legend("restart?", "servers switched; not restarted here since"),
+        legend("3/7", "pods with a CiliumEndpoint / pods here"),
+        legend("off*", "servers say off, not restarted here since"),
+        legend("off?", "servers say off, no restart evidence here"),
+    ];
     let title = Line::from(Span::styled("Keys (any key closes)", Style::new().add_modifier(Modifier::BOLD)));
-    let total: usize = groups.iter().map(|g| g.len() + 1).sum::<usize>() + 1;
-    // One column when it fits; otherwise two, split between groups.
-    let columns: Vec<Vec<Line>> = if total + 2 <= area.height as usize || area.width < 100 {
-        let mut col = vec![title];
-        for g in groups {
-            col.push(Line::from(""));
-            col.extend(g);
-        }
-        vec![col]
-    } else {
-        // Split the whole list in two halves (a group may continue in the second column).
-        let mut all = vec![title];
-        for g in groups {
+    let flatten = |with_legend: bool| {
+        let mut all = vec![title.clone()];
+        for g in groups.iter().chain(with_legend.then_some(&legend_group)) {
             all.push(Line::from(""));
-            all.extend(g);
+            all.extend(g.iter().cloned());
         }
+        all
+    };
+    let rows = area.height.saturating_sub(2) as usize;
+    // One column when it fits (with the legend if that still fits); otherwise two, split in
+    // halves (a group may continue in the second column), with the legend if both still fit.
+    let one = |with_legend: bool| flatten(with_legend).len() <= rows || area.width < 100;
+    let columns: Vec<Vec<Line>> = if one(true) {
+        vec![flatten(true)]
+    } else if one(false) {
+        vec![flatten(false)]
+    } else {
+        let with = flatten(true);
+        let mut all = if with.len().div_ceil(2) <= rows { with } else { flatten(false) };
         let right = all.split_off(all.len().div_ceil(2));
         vec![all, right]
     };

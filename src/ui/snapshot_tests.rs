@@ -7,7 +7,9 @@ use ratatui::backend::TestBackend;
 
 use super::{Theme, draw};
 use crate::app::action::{Operation, Pending};
-use crate::app::model::{AppResource, AppSummary, K3sArgs, NodeSummary, PodRole, PodSummary};
+use crate::app::model::{
+    AppResource, AppSummary, EndpointSummary, K3sArgs, NodeStartEvent, NodeSummary, PodRole, PodSummary,
+};
 use crate::app::state::{AppState, Focus, Mode};
 use crate::cluster::watch::{Change, KubeEvent, SourceId, SourceProblem};
 use crate::hubble::proto::flow::{Endpoint, Flow, Ip, Verdict};
@@ -39,6 +41,7 @@ fn node(name: &str, server: bool, flannel: bool) -> NodeSummary {
         kernel: "6.8.0-52-generic".into(),
         k3s_args: server.then_some(args),
         flannel_annotations: true,
+        ready_since: Some(ts(T0 - 3600)),
         ..Default::default()
     }
 }
@@ -53,8 +56,35 @@ fn agent(node: &str, ready: bool) -> PodSummary {
         restarts: if ready { 0 } else { 3 },
         role: PodRole::CiliumAgent,
         owner_kind: "DaemonSet".into(),
+        host_network: true,
         ..Default::default()
     }
+}
+
+fn workload(ns: &str, name: &str, node: &str, ip: &str) -> PodSummary {
+    PodSummary {
+        namespace: ns.into(),
+        name: name.into(),
+        node: node.into(),
+        phase: "Running".into(),
+        ready: true,
+        owner_kind: "ReplicaSet".into(),
+        ip: ip.into(),
+        ..Default::default()
+    }
+}
+
+fn start_event(node: &str, at: i64) -> NodeStartEvent {
+    NodeStartEvent {
+        key: format!("default/{node}.{at}"),
+        node: node.into(),
+        component: "kubelet".into(),
+        at: Some(ts(at)),
+    }
+}
+
+fn endpoint(ns: &str, name: &str, ip: &str) -> EndpointSummary {
+    EndpointSummary { namespace: ns.into(), name: name.into(), ip: ip.into() }
 }
 
 fn app(name: &str, sync: &str, health: &str) -> AppSummary {
@@ -99,7 +129,9 @@ fn kube(s: &mut AppState, e: KubeEvent) {
     s.on_kube(e);
 }
 
-/// A half-migrated cluster: Cilium syncing, one agent not ready, flows from two nodes.
+/// A half-migrated cluster: Cilium syncing, one agent not ready, flows from two nodes; the server
+/// and homelab-w1 restarted without flannel (w1 still has a pod on its flannel address),
+/// homelab-w2 not restarted since.
 fn typical(mode: Mode) -> AppState {
     let mut s = AppState::new(ts(T0), mode, 10_000);
     s.context = "homelab".into();
@@ -112,6 +144,23 @@ fn typical(mode: Mode) -> AppState {
     kube(&mut s, KubeEvent::Pods(Change::Apply(agent("homelab-w2", false))));
     kube(&mut s, KubeEvent::CiliumNodes(Change::Apply("homelab-cp1".into())));
     kube(&mut s, KubeEvent::CiliumNodes(Change::Apply("homelab-w1".into())));
+    kube(&mut s, KubeEvent::NodeStarts(Change::Apply(start_event("homelab-cp1", T0 - 600))));
+    kube(&mut s, KubeEvent::NodeStarts(Change::Apply(start_event("homelab-w1", T0 - 300))));
+    kube(
+        &mut s,
+        KubeEvent::Pods(Change::Apply(workload("kube-system", "coredns-6799fbcd5-9vzl2", "homelab-cp1", "10.42.0.8"))),
+    );
+    kube(
+        &mut s,
+        KubeEvent::Pods(Change::Apply(workload("media", "jellyfin-7c9f8d-x2k4q", "homelab-w1", "10.42.1.15"))),
+    );
+    kube(&mut s, KubeEvent::Pods(Change::Apply(workload("blog", "blog-5d8f7-abcde", "homelab-w1", "10.42.1.4"))));
+    kube(&mut s, KubeEvent::Pods(Change::Apply(workload("blog", "blog-5d8f7-fghij", "homelab-w2", "10.42.2.3"))));
+    kube(
+        &mut s,
+        KubeEvent::CiliumEndpoints(Change::Apply(endpoint("kube-system", "coredns-6799fbcd5-9vzl2", "10.42.0.8"))),
+    );
+    kube(&mut s, KubeEvent::CiliumEndpoints(Change::Apply(endpoint("media", "jellyfin-7c9f8d-x2k4q", "10.42.1.15"))));
     let mut cilium = app("cilium-app", "Synced", "Progressing");
     cilium.chart = Some(("cilium".into(), "1.17.6".into()));
     cilium.resources = vec![

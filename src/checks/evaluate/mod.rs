@@ -229,10 +229,10 @@ mod tests {
         let snap = ClusterSnapshot::failed(FetchErrorKind::Unreachable, "connection refused");
         let checks = evaluate(&snap, &Settings::default());
         assert_eq!(by_id(&checks, "api-reachable").status, Status::Fail);
-        // Decided from cutover.toml's k3s version: the default pin is tested on it.
+        // Decided from the settings' k3s version: the default pin is tested on it.
         let compat = by_id(&checks, "cilium-chart-compat");
         assert_eq!(compat.status, Status::Pass, "{compat:?}");
-        assert!(ev(compat).contains("from the cutover.toml (API server not read)"), "{compat:?}");
+        assert!(ev(compat).contains("from cluster.k3s_version (built-in default; API server not read)"), "{compat:?}");
         for c in checks.iter().filter(|c| c.id != "api-reachable" && c.id != "cilium-chart-compat") {
             assert_eq!(c.status, Status::Unknown, "{c:?}");
             assert!(ev(c).contains("unreachable"), "{c:?}");

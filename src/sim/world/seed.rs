@@ -942,8 +942,35 @@ impl World {
             self.refresh_git_blocking()?;
             self.settle(600.0);
         }
+        if base != BaseScenario::Fresh {
+            self.backdate_stage1_restarts();
+        }
         // Longhorn's instance-manager PDBs track the finished state.
         Ok(())
+    }
+
+    /// In the Cilium scenarios the operator restarted k3s after the flag change — servers first,
+    /// then agents — before the sim started. Events of that time are gone (the API keeps them an
+    /// hour); what is left is each Node's condition transitions, so they carry that history:
+    /// servers 30 min ago, agents 20 min ago.
+    fn backdate_stage1_restarts(&mut self) {
+        let now = self.store.now();
+        let names: Vec<(String, NodeRole)> = self.nodes.values().map(|k| (k.name.clone(), k.role)).collect();
+        for (name, role) in names {
+            let ago = if role == NodeRole::Server { 1800 } else { 1200 };
+            let at =
+                crate::sim::store::format_time(now.checked_sub(jiff::SignedDuration::from_secs(ago)).unwrap_or(now));
+            let _ = self.store.mutate(res(ids::NODES), "", &name, |n| {
+                if let Some(conds) = n.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+                    for c in conds.iter_mut() {
+                        if o::s(c, "/type") != "NetworkUnavailable" {
+                            c["lastTransitionTime"] = json!(at);
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
     }
 
     /// Reads `main` of the repo into the Argo controller's snapshot.
