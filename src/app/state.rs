@@ -273,8 +273,12 @@ impl FlowBuffer {
         self.rows.iter_mut().chain(self.frozen.iter_mut().flat_map(|f| f.evicted.iter_mut()))
     }
 
-    /// The newest row is a lost-events marker (more lost events join it).
+    /// The newest row is a lost-events marker (more lost events join it) — unless it belongs to
+    /// a paused view, which must not change.
     fn last_lost_mut(&mut self) -> Option<&mut Marker> {
+        if self.frozen.as_ref().is_some_and(|f| self.pushed <= f.at_row) {
+            return None;
+        }
         match self.rows.back_mut() {
             Some(StoredRow::Marker(m)) if matches!(**m, Marker::Lost { .. }) => Some(m),
             _ => None,
@@ -867,5 +871,21 @@ mod tests {
         );
         assert_eq!(s.relay.lost_events, 13);
         assert_eq!(s.flows.gaps, 0, "lost events are counted as lost, not as gaps");
+        // A paused view's marker stays as it was: later losses start a new marker.
+        s.flows.toggle_pause();
+        s.on_lost(2, "", LostEventSource::HubbleRingBuffer as i32, None);
+        let counts: Vec<u64> = s
+            .flows
+            .rows
+            .iter()
+            .filter_map(|r| match r {
+                StoredRow::Marker(m) => match **m {
+                    Marker::Lost { count, .. } => Some(count),
+                    Marker::Gap { .. } => None,
+                },
+                StoredRow::Flow(_) => None,
+            })
+            .collect();
+        assert_eq!(counts, vec![12, 1, 2]);
     }
 }
