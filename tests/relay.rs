@@ -1,7 +1,7 @@
 //! The simulated hubble-relay over loopback, driven by the real client code (tonic over HTTP/2):
 //! follow + filters, number/first/since/until, ServerStatus/GetNodes/GetNamespaces, faults (relay
 //! down, unavailable node), the reconnecting flow source (resume without duplicates, gaps
-//! reported), lost events, and error classification (unreachable, not a relay, invalid filter).
+//! reported; the cockpit's view of them is in `flow_gaps.rs`), lost events, and error classification (unreachable, not a relay, invalid filter).
 #![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::collections::HashSet;
@@ -379,7 +379,7 @@ async fn flow_source_reports_a_gap_the_relay_cannot_fill() {
             HubbleEvent::Gap { from, to, reason } => {
                 let to = to.expect("gap end");
                 assert!(timestamp_nanos(&to) > timestamp_nanos(&from));
-                assert!(reason.contains("may be missing"), "{reason}");
+                assert!(reason.contains("buffer overwritten"), "{reason}");
                 break;
             }
             _ => {}

@@ -105,7 +105,8 @@ pub struct RelayState {
     pub last_flow: Option<Timestamp>,
     /// Flows the cockpit itself could not keep up with (dropped client-side), never hidden.
     pub dropped_locally: u64,
-    /// A gap the relay could not fill after a reconnect.
+    /// The latest gap after a reconnect (the marker's text); every gap is also a marker row in
+    /// the flow buffer and counted in `FlowBuffer::gaps`.
     pub gap: Option<String>,
 }
 
@@ -126,27 +127,164 @@ impl StoredFlow {
     }
 }
 
+/// Something missing between two rows of the flow list. Shown as its own row (never as a flow),
+/// kept by every filter: a hole in the stream matters whatever one is looking for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marker {
+    /// After a reconnect, flows between `from` (the last one seen before) and `to` may be missing
+    /// (`reason` says why, e.g. `relay reconnect (homelab-w1: buffer overwritten)`).
+    Gap { from: pbjson_types::Timestamp, to: Option<pbjson_types::Timestamp>, reason: String },
+    /// The relay or agents reported lost events; consecutive reports (no flow in between) are
+    /// one marker. `sources` are `LostEventSource` numbers.
+    Lost { count: u64, at: Option<pbjson_types::Timestamp>, nodes: Vec<String>, sources: Vec<i32> },
+}
+
+impl Marker {
+    /// The row's text, times as the flow rows show them (UTC).
+    pub fn text(&self) -> String {
+        match self {
+            Marker::Gap { from, to, reason } => match to {
+                Some(to) => format!("flows from {} to {} may be missing: {reason}", hms(from), hms(to)),
+                None => format!("flows from {} on may be missing: {reason}", hms(from)),
+            },
+            Marker::Lost { count, at, nodes, sources } => {
+                use crate::hubble::proto::flow::LostEventSource as Src;
+                let what: Vec<&str> = sources
+                    .iter()
+                    .map(|s| match Src::try_from(*s) {
+                        Ok(Src::PerfEventRingBuffer) => "agent perf ring full",
+                        Ok(Src::ObserverEventsQueue) => "agent events queue full",
+                        Ok(Src::HubbleRingBuffer) => "reader fell behind the Hubble ring",
+                        _ => "unknown source",
+                    })
+                    .collect();
+                let at = at.as_ref().map_or_else(String::new, |t| format!("{} ", hms(t)));
+                let on = if nodes.is_empty() { "relay".to_string() } else { nodes.join(", ") };
+                format!("{at}{count} flow events lost on {on} ({})", what.join(", "))
+            }
+        }
+    }
+}
+
+/// `15:04:05` (UTC), as the time column of the flow rows.
+fn hms(t: &pbjson_types::Timestamp) -> String {
+    let mut s = String::with_capacity(16);
+    crate::hubble::time::TimeFormat::Stamp.write(&mut s, Some(t));
+    s.get(7..).unwrap_or(&s).to_string()
+}
+
+/// One row of the flow buffer: a flow or a marker. Markers age out with the buffer like flows.
+#[derive(Debug, Clone)]
+pub enum StoredRow {
+    Flow(StoredFlow),
+    /// Boxed: markers are rare, flows are many (the row stays the size of a flow).
+    Marker(Box<Marker>),
+}
+
+/// A paused view: the rows the buffer held when paused. Rows the live ring evicts meanwhile are
+/// moved here instead of dropped, so the view keeps everything it had (at most the buffer size,
+/// stored as the buffer stores them) while new flows keep arriving and the ring keeps rotating.
+#[derive(Debug, Clone, Default)]
+pub struct Frozen {
+    /// `FlowBuffer::pushed` when paused: rows numbered below it belong to the view.
+    pub at_row: u64,
+    /// Flows received when paused (the counters go on; the pane shows how many arrived since).
+    pub at_total: u64,
+    /// The view's rows the live ring has evicted since, oldest first.
+    pub evicted: VecDeque<StoredRow>,
+}
+
 /// The bounded flow buffer with its counters.
 #[derive(Debug, Clone)]
 pub struct FlowBuffer {
-    pub flows: VecDeque<StoredFlow>,
+    pub rows: VecDeque<StoredRow>,
     pub capacity: usize,
+    /// Rows ever pushed (flows and markers): the number of the next row.
+    pub pushed: u64,
     pub total: u64,
     pub drops: u64,
+    /// Gap markers ever added (they age out of `rows`; the count stays).
+    pub gaps: u64,
     /// Whole-stream rate (all nodes).
     pub rate: NodeRate,
     pub per_node: BTreeMap<String, NodeRate>,
+    /// Set while paused.
+    pub frozen: Option<Frozen>,
 }
 
 impl FlowBuffer {
     pub fn new(capacity: usize) -> Self {
         FlowBuffer {
-            flows: VecDeque::with_capacity(capacity.min(1 << 16)),
+            rows: VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity: capacity.max(1),
+            pushed: 0,
             total: 0,
             drops: 0,
+            gaps: 0,
             rate: NodeRate::default(),
             per_node: BTreeMap::new(),
+            frozen: None,
+        }
+    }
+
+    /// Appends a row, evicting the oldest when full (into the paused view if it belongs there).
+    pub fn push(&mut self, row: StoredRow) {
+        if self.rows.len() >= self.capacity
+            && let Some(old) = self.rows.pop_front()
+        {
+            let old_no = self.pushed - self.rows.len() as u64 - 1;
+            if let Some(f) = self.frozen.as_mut().filter(|f| old_no < f.at_row) {
+                f.evicted.push_back(old);
+            }
+        }
+        self.rows.push_back(row);
+        self.pushed += 1;
+    }
+
+    /// Pauses (freezes the view on the rows held now) or resumes the live view.
+    pub fn toggle_pause(&mut self) {
+        self.frozen = match self.frozen {
+            Some(_) => None,
+            None => Some(Frozen { at_row: self.pushed, at_total: self.total, evicted: VecDeque::new() }),
+        };
+    }
+
+    pub fn paused(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Flows received since the pause (0 when live).
+    pub fn new_since_pause(&self) -> u64 {
+        self.frozen.as_ref().map_or(0, |f| self.total.saturating_sub(f.at_total))
+    }
+
+    /// The rows of the view, newest first: while paused the rows held when paused, else the
+    /// live ring.
+    pub fn view_rev(&self) -> impl Iterator<Item = &StoredRow> {
+        let (live, evicted) = match &self.frozen {
+            Some(f) => {
+                let since = usize::try_from(self.pushed - f.at_row).unwrap_or(usize::MAX);
+                (self.rows.len().saturating_sub(since), Some(&f.evicted))
+            }
+            None => (self.rows.len(), None),
+        };
+        self.rows.range(..live).rev().chain(evicted.into_iter().flat_map(|e| e.iter().rev()))
+    }
+
+    /// Every stored row: the live ring and what a paused view keeps aside.
+    fn all_rows_mut(&mut self) -> impl Iterator<Item = &mut StoredRow> {
+        self.rows.iter_mut().chain(self.frozen.iter_mut().flat_map(|f| f.evicted.iter_mut()))
+    }
+
+    /// The newest row is a lost-events marker (more lost events join it) — unless it belongs to
+    /// a paused view, which must not change.
+    fn last_lost_mut(&mut self) -> Option<&mut Marker> {
+        if self.frozen.as_ref().is_some_and(|f| self.pushed <= f.at_row) {
+            return None;
+        }
+        match self.rows.back_mut() {
+            Some(StoredRow::Marker(m)) if matches!(**m, Marker::Lost { .. }) => Some(m),
+            _ => None,
         }
     }
 }
@@ -204,9 +342,8 @@ pub struct UiState {
     pub selected_app: usize,
     pub selected_node: usize,
     pub expanded_app: Option<String>,
-    /// Frozen view: the number of flows received when paused; the buffer keeps filling.
-    pub paused_at_total: Option<u64>,
-    /// Rows scrolled up from the newest (0 = follow the newest).
+    /// Rows of the view scrolled up from the newest (0 = follow the newest), counted in rows the
+    /// filter shows. Pausing is `FlowBuffer::frozen`.
     pub flow_scroll: usize,
     pub follow_node: Option<String>,
     /// The `/` prompt while typing.
@@ -405,19 +542,29 @@ impl AppState {
         let matches = self.flow_filter.as_ref().is_none_or(|f| f.matches(&flow));
         let stored =
             StoredFlow { bytes: prost::Message::encode_to_vec(&flow).into_boxed_slice(), node: node.into(), matches };
-        if self.flows.flows.len() == self.flows.capacity {
-            self.flows.flows.pop_front();
-        }
-        self.flows.flows.push_back(stored);
+        self.flows.push(StoredRow::Flow(stored));
     }
 
-    /// Sets (or clears) the `/` filter and re-evaluates it once over the buffer.
+    /// A reconnect that may have missed flows: a marker row where the hole is, counted, logged.
+    pub fn on_gap(&mut self, from: pbjson_types::Timestamp, to: Option<pbjson_types::Timestamp>, reason: &str) {
+        let marker = Marker::Gap { from, to, reason: reason.to_string() };
+        let text = marker.text();
+        self.flows.gaps += 1;
+        self.log(Level::Warn, format!("hubble: {text}"));
+        self.relay.gap = Some(text);
+        self.flows.push(StoredRow::Marker(Box::new(marker)));
+    }
+
+    /// Sets (or clears) the `/` filter and re-evaluates it once over the buffer (and the paused
+    /// view's rows).
     pub fn set_flow_filter(&mut self, filter: Option<crate::app::flowview::ViewFilter>) {
-        for f in self.flows.flows.iter_mut() {
-            f.matches = match &filter {
-                None => true,
-                Some(flt) => f.decode().is_some_and(|flow| flt.matches(&flow)),
-            };
+        for row in self.flows.all_rows_mut() {
+            if let StoredRow::Flow(f) = row {
+                f.matches = match &filter {
+                    None => true,
+                    Some(flt) => f.decode().is_some_and(|flow| flt.matches(&flow)),
+                };
+            }
         }
         self.flow_filter = filter;
     }
@@ -463,15 +610,28 @@ impl AppState {
         self.relay.nodes_at = Some(self.now);
     }
 
-    pub fn on_lost(&mut self, lost: u64, node: &str) {
+    /// Lost events (`source`: a `LostEventSource`): counted, logged, and a marker row where the
+    /// flows are missing (joined with the marker before it when no flow came in between).
+    pub fn on_lost(&mut self, lost: u64, node: &str, source: i32, at: Option<pbjson_types::Timestamp>) {
         self.relay.lost_events += lost;
+        let node = if node.is_empty() { String::new() } else { strip_cluster_prefix(node).to_string() };
         self.log(
             Level::Warn,
-            format!(
-                "hubble: {lost} flow events lost on {}",
-                if node.is_empty() { "relay" } else { strip_cluster_prefix(node) }
-            ),
+            format!("hubble: {lost} flow events lost on {}", if node.is_empty() { "relay" } else { &node }),
         );
+        if let Some(Marker::Lost { count, nodes, sources, .. }) = self.flows.last_lost_mut() {
+            *count += lost;
+            if !node.is_empty() && !nodes.contains(&node) {
+                nodes.push(node);
+            }
+            if !sources.contains(&source) {
+                sources.push(source);
+            }
+            return;
+        }
+        let nodes = if node.is_empty() { Vec::new() } else { vec![node] };
+        let marker = Marker::Lost { count: lost, at, nodes, sources: vec![source] };
+        self.flows.push(StoredRow::Marker(Box::new(marker)));
     }
 
     /// How far each source behind the migration state can be trusted.
@@ -781,11 +941,22 @@ mod tests {
         s.set_flow_filter(crate::app::flowview::ViewFilter::parse("verdict:dropped").ok());
         s.on_flow(fwd.clone());
         s.on_flow(dropped);
-        let bits: Vec<bool> = s.flows.flows.iter().map(|f| f.matches).collect();
+        let bits: Vec<bool> = flows(&s).iter().map(|f| f.matches).collect();
         assert_eq!(bits, vec![true, false, true]);
-        assert_eq!(s.flows.flows[1].decode(), Some(fwd));
+        assert_eq!(flows(&s)[1].decode(), Some(fwd));
         s.set_flow_filter(None);
-        assert!(s.flows.flows.iter().all(|f| f.matches));
+        assert!(flows(&s).iter().all(|f| f.matches));
+    }
+
+    fn flows(s: &AppState) -> Vec<&StoredFlow> {
+        s.flows
+            .rows
+            .iter()
+            .filter_map(|r| match r {
+                StoredRow::Flow(f) => Some(f),
+                StoredRow::Marker(_) => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -794,7 +965,76 @@ mod tests {
         for _ in 0..10 {
             s.on_flow(Flow::default());
         }
-        assert_eq!(s.flows.flows.len(), 3);
+        assert_eq!(s.flows.rows.len(), 3);
         assert_eq!(s.flows.total, 10);
+    }
+
+    fn t(seconds: i64) -> pbjson_types::Timestamp {
+        pbjson_types::Timestamp { seconds, nanos: 0 }
+    }
+
+    #[test]
+    fn gaps_are_rows_that_age_out_and_stay_counted() {
+        let mut s = AppState::new(ts(1_000), Mode::ReadOnly, 3);
+        s.on_flow(Flow::default());
+        // 1764024408 = 2025-11-24T22:46:48Z.
+        s.on_gap(t(1_764_024_408), Some(t(1_764_024_427)), "relay reconnect (homelab-w1: buffer overwritten)");
+        let Some(StoredRow::Marker(m)) = s.flows.rows.back() else { panic!("a marker row") };
+        assert_eq!(
+            m.text(),
+            "flows from 22:46:48 to 22:47:07 may be missing: relay reconnect (homelab-w1: buffer overwritten)"
+        );
+        assert_eq!(s.relay.gap.as_deref(), Some(m.text().as_str()));
+        assert!(s.log.back().is_some_and(|l| l.text.contains("may be missing")));
+        for _ in 0..3 {
+            s.on_flow(Flow::default());
+        }
+        assert!(s.flows.rows.iter().all(|r| matches!(r, StoredRow::Flow(_))), "aged out with the buffer");
+        assert_eq!(s.flows.gaps, 1, "the count stays");
+    }
+
+    #[test]
+    fn lost_events_are_one_marker_until_a_flow_arrives() {
+        use crate::hubble::proto::flow::LostEventSource;
+        let mut s = AppState::new(ts(1_000), Mode::ReadOnly, 10);
+        let perf = LostEventSource::PerfEventRingBuffer as i32;
+        s.on_lost(5, "homelab/homelab-w1", perf, Some(t(1_764_024_408)));
+        s.on_lost(7, "homelab/homelab-w2", perf, None);
+        s.on_flow(Flow::default());
+        s.on_lost(1, "", LostEventSource::HubbleRingBuffer as i32, None);
+        let texts: Vec<String> = s
+            .flows
+            .rows
+            .iter()
+            .filter_map(|r| match r {
+                StoredRow::Marker(m) => Some(m.text()),
+                StoredRow::Flow(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                "22:46:48 12 flow events lost on homelab-w1, homelab-w2 (agent perf ring full)".to_string(),
+                "1 flow events lost on relay (reader fell behind the Hubble ring)".to_string(),
+            ]
+        );
+        assert_eq!(s.relay.lost_events, 13);
+        assert_eq!(s.flows.gaps, 0, "lost events are counted as lost, not as gaps");
+        // A paused view's marker stays as it was: later losses start a new marker.
+        s.flows.toggle_pause();
+        s.on_lost(2, "", LostEventSource::HubbleRingBuffer as i32, None);
+        let counts: Vec<u64> = s
+            .flows
+            .rows
+            .iter()
+            .filter_map(|r| match r {
+                StoredRow::Marker(m) => match **m {
+                    Marker::Lost { count, .. } => Some(count),
+                    Marker::Gap { .. } => None,
+                },
+                StoredRow::Flow(_) => None,
+            })
+            .collect();
+        assert_eq!(counts, vec![12, 1, 2]);
     }
 }

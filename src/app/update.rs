@@ -184,7 +184,7 @@ fn on_relay(state: &mut AppState, r: HubbleEvent) {
                 state.on_flow(f);
             }
         }
-        HubbleEvent::Lost { count, node_name, .. } => state.on_lost(count, &node_name),
+        HubbleEvent::Lost { count, node_name, source, time, .. } => state.on_lost(count, &node_name, source, time),
         HubbleEvent::NodeStatus { state: st, nodes, message, .. } => {
             let st = NodeState::try_from(st).unwrap_or(NodeState::UnknownNodeState);
             for n in &nodes {
@@ -194,10 +194,7 @@ fn on_relay(state: &mut AppState, r: HubbleEvent) {
             let what = if message.is_empty() { st.as_str_name().to_string() } else { message };
             state.log(level, format!("hubble: {}: {what}", nodes.join(", ")));
         }
-        HubbleEvent::Gap { reason, .. } => {
-            state.relay.gap = Some(reason.clone());
-            state.log(Level::Warn, format!("hubble: {reason}"));
-        }
+        HubbleEvent::Gap { from, to, reason } => state.on_gap(from, to, &reason),
         HubbleEvent::ClientDropped { total, .. } => state.relay.dropped_locally = total,
         HubbleEvent::ServerStatus(s) => state.relay.version = s.version,
         HubbleEvent::Nodes(nodes) => state.on_relay_nodes(&nodes),
@@ -343,15 +340,16 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             }
         }
         Action::Pause => {
-            state.ui.paused_at_total = match state.ui.paused_at_total {
-                Some(_) => None,
-                None => Some(state.flows.total),
-            };
-            state.ui.flow_scroll = 0;
+            // Pausing keeps the rows on screen where they are; resuming goes back to the newest.
+            state.flows.toggle_pause();
+            if !state.flows.paused() {
+                state.ui.flow_scroll = 0;
+            }
         }
         Action::Filter => state.ui.filter_input = Some(state.ui.filter_text.clone()),
         Action::ClearFilter => {
             state.ui.follow_node = None;
+            state.ui.flow_scroll = 0;
             set_filter(state, String::new());
         }
         Action::FollowNode => {
@@ -359,6 +357,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 (Focus::Nodes, Some(n)) => Some(n),
                 _ => None,
             };
+            state.ui.flow_scroll = 0;
         }
         Action::Drain => {
             if let Some(node) = selected_node(state) {
@@ -518,8 +517,9 @@ fn move_selection(state: &mut AppState, delta: i64) {
         Focus::Argo => state.ui.selected_app = step(state.ui.selected_app, state.apps.len()),
         Focus::Nodes => state.ui.selected_node = step(state.ui.selected_node, state.nodes.len()),
         Focus::Flows => {
-            // Up scrolls back in time; scrolling back freezes nothing: new flows keep arriving.
-            let max = state.flows.flows.len().saturating_sub(1) as i64;
+            // Up scrolls back in time through the rows the view shows (with a filter: matching
+            // flows and markers); scrolling back freezes nothing: new flows keep arriving.
+            let max = crate::app::flowview::shown_count(state).saturating_sub(1) as i64;
             state.ui.flow_scroll = (state.ui.flow_scroll as i64).saturating_sub(delta).clamp(0, max) as usize;
         }
         Focus::Events => {
@@ -654,6 +654,159 @@ mod tests {
             assert!(s.ui.confirm.is_none());
         }
         assert!(s.log.iter().any(|l| l.text.contains("read-only")));
+    }
+
+    fn flow(i: i64, verdict: crate::hubble::proto::flow::Verdict) -> crate::hubble::proto::flow::Flow {
+        crate::hubble::proto::flow::Flow {
+            time: Some(pbjson_types::Timestamp { seconds: 1_764_000_000 + i, nanos: 0 }),
+            verdict: verdict as i32,
+            node_name: "homelab/n1".into(),
+            uuid: format!("u{i}"),
+            ..Default::default()
+        }
+    }
+
+    /// The uuids of the rows the view shows (10 rows), newest last; markers as `gap`.
+    fn shown(s: &AppState) -> Vec<String> {
+        crate::app::flowview::view_rows(s, 10)
+            .into_iter()
+            .map(|r| match r {
+                crate::app::flowview::ViewRow::Flow(f) => f.uuid,
+                crate::app::flowview::ViewRow::Marker(_) => "gap".into(),
+            })
+            .collect()
+    }
+
+    fn uuids(r: std::ops::Range<i64>) -> Vec<String> {
+        r.map(|i| format!("u{i}")).collect()
+    }
+
+    #[test]
+    fn pause_keeps_what_was_seen_while_the_ring_rotates() {
+        use crate::hubble::proto::flow::Verdict;
+        let mut s = AppState::new(Timestamp::from_second(1_000).unwrap(), Mode::ReadOnly, 20);
+        s.ui.focus = Focus::Flows;
+        for i in 0..20 {
+            s.on_flow(flow(i, Verdict::Forwarded));
+        }
+        press(&mut s, ' ');
+        assert!(s.flows.paused());
+        // The ring turns over twice; the frozen view still has all 20 rows it had.
+        for i in 20..60 {
+            s.on_flow(flow(i, Verdict::Forwarded));
+        }
+        assert_eq!(s.flows.rows.len(), 20);
+        assert_eq!(shown(&s), uuids(10..20), "the frozen view, not the newest flows");
+        assert_eq!(s.flows.total, 60, "counters keep counting");
+        assert_eq!(s.flows.new_since_pause(), 40);
+        // Scrolling moves through the frozen rows, down to the oldest one.
+        key(&mut s, KeyCode::PageUp);
+        assert_eq!(shown(&s), uuids(0..10));
+        key(&mut s, KeyCode::PageUp);
+        assert_eq!(shown(&s), uuids(0..1), "clamped at the oldest row");
+        key(&mut s, KeyCode::PageDown);
+        key(&mut s, KeyCode::PageDown);
+        key(&mut s, KeyCode::Down);
+        assert_eq!(shown(&s), uuids(10..20));
+        // Bounded: what the ring evicted while paused is kept, never more than the buffer size.
+        assert_eq!(s.flows.frozen.as_ref().map(|f| f.evicted.len()), Some(20));
+        // Resuming shows the live buffer again, newest first.
+        press(&mut s, ' ');
+        assert!(!s.flows.paused() && s.flows.frozen.is_none());
+        assert_eq!(shown(&s), uuids(50..60));
+    }
+
+    #[test]
+    fn pausing_keeps_the_rows_on_screen_and_new_rows_stay_out() {
+        use crate::hubble::proto::flow::Verdict;
+        let mut s = AppState::new(Timestamp::from_second(1_000).unwrap(), Mode::ReadOnly, 100);
+        s.ui.focus = Focus::Flows;
+        for i in 0..30 {
+            s.on_flow(flow(i, Verdict::Forwarded));
+        }
+        key(&mut s, KeyCode::Up);
+        key(&mut s, KeyCode::Up);
+        assert_eq!(shown(&s), uuids(18..28));
+        press(&mut s, ' ');
+        for i in 30..35 {
+            s.on_flow(flow(i, Verdict::Forwarded));
+        }
+        assert_eq!(shown(&s), uuids(18..28), "the same rows as before the pause");
+        key(&mut s, KeyCode::Down);
+        key(&mut s, KeyCode::Down);
+        key(&mut s, KeyCode::Down);
+        assert_eq!(shown(&s), uuids(20..30), "flows that arrived after the pause are not in the view");
+    }
+
+    #[test]
+    fn with_a_filter_scrolling_moves_through_matching_rows() {
+        use crate::hubble::proto::flow::Verdict;
+        let mut s = AppState::new(Timestamp::from_second(1_000).unwrap(), Mode::ReadOnly, 1000);
+        s.ui.focus = Focus::Flows;
+        // Every 10th flow is a drop: 30 drops among 300 flows, and a gap marker in the middle.
+        for i in 0..300 {
+            if i == 150 {
+                s.on_gap(
+                    pbjson_types::Timestamp { seconds: 1_764_000_149, nanos: 0 },
+                    Some(pbjson_types::Timestamp { seconds: 1_764_000_150, nanos: 0 }),
+                    "relay reconnect",
+                );
+            }
+            s.on_flow(flow(i, if i % 10 == 0 { Verdict::Dropped } else { Verdict::Forwarded }));
+        }
+        set_filter(&mut s, "verdict:dropped".into());
+        let drops = |r: std::ops::Range<i64>| -> Vec<String> { r.map(|i| format!("u{}", i * 10)).collect() };
+        assert_eq!(shown(&s), drops(20..30));
+        // PgUp: ten matching rows back (not ten buffered flows, which would show the same drops).
+        key(&mut s, KeyCode::PageUp);
+        let mut want = drops(11..15);
+        want.push("gap".into());
+        want.extend(drops(15..20));
+        assert_eq!(shown(&s), want, "the gap marker stays visible with the filter");
+        key(&mut s, KeyCode::PageUp);
+        assert_eq!(shown(&s), drops(1..11));
+        // The end of the matching rows bounds the scroll (30 drops + 1 marker).
+        for _ in 0..10 {
+            key(&mut s, KeyCode::PageUp);
+        }
+        assert_eq!(s.ui.flow_scroll, 30);
+        assert_eq!(shown(&s), drops(0..1));
+        // Paused with a filter: the frozen view is filtered the same way.
+        key(&mut s, KeyCode::End);
+        press(&mut s, ' ');
+        for i in 300..2000 {
+            s.on_flow(flow(i, Verdict::Dropped));
+        }
+        assert_eq!(shown(&s), drops(20..30));
+    }
+
+    #[test]
+    fn the_empty_view_names_only_what_is_set() {
+        use crate::app::flowview::empty_message;
+        use crate::hubble::proto::flow::Verdict;
+        let mut s = AppState::new(Timestamp::from_second(1_000).unwrap(), Mode::ReadOnly, 100);
+        s.ui.focus = Focus::Flows;
+        assert!(empty_message(&s).starts_with("no relay connection"), "{}", empty_message(&s));
+        s.on_relay_connected("127.0.0.1:4245");
+        assert!(empty_message(&s).starts_with("connected; no flows yet"));
+        // Paused on an empty buffer, flows arriving: no word of a filter.
+        press(&mut s, ' ');
+        for i in 0..5 {
+            s.on_flow(flow(i, Verdict::Forwarded));
+        }
+        assert!(crate::app::flowview::view_rows(&s, 10).is_empty());
+        let msg = empty_message(&s);
+        assert_eq!(msg, "paused: no flow was buffered when paused (Space resumes)");
+        assert!(!msg.contains("filter"));
+        press(&mut s, ' ');
+        // A filter that matches nothing is named.
+        set_filter(&mut s, "verdict:dropped".into());
+        assert_eq!(empty_message(&s), "no buffered flow matches the filter /verdict:dropped");
+        press(&mut s, ' ');
+        assert_eq!(
+            empty_message(&s),
+            "paused: no flow buffered when paused matches the filter /verdict:dropped (Space resumes)"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 pub use crate::tempdir::TempDir;
 pub use faults::{ActiveFaults, Fault};
 pub use store::Store;
-pub use topology::Topology;
+pub use topology::{RoutingMode, Topology};
 
 /// Errors starting or driving the simulator.
 #[derive(Debug, thiserror::Error)]

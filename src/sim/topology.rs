@@ -56,4 +56,27 @@ pub struct Topology {
     pub cluster_name: String,
     /// Cilium version string reported by the relay (`ServerStatus.version`).
     pub cilium_version: String,
+    /// How the agents carry pod traffic between nodes (`routing-mode` in `cilium-config`): it
+    /// decides the trace observation points of cross-node flows.
+    pub routing: RoutingMode,
+}
+
+/// Cilium's `routing-mode` (with `tunnel-protocol` in tunnel mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutingMode {
+    /// Encapsulation between nodes (the chart's default): cross-node packets are `to-overlay` on
+    /// the sender, `from-overlay` on the receiver.
+    #[default]
+    Tunnel,
+    /// Native routing: packets go through the Linux stack and the network device (`to-stack`,
+    /// `to-network`, `from-network`); there is no overlay device.
+    Native,
+}
+
+impl RoutingMode {
+    /// From `routing-mode` as the ConfigMap (or the values' `routingMode`) has it; an empty or
+    /// unknown value is tunnel, as the chart and the agent read it.
+    pub fn from_config(value: &str) -> RoutingMode {
+        if value.eq_ignore_ascii_case("native") { RoutingMode::Native } else { RoutingMode::Tunnel }
+    }
 }

@@ -1,5 +1,6 @@
 //! The Flows pane: the live stream like `hubble observe` compact, coloured by verdict, with the
-//! counters; pause freezes the view while the buffer and counters keep going.
+//! counters; pause freezes the view while the buffer and counters keep going. Marker rows (a gap
+//! after a reconnect, lost events) are drawn as what they are, never as flows.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -9,26 +10,22 @@ use ratatui::widgets::Paragraph;
 
 use super::Theme;
 use super::common::{age, pane};
-use crate::app::state::{AppState, Focus};
+use crate::app::flowview::ViewRow;
+use crate::app::state::{AppState, Focus, Marker};
 use crate::hubble::format::{VerdictKind, flow_row};
-use crate::hubble::proto::flow::Flow;
 
-/// The flows the pane shows, newest last: after pause/scroll offsets, node follow and filter.
-/// Only these rows are decoded.
-pub fn visible(state: &AppState, rows: usize) -> Vec<Flow> {
-    let buf = &state.flows.flows;
-    let skip_new =
-        state.ui.paused_at_total.map_or(0, |p| state.flows.total.saturating_sub(p) as usize) + state.ui.flow_scroll;
-    let mut out: Vec<Flow> = buf
-        .iter()
-        .rev()
-        .skip(skip_new.min(buf.len()))
-        .filter(|f| f.matches && state.ui.follow_node.as_deref().is_none_or(|n| &*f.node == n))
-        .take(rows)
-        .filter_map(|f| f.decode())
-        .collect();
-    out.reverse();
-    out
+/// The rows the pane shows, newest last (see [`crate::app::flowview::view_rows`]).
+pub fn visible(state: &AppState, rows: usize) -> Vec<ViewRow> {
+    crate::app::flowview::view_rows(state, rows)
+}
+
+/// A marker row: its text between rules, so it never reads as a flow (also without colour).
+fn marker_line<'a>(m: &Marker, theme: &Theme) -> Line<'a> {
+    let style = match m {
+        Marker::Gap { .. } => theme.bad(),
+        Marker::Lost { .. } => theme.warn(),
+    };
+    Line::from(Span::styled(format!("── {} ──", m.text()), style.add_modifier(Modifier::BOLD)))
 }
 
 fn relay_line<'a>(state: &AppState, theme: &Theme) -> Line<'a> {
@@ -72,16 +69,21 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         Span::raw(format!(
             " · lost {} · buf {}/{}",
             state.relay.lost_events,
-            state.flows.flows.len(),
+            state.flows.rows.len(),
             state.flows.capacity
         )),
     ];
+    if state.flows.gaps > 0 {
+        status.push(Span::styled(format!(" · gaps {}", state.flows.gaps), theme.bad()));
+    }
     if state.relay.dropped_locally > 0 {
         status
             .push(Span::styled(format!(" · {} not shown (cockpit behind)", state.relay.dropped_locally), theme.bad()));
     }
-    if state.ui.paused_at_total.is_some() {
-        status.push(Span::styled(" · PAUSED", theme.warn().add_modifier(Modifier::BOLD)));
+    if state.flows.paused() {
+        let new = state.flows.new_since_pause();
+        let text = if new > 0 { format!(" · PAUSED (+{new} new)") } else { " · PAUSED".into() };
+        status.push(Span::styled(text, theme.warn().add_modifier(Modifier::BOLD)));
     }
     if state.ui.flow_scroll > 0 {
         status.push(Span::styled(format!(" · ↑{}", state.ui.flow_scroll), theme.warn()));
@@ -97,16 +99,16 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let wide = area.width >= 140;
     let shown = visible(state, inner_h);
     if shown.is_empty() {
-        let why = if state.relay.connected_since.is_none() {
-            "no relay connection: nothing is known about flows (not the same as no traffic)"
-        } else if state.flows.flows.is_empty() {
-            "connected; no flows yet (flows exist only on nodes where Cilium runs)"
-        } else {
-            "no buffered flow matches the filter"
-        };
-        lines.push(Line::from(Span::styled(why, theme.dim())));
+        lines.push(Line::from(Span::styled(crate::app::flowview::empty_message(state), theme.dim())));
     }
-    for f in &shown {
+    for r in &shown {
+        let f = match r {
+            ViewRow::Flow(f) => f,
+            ViewRow::Marker(m) => {
+                lines.push(marker_line(m, theme));
+                continue;
+            }
+        };
         let row = flow_row(f);
         let style = match row.verdict_kind {
             VerdictKind::Dropped | VerdictKind::Error => theme.bad(),

@@ -329,7 +329,7 @@ fn confirm_dialog() {
 fn paused_filtered_flows() {
     let mut s = typical(Mode::Armed);
     s.ui.focus = Focus::Flows;
-    s.ui.paused_at_total = Some(s.flows.total);
+    s.flows.toggle_pause();
     for i in 20..25 {
         s.on_flow(flow(i, "homelab-w1", Verdict::Forwarded));
     }
@@ -338,6 +338,38 @@ fn paused_filtered_flows() {
     let out = render(&s, 120, 30);
     assert!(out.contains("PAUSED"));
     assert!(!out.contains("FORWARDED"), "filter hides forwarded flows\n{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn gap_marker_row() {
+    let mut s = typical(Mode::Armed);
+    s.ui.focus = Focus::Flows;
+    // The relay was down from the last flow (T0 + 1) to its return; w1's ring had moved on.
+    s.on_relay_disconnected("transport error: connection refused", 1, std::time::Duration::from_secs(1));
+    s.on_relay_connected("127.0.0.1:4245");
+    s.on_gap(
+        pbjson_types::Timestamp { seconds: T0 + 1, nanos: 0 },
+        Some(pbjson_types::Timestamp { seconds: T0 + 20, nanos: 0 }),
+        "relay reconnect (homelab-w1: buffer overwritten)",
+    );
+    for i in 30..33 {
+        s.on_flow(flow(i, "homelab-w1", Verdict::Forwarded));
+    }
+    s.on_lost(
+        340,
+        "homelab/homelab-w1",
+        crate::hubble::proto::flow::LostEventSource::PerfEventRingBuffer as i32,
+        Some(pbjson_types::Timestamp { seconds: T0 + 23, nanos: 0 }),
+    );
+    s.on_flow(flow(34, "homelab-w1", Verdict::Forwarded));
+    // A filter hides the forwarded flows, not the markers.
+    s.set_flow_filter(crate::app::flowview::ViewFilter::parse("verdict:dropped").ok());
+    s.ui.filter_text = "verdict:dropped".into();
+    let out = render(&s, 120, 30);
+    assert!(out.contains("── flows from 16:00:01 to 16:00:20 may be missing: relay reconnect"), "{out}");
+    assert!(out.contains("340 flow events lost on homelab-w1"), "{out}");
+    assert!(out.contains("gaps 1"), "{out}");
     insta::assert_snapshot!(out);
 }
 

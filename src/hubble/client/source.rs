@@ -1,8 +1,14 @@
 //! The long-running flow source of the Flows pane: follow with reconnect, capped exponential
 //! backoff with jitter, resume from the last flow without duplicates, gaps surfaced, relay status
 //! refreshed on the same connection, client-side drops counted.
+//!
+//! A gap is reported after every reconnect that cannot be proven complete (see
+//! [`assess_resume`]): the relay is asked, per node, for the oldest flow it still holds and for its
+//! ring counters and uptime; a node whose ring no longer reaches back to the resume point and has
+//! overwritten flows, a node that restarted or is unavailable, a node that vanished, or a relay
+//! that cannot answer all mean "flows from the last one seen to … may be missing".
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -22,7 +28,8 @@ use crate::hubble::proto::flow::FlowFilter;
 use crate::hubble::proto::observer::{
     GetFlowsRequest, GetFlowsResponse, Node, ServerStatusResponse, get_flows_response::ResponseTypes,
 };
-use crate::hubble::time::{rfc3339, timestamp_nanos};
+use crate::hubble::proto::relay::NodeState;
+use crate::hubble::time::{system_time_to_timestamp, timestamp_from_nanos, timestamp_nanos};
 
 /// What to ask the relay for.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,8 +78,12 @@ pub enum HubbleEvent {
     NodeStatus { state: i32, nodes: Vec<String>, message: String, node_name: String, time: Option<Timestamp> },
     /// The relay or an agent lost events (ring buffer overrun, perf buffer full).
     Lost { source: i32, count: u64, cpu: Option<i32>, node_name: String, time: Option<Timestamp> },
-    /// After a reconnect, flows between `from` and `to` may be missing (the relay's buffer no longer
-    /// holds them). `to` is `None` when the relay could not tell.
+    /// After a reconnect, flows between `from` (the newest flow delivered before the disconnect)
+    /// and `to` may be missing: the reconnect could not be proven complete. `to` is the oldest flow
+    /// the relay still holds on the affected nodes, or the moment of the reconnect; `None` only
+    /// when not even that is known. `reason` is short and starts with `relay reconnect`, e.g.
+    /// `relay reconnect (homelab-w1: buffer overwritten)`. Sent after `Connected` and before the
+    /// resumed flows, so a consumer keeping flows in arrival order puts it where the hole is.
     Gap { from: Timestamp, to: Option<Timestamp>, reason: String },
     /// The consumer was too slow: `count` flows were dropped here since the last report
     /// (`total` since start).
@@ -128,6 +139,8 @@ pub struct FlowSourceStats {
     pub duplicates: AtomicU64,
     pub lost_server: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Reconnects that could not be proven complete (each sent as a `Gap`).
+    pub gaps: AtomicU64,
     pub connected: AtomicBool,
     /// Time of the newest delivered flow, Unix nanoseconds (0 = none yet).
     pub last_flow_unix_nanos: AtomicI64,
@@ -142,6 +155,7 @@ pub struct FlowStatsSnapshot {
     pub duplicates: u64,
     pub lost_server: u64,
     pub reconnects: u64,
+    pub gaps: u64,
     pub connected: bool,
     pub last_flow_unix_nanos: i64,
 }
@@ -155,6 +169,7 @@ impl FlowSourceStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             lost_server: self.lost_server.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
             last_flow_unix_nanos: self.last_flow_unix_nanos.load(Ordering::Relaxed),
         }
@@ -205,6 +220,7 @@ where
         stats: stats.clone(),
         dedup: Dedup::default(),
         high_water: None,
+        known_nodes: BTreeSet::new(),
         pending_dropped: 0,
         encode_buf: Vec::new(),
     };
@@ -282,6 +298,9 @@ struct Runner<E> {
     dedup: Dedup,
     /// Time of the newest delivered flow.
     high_water: Option<Timestamp>,
+    /// Nodes the relay reported (any state) at the last status refresh: a node among them that
+    /// is gone or restarted after a reconnect may have taken flows with it.
+    known_nodes: BTreeSet<String>,
     pending_dropped: u64,
     encode_buf: Vec<u8>,
 }
@@ -374,6 +393,7 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
         let label = self.target.describe();
         let resuming = self.high_water;
         let req = self.request();
+        let since = req.since;
         let mut stream = match get_flows(channel, &label, req.clone()).await {
             Ok(s) => s,
             Err(error) => return StreamOutcome::Retry { error, progressed: false },
@@ -382,8 +402,8 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
         if self.tx.send(HubbleEvent::Connected { target: label.clone(), attempt }).await.is_err() {
             return StreamOutcome::Stop;
         }
-        if let Some(hw) = resuming {
-            self.check_gap(channel, &label, hw).await;
+        if let (Some(hw), Some(since)) = (resuming, since) {
+            self.check_gap(channel, &label, hw, since).await;
         }
         let mut progressed = false;
         let mut ticker = tokio::time::interval(self.opts.status_interval);
@@ -422,47 +442,61 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
         }
     }
 
-    /// Asks the relay for the oldest flow it still has per node; a node whose oldest flow is newer
-    /// than where we resume lost flows we never saw.
-    async fn check_gap(&mut self, channel: &Channel, label: &str, high_water: Timestamp) {
-        // Only nodes whose ring is full can have overwritten flows (when the relay says).
-        let full: Option<Vec<String>> = match tokio::time::timeout(Duration::from_secs(5), get_nodes(channel, label))
-            .await
-        {
-            Ok(Ok(nodes)) => Some(
-                nodes.into_iter().filter(|n| n.max_flows > 0 && n.num_flows >= n.max_flows).map(|n| n.name).collect(),
-            ),
+    /// After a reconnect: asks the relay what it still holds (GetNodes: state, ring counters,
+    /// uptime; the oldest flow of every node) and sends a [`HubbleEvent::Gap`] unless that proves
+    /// nothing since `since` was lost (see [`assess_resume`]).
+    async fn check_gap(&mut self, channel: &Channel, label: &str, high_water: Timestamp, since: Timestamp) {
+        let t = Duration::from_secs(5);
+        let nodes = match tokio::time::timeout(t, get_nodes(channel, label)).await {
+            Ok(Ok(nodes)) => Some(nodes),
             _ => None,
         };
-        let probe = GetFlowsRequest { number: 1, first: true, ..Default::default() };
-        let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), get_flows(channel, label, probe)).await else {
-            return;
+        let oldest = self.oldest_per_node(channel, label).await;
+        let now = timestamp_nanos(&system_time_to_timestamp(std::time::SystemTime::now()));
+        let evidence = ResumeEvidence {
+            high_water: timestamp_nanos(&high_water),
+            since: timestamp_nanos(&since),
+            now,
+            known: &self.known_nodes,
+            nodes: nodes.as_deref(),
+            oldest: oldest.as_ref(),
         };
-        let hw_n = timestamp_nanos(&high_water);
-        let mut oldest_after: Option<Timestamp> = None;
-        while let Ok(Ok(Some(r))) = tokio::time::timeout(Duration::from_secs(5), s.message()).await {
-            if let Some(ResponseTypes::Flow(f)) = &r.response_types
-                && full.as_ref().is_none_or(|full| full.contains(&f.node_name))
-                && let Some(t) = f.time.or(r.time)
-                && timestamp_nanos(&t) > hw_n
-                && oldest_after.is_none_or(|o| timestamp_nanos(&t) > timestamp_nanos(&o))
-            {
-                oldest_after = Some(t);
-            }
+        let verdict = assess_resume(&evidence);
+        if let Some(nodes) = &nodes {
+            self.known_nodes = nodes.iter().map(|n| n.name.clone()).collect();
         }
-        if let Some(to) = oldest_after {
-            let _ = self
-                .tx
-                .send(HubbleEvent::Gap {
-                    from: high_water,
-                    to: Some(to),
-                    reason: format!(
-                        "flows between {} and {} may be missing: the relay's buffer no longer holds them",
-                        rfc3339(&high_water),
-                        rfc3339(&to)
-                    ),
-                })
-                .await;
+        if let Some((to, reason)) = verdict {
+            self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target = %label, %reason, "hubble flow stream resumed with a possible gap");
+            let ev = HubbleEvent::Gap { from: high_water, to: Some(timestamp_from_nanos(to)), reason };
+            let _ = self.tx.send(ev).await;
+        }
+    }
+
+    /// The oldest flow each node's ring still holds (`first` 1: one per node), by node name;
+    /// `None` when the relay did not answer completely.
+    async fn oldest_per_node(&self, channel: &Channel, label: &str) -> Option<HashMap<String, i128>> {
+        let t = Duration::from_secs(5);
+        let probe = GetFlowsRequest { number: 1, first: true, ..Default::default() };
+        let Ok(Ok(mut s)) = tokio::time::timeout(t, get_flows(channel, label, probe)).await else {
+            return None;
+        };
+        let mut oldest: HashMap<String, i128> = HashMap::new();
+        loop {
+            match tokio::time::timeout(t, s.message()).await {
+                Ok(Ok(Some(r))) => {
+                    if let Some(ResponseTypes::Flow(f)) = &r.response_types
+                        && let Some(time) = f.time.or(r.time)
+                    {
+                        let node = if f.node_name.is_empty() { &r.node_name } else { &f.node_name };
+                        let t = timestamp_nanos(&time);
+                        let e = oldest.entry(node.clone()).or_insert(t);
+                        *e = (*e).min(t);
+                    }
+                }
+                Ok(Ok(None)) => return Some(oldest),
+                _ => return None,
+            }
         }
     }
 
@@ -472,6 +506,7 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
             let _ = self.tx.try_send(HubbleEvent::ServerStatus(s));
         }
         if let Ok(Ok(n)) = tokio::time::timeout(t, get_nodes(channel, label)).await {
+            self.known_nodes = n.iter().map(|n| n.name.clone()).collect();
             let _ = self.tx.try_send(HubbleEvent::Nodes(n));
         }
     }
@@ -589,6 +624,81 @@ impl<E: From<HubbleEvent> + Send + 'static> Runner<E> {
     }
 }
 
+/// What the relay says after a reconnect (times in Unix nanoseconds).
+struct ResumeEvidence<'a> {
+    /// The newest flow delivered before the disconnect.
+    high_water: i128,
+    /// The `since` of the resumed request (`high_water` − overlap).
+    since: i128,
+    /// Local time of the check.
+    now: i128,
+    /// Nodes the relay reported before the disconnect.
+    known: &'a BTreeSet<String>,
+    /// GetNodes now (`None`: it failed).
+    nodes: Option<&'a [Node]>,
+    /// Oldest flow per node now (`None`: the probe failed).
+    oldest: Option<&'a HashMap<String, i128>>,
+}
+
+/// An agent that started this long after the last flow we saw restarted in the outage (allows
+/// for the agent's clock being a little off ours: uptime is measured on our clock).
+const RESTART_SLACK_NANOS: i128 = 1_000_000_000;
+
+/// Decides whether a resumed stream may miss flows. Returns the end of the window that may be
+/// missing and the reason, or `None` when completeness is proven: every node the relay reported
+/// before is still there and connected, and each node's ring either still reaches back to `since`
+/// (its oldest flow is not newer) or has never overwritten a flow (`seen_flows` = `num_flows`,
+/// ring not full) and did not restart after `high_water`. A node that appeared during the outage
+/// has nothing older to lose. A relay that cannot answer proves nothing.
+fn assess_resume(ev: &ResumeEvidence<'_>) -> Option<(i128, String)> {
+    let (Some(nodes), Some(oldest)) = (ev.nodes, ev.oldest) else {
+        return Some((ev.now, "relay reconnect (the relay could not tell what it still holds)".into()));
+    };
+    let mut to = i128::MIN;
+    let mut causes: Vec<String> = Vec::new();
+    for n in nodes {
+        let name = crate::hubble::format::strip_cluster_prefix(&n.name);
+        if n.state != NodeState::NodeConnected as i32 {
+            causes.push(format!("{name}: unavailable"));
+            to = to.max(ev.now);
+            continue;
+        }
+        let first = oldest.get(&n.name).copied();
+        if first.is_some_and(|t| t <= ev.since) {
+            continue;
+        }
+        let overwritten = n.seen_flows > n.num_flows || (n.max_flows > 0 && n.num_flows >= n.max_flows);
+        if overwritten {
+            causes.push(format!("{name}: buffer overwritten"));
+            to = to.max(first.unwrap_or(ev.now).min(ev.now));
+            continue;
+        }
+        let started = ev.now - i128::from(n.uptime_ns);
+        if n.uptime_ns > 0 && started > ev.high_water + RESTART_SLACK_NANOS && ev.known.contains(&n.name) {
+            causes.push(format!("{name}: agent restarted"));
+            to = to.max(started);
+        }
+    }
+    for k in ev.known {
+        if !nodes.iter().any(|n| &n.name == k) {
+            causes.push(format!("{}: no longer reported", crate::hubble::format::strip_cluster_prefix(k)));
+            to = to.max(ev.now);
+        }
+    }
+    if causes.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 3;
+    let more = causes.len().saturating_sub(SHOWN);
+    causes.truncate(SHOWN);
+    let mut reason = format!("relay reconnect ({}", causes.join(", "));
+    if more > 0 {
+        reason.push_str(&format!(", {more} more"));
+    }
+    reason.push(')');
+    Some((to.max(ev.high_water), reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +719,7 @@ mod tests {
             stats: Arc::default(),
             dedup: Dedup::default(),
             high_water: None,
+            known_nodes: BTreeSet::new(),
             pending_dropped: 0,
             encode_buf: Vec::new(),
         };
@@ -629,5 +740,62 @@ mod tests {
         assert!(d.insert((20, 1), 15));
         // (10, *) fell out of the window and would be accepted again.
         assert!(d.insert((10, 1), 15));
+    }
+
+    const S: i128 = 1_000_000_000;
+
+    fn node(name: &str, state: NodeState, num: u64, max: u64, seen: u64, uptime_s: u64) -> Node {
+        Node {
+            name: name.into(),
+            state: state as i32,
+            num_flows: num,
+            max_flows: max,
+            seen_flows: seen,
+            uptime_ns: uptime_s * 1_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    /// Last flow at 100 s, resume `since` 99 s, checked at 130 s.
+    fn assess(known: &[&str], nodes: Option<&[Node]>, oldest: &[(&str, i128)]) -> Option<(i128, String)> {
+        let known: BTreeSet<String> = known.iter().map(|s| s.to_string()).collect();
+        let oldest: HashMap<String, i128> = oldest.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+        assess_resume(&ResumeEvidence {
+            high_water: 100 * S,
+            since: 99 * S,
+            now: 130 * S,
+            known: &known,
+            nodes,
+            oldest: Some(&oldest),
+        })
+    }
+
+    #[test]
+    fn a_resume_is_complete_only_when_proven() {
+        use NodeState::{NodeConnected as Up, NodeUnavailable as Down};
+        // Both rings reach back before `since`: complete, even though full.
+        let nodes = [node("a", Up, 4095, 4095, 90_000, 3600), node("b", Up, 10, 4095, 10, 3600)];
+        assert_eq!(assess(&["a", "b"], Some(&nodes), &[("a", 50 * S), ("b", 20 * S)]), None);
+        // b's oldest is after `since` but it never overwrote anything and ran all along: complete.
+        assert_eq!(assess(&["a", "b"], Some(&nodes), &[("a", 50 * S), ("b", 110 * S)]), None);
+        // a's ring was overwritten past `since`: missing up to its oldest flow.
+        let (to, why) = assess(&["a", "b"], Some(&nodes), &[("a", 120 * S), ("b", 20 * S)]).unwrap();
+        assert_eq!(to, 120 * S);
+        assert_eq!(why, "relay reconnect (a: buffer overwritten)");
+        // A known agent that started after the last flow lost its ring.
+        let restarted = [node("a", Up, 5, 4095, 5, 10), node("b", Up, 10, 4095, 10, 3600)];
+        let (to, why) = assess(&["a", "b"], Some(&restarted), &[("a", 125 * S), ("b", 20 * S)]).unwrap();
+        assert_eq!((to, why.as_str()), (120 * S, "relay reconnect (a: agent restarted)"));
+        // …while a node that joined during the outage had nothing to lose.
+        assert_eq!(assess(&["b"], Some(&restarted), &[("a", 125 * S), ("b", 20 * S)]), None);
+        // Unavailable or vanished nodes: missing up to the reconnect.
+        let down = [node("a", Down, 0, 0, 0, 0), node("b", Up, 10, 4095, 10, 3600)];
+        let (to, why) = assess(&["a", "b", "c"], Some(&down), &[("b", 20 * S)]).unwrap();
+        assert_eq!(to, 130 * S);
+        assert_eq!(why, "relay reconnect (a: unavailable, c: no longer reported)");
+        // A relay that cannot say what it holds proves nothing.
+        let (to, why) = assess(&["a"], None, &[]).unwrap();
+        assert_eq!(to, 130 * S);
+        assert!(why.starts_with("relay reconnect"), "{why}");
     }
 }

@@ -1,7 +1,7 @@
 //! A hand-made homelab [`Topology`] (three nodes, CoreDNS, HAProxy ingress, media apps, Longhorn,
 //! Argo CD, metrics-server) for relay tests and benchmarks, independent of the world controllers.
 
-use crate::sim::topology::{TopoNode, TopoPod, TopoService, Topology};
+use crate::sim::topology::{RoutingMode, TopoNode, TopoPod, TopoService, Topology};
 
 #[allow(clippy::too_many_arguments)]
 fn pod(
@@ -37,7 +37,8 @@ fn svc(ns: &str, name: &str, ip: &str, ports: &[(u16, &str)], selector: &[&str])
     }
 }
 
-/// Three Cilium-ready nodes (`homelab-cp1`, `homelab-w1`, `homelab-w2`) with typical workloads.
+/// Three Cilium-ready nodes (`homelab-cp1`, `homelab-w1`, `homelab-w2`) with typical workloads,
+/// native routing (set `routing` for tunnel mode).
 /// `cluster_name` is the Helm `cluster.name` (`default` = no node name prefix).
 pub fn homelab_topology(cluster_name: &str) -> Topology {
     let nodes = [
@@ -203,5 +204,7 @@ pub fn homelab_topology(cluster_name: &str) -> Topology {
         ],
         cluster_name: cluster_name.to_string(),
         cilium_version: "1.16.6".to_string(),
+        // The homelab's plan: native routing over the LAN (ipv4NativeRoutingCIDR 10.42.0.0/16).
+        routing: RoutingMode::Native,
     }
 }

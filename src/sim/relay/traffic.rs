@@ -7,6 +7,11 @@
 //!
 //! Every conversation is emitted as the trace/drop/L7 events of the nodes that see it (both nodes
 //! for cross-node traffic), with identities relative to the observing node (host / remote-node).
+//! Observation points follow the routing mode ([`RoutingMode`]): in tunnel mode a packet leaving
+//! for another node is `to-overlay`; with native routing there is no overlay device, so a pod's
+//! packet is `to-stack` (routed by the kernel) and the host's own is `to-network` (the native
+//! device). `from-*` points are not emitted: the agent's `monitor-aggregation: medium` (the
+//! chart's default, and the sim's ConfigMap) suppresses them.
 
 use pbjson_types::{BoolValue, Timestamp};
 
@@ -16,7 +21,7 @@ use crate::hubble::proto::flow::{
     TraceReason, TrafficDirection, Udp, Verdict, Workload, layer4, layer7,
 };
 use crate::sim::faults::ActiveFaults;
-use crate::sim::topology::Topology;
+use crate::sim::topology::{RoutingMode, Topology};
 
 /// A node as the generator knows it.
 #[derive(Debug, Clone)]
@@ -53,6 +58,7 @@ struct App {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopoIndex {
     pub cluster: String,
+    pub routing: RoutingMode,
     pub nodes: Vec<NodeInfo>,
     pods: Vec<PodInfo>,
     coredns: Vec<usize>,
@@ -119,7 +125,7 @@ impl TopoIndex {
         }
         let has_label =
             |i: usize, l: &str| t.pods.iter().any(|tp| tp.name == pods[i].name && tp.labels.iter().any(|x| x == l));
-        let mut idx = TopoIndex { cluster, nodes, ..Default::default() };
+        let mut idx = TopoIndex { cluster, nodes, routing: t.routing, ..Default::default() };
         for (i, p) in pods.iter().enumerate() {
             let name = p.name.as_str();
             if has_label(i, "k8s-app=kube-dns") || name.starts_with("coredns") {
@@ -440,7 +446,7 @@ impl TrafficGen {
             _ => &[(Some(false), NOFLAGS), (Some(true), NOFLAGS)],
         };
         if broken {
-            // The tunnel to the peer node is gone: retransmitted requests are dropped, no replies.
+            // The path to the peer node is broken: retransmitted requests are dropped, no replies.
             if let Some(a) = sn {
                 let flags = (c.proto == Proto::Tcp).then_some(TcpFlags { syn: true, ..NOFLAGS });
                 for _ in 0..2 {
@@ -472,7 +478,7 @@ impl TrafficGen {
                 && (from_managed || cross)
                 && (cross || to_node.is_none() || !to_managed)
             {
-                let point = if cross { 4 } else { 3 };
+                let point = if cross { cross_node_point(t.routing, from_managed) } else { TO_STACK };
                 let f = self.l34(t, c, a, point, *reply, flags, None, egress_dir);
                 out.push((a, f));
             }
@@ -832,6 +838,22 @@ fn tcp_summary(f: TcpFlags) -> String {
     s
 }
 
+/// Monitor trace sub types (`TRACE_TO_*` in Cilium's datapath) the generator emits.
+const TO_STACK: u8 = 3;
+const TO_OVERLAY: u8 = 4;
+const TO_NETWORK: u8 = 11;
+
+/// Where the sending node observes a packet leaving for another node: the overlay device in tunnel
+/// mode; with native routing the kernel stack for a pod's packet (legacy host routing, as with
+/// `kubeProxyReplacement: false`) and the native device for the host's own.
+fn cross_node_point(routing: RoutingMode, from_pod: bool) -> u8 {
+    match routing {
+        RoutingMode::Tunnel => TO_OVERLAY,
+        RoutingMode::Native if from_pod => TO_STACK,
+        RoutingMode::Native => TO_NETWORK,
+    }
+}
+
 /// The proto TraceObservationPoint for a monitor sub type.
 fn trace_point_enum(sub: u8) -> i32 {
     if sub == 0 { 101 } else { i32::from(sub) }
@@ -875,8 +897,8 @@ mod tests {
         }
         for k in [
             "to-endpoint",
-            "to-overlay",
             "to-stack",
+            "to-network",
             "Policy denied",
             "dns-request proxy",
             "dns-response proxy",
@@ -892,6 +914,43 @@ mod tests {
         TrafficGen::new(1).generate(&idx, &ActiveFaults::default(), 2000, &mut again);
         assert_eq!(out.len(), again.len());
         assert_eq!(out[17].1, again[17].1);
+    }
+
+    /// The flow-type texts (`to-overlay`, `Policy denied`, …) of `n` generated flows.
+    fn kinds(topo: &Topology, n: usize) -> std::collections::BTreeSet<String> {
+        let idx = TopoIndex::new(topo);
+        let mut out = Vec::new();
+        TrafficGen::new(5).generate(&idx, &ActiveFaults::default(), n, &mut out);
+        out.iter()
+            .map(|(_, f)| {
+                let mut line = String::new();
+                crate::hubble::format::write_flow_type(&mut line, f);
+                line
+            })
+            .collect()
+    }
+
+    #[test]
+    fn observation_points_follow_the_routing_mode() {
+        let mut topo = homelab_topology("default");
+        topo.routing = RoutingMode::Native;
+        let native = kinds(&topo, 3000);
+        for k in ["to-overlay", "from-overlay"] {
+            assert!(!native.contains(k), "native routing has no overlay, yet {k}: {native:?}");
+        }
+        for k in ["to-stack", "to-endpoint", "to-network"] {
+            assert!(native.contains(k), "native routing: missing {k}: {native:?}");
+        }
+        topo.routing = RoutingMode::Tunnel;
+        let tunnel = kinds(&topo, 3000);
+        for k in ["to-overlay", "to-stack", "to-endpoint"] {
+            assert!(tunnel.contains(k), "tunnel mode: missing {k}: {tunnel:?}");
+        }
+        assert!(!tunnel.contains("to-network"), "in tunnel mode the host reaches other nodes through the overlay");
+        // The ConfigMap value decides; an unset routing mode is the chart's tunnel.
+        assert_eq!(RoutingMode::from_config("native"), RoutingMode::Native);
+        assert_eq!(RoutingMode::from_config("tunnel"), RoutingMode::Tunnel);
+        assert_eq!(RoutingMode::from_config(""), RoutingMode::Tunnel);
     }
 
     #[test]

@@ -269,6 +269,8 @@ fn committing_cilium_brings_agents_up_node_by_node() {
     let topo = t.w.topology();
     assert_eq!(topo.cluster_name, "homelab");
     assert_eq!(topo.cilium_version, "1.16.4");
+    // The relay's traffic follows the ConfigMap's routing mode (no overlay in native routing).
+    assert_eq!(topo.routing, crate::sim::RoutingMode::Native);
     assert!(topo.nodes.iter().all(|n| n.cilium_ready && n.ready));
 }
 

@@ -9,7 +9,7 @@ use super::World;
 use super::cilium::identity_for;
 use super::kubelet::Cni;
 use super::objects::{self as o, ids, res};
-use crate::sim::topology::{TopoNode, TopoPod, TopoService, Topology};
+use crate::sim::topology::{RoutingMode, TopoNode, TopoPod, TopoService, Topology};
 
 /// `identity` of host-network pods (Cilium's reserved:host).
 pub const HOST_IDENTITY: u32 = 1;
@@ -100,10 +100,10 @@ impl World {
                 selector: o::string_map(s.pointer("/spec/selector")).iter().map(|(k, v)| format!("{k}={v}")).collect(),
             })
             .collect();
-        let (cluster_name, cilium_version) = match &self.cilium.applied {
-            Some(c) => (c.cluster_name.clone(), c.chart_version.clone()),
-            None => ("default".to_string(), String::new()),
+        let (cluster_name, cilium_version, routing) = match &self.cilium.applied {
+            Some(c) => (c.cluster_name.clone(), c.chart_version.clone(), RoutingMode::from_config(&c.routing_mode)),
+            None => ("default".to_string(), String::new(), RoutingMode::default()),
         };
-        Topology { nodes: topo_nodes, pods: topo_pods, services: topo_svcs, cluster_name, cilium_version }
+        Topology { nodes: topo_nodes, pods: topo_pods, services: topo_svcs, cluster_name, cilium_version, routing }
     }
 }
