@@ -5,10 +5,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::Span;
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::Theme;
-use super::common::{fit, freshness, pane};
+use super::common::{framed, freshness, pane, position};
+use crate::app::lists::{Drawn, offset};
 use crate::app::model::{K3sArgs, NodeSummary};
 use crate::app::state::{AppState, Focus};
 use crate::cluster::watch::SourceId;
@@ -29,17 +30,34 @@ fn effective_args(state: &AppState, node: &NodeSummary) -> Option<K3sArgs> {
         .then(|| (*first).clone())
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, drawn: &mut Drawn) {
     let focused = state.ui.focus == Focus::Nodes;
-    let block = pane(
-        "Nodes",
-        focused,
-        freshness(state, &[SourceId::Nodes, SourceId::Pods, SourceId::CiliumNodes], theme),
-        theme,
+    // The list scrolls with the selection: the highlighted row is always drawn.
+    let inner = framed(Block::new().borders(Borders::ALL), frame).inner(area);
+    let height = inner.height.saturating_sub(1) as usize;
+    let selected = state.ui.selected_node.min(state.nodes.len().saturating_sub(1));
+    let first = offset(state.ui.view.nodes_offset, selected, state.nodes.len(), height);
+    (drawn.nodes_offset, drawn.nodes_rows) = (first, height);
+    if focused {
+        drawn.node = state.nodes.keys().nth(selected).cloned();
+    }
+    let title = format!("Nodes{}", position(first, height, state.nodes.len()));
+    let block = framed(
+        pane(
+            &title,
+            focused,
+            freshness(state, &[SourceId::Nodes, SourceId::Pods, SourceId::CiliumNodes], theme),
+            theme,
+        ),
+        frame,
     );
-    let wide = area.width >= 110;
+    // Wide only when the name column keeps room next to all the wide columns.
+    let wide = inner.width >= 130;
+    let name_w = name_width(state, inner.width, wide);
+    let names: Vec<&str> = state.nodes.keys().map(String::as_str).collect();
+    let labels = crate::ui::names::labels(&names, name_w as usize);
     let mut rows = Vec::new();
-    for (i, node) in state.nodes.values().enumerate() {
+    for (i, node) in state.nodes.values().enumerate().skip(first).take(height) {
         let args = effective_args(state, node);
         let ready = match node.ready {
             Some(true) => Span::styled("Ready", theme.ok()),
@@ -100,7 +118,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         };
         let role = if node.server { "server" } else { "agent" };
         let mut cells = vec![
-            Cell::from(fit(&node.name, if wide { 20 } else { 14 })),
+            Cell::from(labels.get(i).cloned().unwrap_or_default()),
             Cell::from(ready),
             Cell::from(sched),
             Cell::from(role),
@@ -125,13 +143,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         }
         rows.push(row);
     }
-    if rows.is_empty() {
-        let msg = match state.sources.get(&SourceId::Nodes).map(|s| &s.state) {
-            Some(crate::app::state::SourceState::Failing { problem, .. }) => problem.message().to_string(),
-            _ => "waiting for the node list…".into(),
-        };
-        rows.push(Row::new(vec![Cell::from(Span::styled(msg, theme.dim()))]));
-    }
+    // Without nodes, the reason goes under the header across the whole width (not in a column).
+    let empty = rows.is_empty().then(|| match state.sources.get(&SourceId::Nodes).map(|s| &s.state) {
+        Some(crate::app::state::SourceState::Failing { problem, .. }) => problem.message().to_string(),
+        _ => "waiting for the node list…".into(),
+    });
     let (header, widths): (Vec<&str>, Vec<Constraint>) = if wide {
         (
             vec![
@@ -151,7 +167,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 "DROP/S",
             ],
             vec![
-                Constraint::Length(20),
+                Constraint::Length(name_w),
                 Constraint::Length(6),
                 Constraint::Length(6),
                 Constraint::Length(6),
@@ -171,7 +187,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         (
             vec!["NODE", "READY", "SCHED", "ROLE", "FLNL", "KPRX", "CILIUM", "CN", "RELAY", "PODS", "F/S", "D/S"],
             vec![
-                Constraint::Length(14),
+                Constraint::Length(name_w),
                 Constraint::Length(6),
                 Constraint::Length(6),
                 Constraint::Length(6),
@@ -188,4 +204,17 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     };
     let table = Table::new(rows, widths).header(Row::new(header).style(theme.dim())).column_spacing(1).block(block);
     frame.render_widget(table, area);
+    if let Some(msg) = empty {
+        let below = Rect { y: inner.y + 1, height: inner.height.saturating_sub(1), ..inner };
+        frame.render_widget(Paragraph::new(Span::styled(msg, theme.dim())).wrap(Wrap { trim: true }), below);
+    }
+}
+
+/// The name column: every name in full when the other columns leave room (up to 48), otherwise
+/// what is left, and the names are shortened without becoming ambiguous (`ui::names`).
+fn name_width(state: &AppState, inner: u16, wide: bool) -> u16 {
+    // The other columns' widths and spacing (see the constraints above); CILIUM keeps 12.
+    let others: u16 = if wide { 105 + 13 } else { 6 + 6 + 6 + 4 + 4 + 12 + 3 + 7 + 4 + 5 + 5 + 11 };
+    let longest = state.nodes.keys().map(|n| crate::ui::names::width(n)).max().unwrap_or(4) as u16;
+    longest.clamp(4, 48).min(inner.saturating_sub(others)).max(4)
 }
