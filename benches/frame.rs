@@ -116,7 +116,9 @@ fn main() {
             incoming += 1;
         }
         ingest += t.elapsed();
-        let _ = term.draw(|f| cutover::ui::draw(f, &s, &theme));
+        let _ = term.draw(|f| {
+            cutover::ui::draw(f, &s, &theme);
+        });
     }
     let total = t0.elapsed();
     let draw = total - ingest;
@@ -130,7 +132,9 @@ fn main() {
     s.set_flow_filter(cutover::app::flowview::ViewFilter::parse("verdict:dropped").ok());
     let t0 = Instant::now();
     for _ in 0..frames {
-        let _ = term.draw(|f| cutover::ui::draw(f, &s, &theme));
+        let _ = term.draw(|f| {
+            cutover::ui::draw(f, &s, &theme);
+        });
     }
     println!(
         "frame 200x60 with a 2%-selective filter: {:.3} ms/frame",

@@ -156,12 +156,12 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                         let cmds = update(&mut state, AppEvent::Key(k));
                         if run_commands(cmds, &mut state, &mut runner, &conn, &opts.settings, &tx) { break; }
                         // Keys are answered at once, not at the next frame.
-                        draw(&mut terminal, &state, &theme)?;
+                        draw(&mut terminal, &mut state, &theme)?;
                         dirty = false;
                     }
                     Ok(TermEvent::Paste(text)) => {
                         let _ = update(&mut state, AppEvent::Paste(text));
-                        draw(&mut terminal, &state, &theme)?;
+                        draw(&mut terminal, &mut state, &theme)?;
                         dirty = false;
                     }
                     Ok(TermEvent::Resize(..)) => {
@@ -202,7 +202,7 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
             }
             _ = frame.tick() => {
                 if dirty {
-                    draw(&mut terminal, &state, &theme)?;
+                    draw(&mut terminal, &mut state, &theme)?;
                     dirty = false;
                 }
             }
@@ -276,8 +276,14 @@ impl Signals {
     }
 }
 
-fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &AppState, theme: &Theme) -> Result<()> {
-    terminal.draw(|f| ui::draw(f, state, theme)).wrap_err("cannot draw to the terminal")?;
+/// Draws a frame and tells the state what it showed: the lists' offsets and the highlighted rows,
+/// which are what the next keys act on.
+fn draw(terminal: &mut Terminal<CrosstermBackend<Stdout>>, state: &mut AppState, theme: &Theme) -> Result<()> {
+    let mut drawn = None;
+    terminal.draw(|f| drawn = Some(ui::draw(f, state, theme))).wrap_err("cannot draw to the terminal")?;
+    if let Some(d) = drawn {
+        let _ = update(state, AppEvent::Drawn(Box::new(d)));
+    }
     Ok(())
 }
 

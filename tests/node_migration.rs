@@ -184,7 +184,10 @@ fn state_of(state: &AppState, node: &str) -> NodeMigration {
 /// The header line exactly as the cockpit draws it (wide enough for the whole stage text).
 fn header(state: &AppState) -> String {
     let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(400, 20)).expect("terminal");
-    t.draw(|f| cutover::ui::draw(f, state, &cutover::ui::Theme { color: false })).expect("draw");
+    t.draw(|f| {
+        cutover::ui::draw(f, state, &cutover::ui::Theme { color: false });
+    })
+    .expect("draw");
     let buf = t.backend().buffer().clone();
     (0..buf.area.width).map(|x| buf[(x, 0)].symbol().to_string()).collect::<String>().trim_end().to_string()
 }
@@ -243,7 +246,10 @@ async fn servers_switched_agents_not() {
     assert!(!head.contains("Cilium is the CNI"));
     // The Nodes pane's flannel column for the agents is the servers' flag, marked as not applied.
     let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 50)).expect("terminal");
-    t.draw(|f| cutover::ui::draw(f, &state, &cutover::ui::Theme { color: false })).expect("draw");
+    t.draw(|f| {
+        cutover::ui::draw(f, &state, &cutover::ui::Theme { color: false });
+    })
+    .expect("draw");
     let screen = format!("{}", t.backend());
     let w1 = screen.lines().find(|l| l.contains("homelab-w1 ") && l.contains("agent")).expect("w1 row");
     assert!(w1.contains("restart?") && w1.contains("off*"), "{w1}");
@@ -281,7 +287,10 @@ async fn restarted_nodes_with_old_pods_still_running() {
     assert!(head.contains(&format!("stage {}", report.stage)), "{head}");
     // The agents' flannel column is a fact now (they restarted after the servers switched).
     let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(200, 50)).expect("terminal");
-    t.draw(|f| cutover::ui::draw(f, &state, &cutover::ui::Theme { color: false })).expect("draw");
+    t.draw(|f| {
+        cutover::ui::draw(f, &state, &cutover::ui::Theme { color: false });
+    })
+    .expect("draw");
     let screen = format!("{}", t.backend());
     let w1 = screen.lines().find(|l| l.contains("homelab-w1 ") && l.contains("agent")).expect("w1 row");
     assert!(!w1.contains("off*") && w1.contains(" off "), "{w1}");

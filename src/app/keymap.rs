@@ -30,6 +30,10 @@ pub enum Action {
     Preflight,
     RenderPreview,
     Cancel,
+    /// The full-screen events view.
+    Events,
+    /// The highlighted flow in full.
+    FlowDetail,
 }
 
 /// Where a binding applies.
@@ -65,6 +69,7 @@ const G: Scope = Scope::Global;
 const ARGO: Scope = Scope::Pane(Focus::Argo);
 const NODES: Scope = Scope::Pane(Focus::Nodes);
 const FLOWS: Scope = Scope::Pane(Focus::Flows);
+const EVENTS: Scope = Scope::Pane(Focus::Events);
 
 /// Every key the cockpit knows, in help order.
 pub static KEYMAP: &[Binding] = &[
@@ -99,6 +104,13 @@ pub static KEYMAP: &[Binding] = &[
         Action::RenderPreview,
         "preview the rendered manifests (1 / 2 stage; writes nothing)",
     ),
+    key(
+        KeyCode::Char('e'),
+        "e",
+        G,
+        Action::Events,
+        "events, full screen: repeats grouped, the selected one in full (↑↓ PgUp PgDn)",
+    ),
     key(KeyCode::Enter, "Enter", ARGO, Action::Expand, "expand / collapse the app's resources"),
     mutating(KeyCode::Char('s'), "s", ARGO, Action::Sync, "sync the selected Application (confirm)"),
     mutating(KeyCode::Char('r'), "r", ARGO, Action::Refresh, "refresh the selected Application (confirm)"),
@@ -107,6 +119,8 @@ pub static KEYMAP: &[Binding] = &[
     mutating(KeyCode::Char('u'), "u", NODES, Action::Uncordon, "uncordon the selected node (confirm)"),
     mutating(KeyCode::Char('d'), "d", NODES, Action::Drain, "drain the selected node (shows the plan; type its name)"),
     key(KeyCode::Char('f'), "f", FLOWS, Action::FollowNode, "stop following a node"),
+    key(KeyCode::Enter, "Enter", FLOWS, Action::FlowDetail, "the highlighted flow in full, every field (↑↓ scroll)"),
+    key(KeyCode::Enter, "Enter", EVENTS, Action::Events, "the events view (as e)"),
 ];
 
 /// Finds the binding for a key in the focused pane (pane bindings win over global ones).

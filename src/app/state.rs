@@ -326,12 +326,19 @@ pub enum Level {
     Error,
 }
 
-/// One line in the events pane.
+/// One line in the events pane: a message, or a group of repeats of it (`super::eventlog`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// When it was (last) said.
     pub at: Timestamp,
     pub level: Level,
+    /// The latest text.
     pub text: String,
+    /// How many times it was said since `first`.
+    pub count: u32,
+    pub first: Timestamp,
+    /// Identity of the line for the selection in Events (new lines count up; a group keeps its own).
+    pub seq: u64,
 }
 
 /// UI-only state (selection, scroll, overlays). Still changed only by the update function.
@@ -350,7 +357,8 @@ pub struct UiState {
     pub filter_input: Option<String>,
     pub filter_text: String,
     pub filter_error: Option<String>,
-    pub events_scroll: usize,
+    /// Scroll offsets, the event selection, the events view, help scroll and the flow detail.
+    pub view: super::lists::Views,
     /// A confirmation waiting for y/n.
     pub confirm: Option<super::action::Pending>,
     /// The pre-flight overlay is open (and its scroll offset).
@@ -402,6 +410,8 @@ pub struct AppState {
     pub relay: RelayState,
     pub flows: FlowBuffer,
     pub log: VecDeque<LogLine>,
+    /// `seq` of the newest log line.
+    pub log_seq: u64,
     pub ui: UiState,
     /// Name of the Cilium Argo CD Application and the root app.
     pub cilium_app: String,
@@ -443,6 +453,7 @@ impl AppState {
             relay: RelayState::default(),
             flows: FlowBuffer::new(flow_capacity),
             log: VecDeque::new(),
+            log_seq: 0,
             ui: UiState::default(),
             cilium_app: "cilium-app".into(),
             root_app: "root".into(),
@@ -462,10 +473,9 @@ impl AppState {
             Level::Warn => tracing::warn!("{text}"),
             Level::Info => tracing::info!("{text}"),
         }
-        if self.log.len() == LOG_CAP {
-            self.log.pop_front();
-        }
-        self.log.push_back(LogLine { at: self.now, level, text });
+        self.log_seq += 1;
+        let line = LogLine { at: self.now, level, text, count: 1, first: self.now, seq: self.log_seq };
+        super::eventlog::push(&mut self.log, line, LOG_CAP);
     }
 
     /// Applies one Kubernetes event.

@@ -6,8 +6,9 @@ use jiff::Timestamp;
 
 use super::action::{Operation, Pending};
 use super::keymap::{self, Action};
+use super::lists::{self, ArgoRow, Drawn, FlowDetail};
 use super::state::{AppState, Focus, Level, Mode};
-use crate::cluster::watch::KubeEvent;
+use crate::cluster::watch::{KubeEvent, SourceId};
 use crate::hubble::client::HubbleEvent;
 use crate::hubble::proto::observer::get_flows_response::ResponseTypes;
 use crate::hubble::proto::relay::NodeState;
@@ -45,6 +46,8 @@ pub enum AppEvent {
         stage: u8,
         result: Result<Vec<(String, String)>, String>,
     },
+    /// A frame was drawn: what it showed (offsets, highlighted rows), fed back after each frame.
+    Drawn(Box<Drawn>),
 }
 
 impl From<HubbleEvent> for AppEvent {
@@ -88,8 +91,17 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             Vec::new()
         }
         AppEvent::Kube(k) => {
+            // The selection stays on the object it was on, wherever the change moves it.
+            let lists_change = matches!(k.source(), SourceId::Nodes | SourceId::Applications);
+            let anchor = lists_change.then(|| Anchor::take(state));
             state.on_kube(*k);
-            clamp_selection(state);
+            if let Some(anchor) = anchor {
+                anchor.restore(state);
+            }
+            Vec::new()
+        }
+        AppEvent::Drawn(d) => {
+            on_drawn(state, *d);
             Vec::new()
         }
         AppEvent::Relay(r) => {
@@ -244,6 +256,26 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if let Some(detail) = state.ui.view.flow_detail.as_mut() {
+        let max = state.ui.view.drawn.as_ref().map_or(usize::MAX, |d| d.detail_max_scroll);
+        match scroll_key(key.code) {
+            Some(delta) => detail.scroll = scroll_by(detail.scroll, delta, max),
+            None if key.code == KeyCode::Char('q') => return request_quit(state),
+            None => state.ui.view.flow_detail = None,
+        }
+        return Vec::new();
+    }
+    if state.ui.view.events_open {
+        let page = lists::page(state.ui.view.drawn.as_ref().map(|d| d.events_view_rows));
+        match (key.code, scroll_key(key.code)) {
+            (KeyCode::PageUp, _) => move_event(state, -page),
+            (KeyCode::PageDown, _) => move_event(state, page),
+            (_, Some(delta)) => move_event(state, delta),
+            (KeyCode::Char('q'), None) => return request_quit(state),
+            (_, None) => state.ui.view.events_open = false,
+        }
+        return Vec::new();
+    }
     if let Some(stage) = state.ui.preview_stage {
         match key.code {
             KeyCode::Up | KeyCode::Char('k') => state.ui.preview_scroll = state.ui.preview_scroll.saturating_sub(1),
@@ -283,7 +315,12 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         return Vec::new();
     }
     if state.ui.help {
-        // Any key closes help (q still quits).
+        // ↑↓ PgUp PgDn Home End scroll; any other key closes help (q still quits).
+        if let Some(delta) = scroll_key(key.code) {
+            let max = state.ui.view.drawn.as_ref().map_or(usize::MAX, |d| d.help_max_scroll);
+            state.ui.view.help_scroll = scroll_by(state.ui.view.help_scroll, delta, max);
+            return Vec::new();
+        }
         state.ui.help = false;
         if key.code != KeyCode::Char('q') {
             return Vec::new();
@@ -309,7 +346,18 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 None => state.log(Level::Info, "nothing is running"),
             }
         }
-        Action::Help => state.ui.help = true,
+        Action::Help => {
+            state.ui.help = true;
+            state.ui.view.help_scroll = 0;
+        }
+        Action::Events => state.ui.view.events_open = true,
+        Action::FlowDetail => {
+            // The flow the last frame drew highlighted, exactly as it was.
+            match state.ui.view.drawn.as_ref().and_then(|d| d.flow.clone()) {
+                Some(flow) => state.ui.view.flow_detail = Some(FlowDetail { flow, scroll: 0 }),
+                None => state.log(Level::Info, "no flow is highlighted"),
+            }
+        }
         Action::RenderPreview => {
             // Start with the stage the cluster is heading to.
             let stage = if state.apps.contains_key(&state.cilium_app) { 2 } else { 1 };
@@ -329,15 +377,22 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         Action::FocusPrev => state.ui.focus = state.ui.focus.prev(),
         Action::Up => move_selection(state, -1),
         Action::Down => move_selection(state, 1),
-        Action::PageUp => move_selection(state, -10),
-        Action::PageDown => move_selection(state, 10),
+        Action::PageUp => move_selection(state, -page(state)),
+        Action::PageDown => move_selection(state, page(state)),
         Action::Top => move_selection(state, i64::MIN / 2),
         Action::Bottom => move_selection(state, i64::MAX / 2),
         Action::Expand => {
-            if let Some(app) = selected_app(state) {
-                state.ui.expanded_app =
-                    if state.ui.expanded_app.as_deref() == Some(app.as_str()) { None } else { Some(app) };
+            let anchor = Anchor::take(state);
+            match selected_row(state) {
+                Some(ArgoRow::App(app)) => {
+                    state.ui.expanded_app =
+                        if state.ui.expanded_app.as_deref() == Some(app.as_str()) { None } else { Some(app) };
+                }
+                // On one of its resources: collapse, and the selection goes back to the app.
+                Some(ArgoRow::Resource { .. }) => state.ui.expanded_app = None,
+                None => {}
             }
+            anchor.restore(state);
         }
         Action::Pause => {
             // Pausing keeps the rows on screen where they are; resuming goes back to the newest.
@@ -353,14 +408,14 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             set_filter(state, String::new());
         }
         Action::FollowNode => {
-            state.ui.follow_node = match (state.ui.focus, selected_node(state)) {
-                (Focus::Nodes, Some(n)) => Some(n),
+            state.ui.follow_node = match state.ui.focus {
+                Focus::Nodes => node_on_screen(state),
                 _ => None,
             };
             state.ui.flow_scroll = 0;
         }
         Action::Drain => {
-            if let Some(node) = selected_node(state) {
+            if let Some(node) = node_on_screen(state) {
                 // The confirmation shows the plan computed from the pods and PDBs read now.
                 state.log(Level::Info, format!("drain {node}: reading its pods and PDBs for the plan"));
                 state.planning = Some(node.clone());
@@ -368,7 +423,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             }
         }
         Action::Cordon | Action::Uncordon => {
-            if let Some(node) = selected_node(state) {
+            if let Some(node) = node_on_screen(state) {
                 let op = if binding.action == Action::Cordon {
                     Operation::Cordon { node }
                 } else {
@@ -378,7 +433,7 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             }
         }
         Action::Sync | Action::Refresh => {
-            if let Some(app) = selected_app(state) {
+            if let Some(app) = app_on_screen(state, binding.label) {
                 let op =
                     if binding.action == Action::Sync { Operation::Sync { app } } else { Operation::Refresh { app } };
                 state.ui.confirm = Some(Pending::new(op));
@@ -495,15 +550,129 @@ fn selected_node(state: &AppState) -> Option<String> {
     state.nodes.keys().nth(state.ui.selected_node).cloned()
 }
 
+/// The selected row of the Argo pane.
+fn selected_row(state: &AppState) -> Option<ArgoRow> {
+    lists::argo_rows(state).into_iter().nth(state.ui.selected_app)
+}
+
+/// The selected node, if it is the one the last frame drew highlighted. Before any frame (tests,
+/// headless use) the selection is all there is.
+fn node_on_screen(state: &mut AppState) -> Option<String> {
+    let node = selected_node(state)?;
+    match state.ui.view.drawn.as_ref() {
+        Some(d) if d.node.as_deref() != Some(node.as_str()) => {
+            screen_behind(state, &format!("node {node}"));
+            None
+        }
+        _ => Some(node),
+    }
+}
+
+/// The selected Application for `s` / `r`: only an app row, and only the one drawn highlighted.
+fn app_on_screen(state: &mut AppState, key: &str) -> Option<String> {
+    let row = selected_row(state)?;
+    let ArgoRow::App(app) = &row else {
+        state.log(Level::Info, format!("{key} acts on an Application: move the selection to the app's row"));
+        return None;
+    };
+    match state.ui.view.drawn.as_ref() {
+        Some(d) if d.argo.as_ref() != Some(&row) => {
+            screen_behind(state, &format!("application {app}"));
+            None
+        }
+        _ => Some(app.clone()),
+    }
+}
+
+fn screen_behind(state: &mut AppState, what: &str) {
+    state.log(
+        Level::Warn,
+        format!("{what} is not the row the screen shows highlighted (it changed): nothing done; look and press again"),
+    );
+}
+
+/// Keeps the selections on their objects across a change of the lists (an app or node added
+/// before the selected one, the expanded app collapsed).
+struct Anchor {
+    argo: Option<ArgoRow>,
+    node: Option<String>,
+}
+
+impl Anchor {
+    fn take(state: &AppState) -> Anchor {
+        Anchor { argo: selected_row(state), node: selected_node(state) }
+    }
+
+    fn restore(self, state: &mut AppState) {
+        let rows = lists::argo_rows(state);
+        let found = self.argo.as_ref().and_then(|a| {
+            rows.iter().position(|r| r == a).or_else(|| {
+                // A resource row whose app was collapsed: back to the app.
+                rows.iter().position(|r| matches!(r, ArgoRow::App(n) if n == a.app()))
+            })
+        });
+        state.ui.selected_app = found.unwrap_or(state.ui.selected_app).min(rows.len().saturating_sub(1));
+        let node = self.node.as_ref().and_then(|n| state.nodes.keys().position(|k| k == n));
+        state.ui.selected_node = node.unwrap_or(state.ui.selected_node).min(state.nodes.len().saturating_sub(1));
+    }
+}
+
+/// A frame was drawn: its offsets are where the next frame starts, and the overlays' scroll is
+/// kept within what they can show.
+fn on_drawn(state: &mut AppState, d: Drawn) {
+    let v = &mut state.ui.view;
+    v.argo_offset = d.argo_offset;
+    v.nodes_offset = d.nodes_offset;
+    v.events_offset = d.events_offset;
+    v.events_view_offset = d.events_view_offset;
+    v.help_scroll = v.help_scroll.min(d.help_max_scroll);
+    if let Some(detail) = v.flow_detail.as_mut() {
+        detail.scroll = detail.scroll.min(d.detail_max_scroll);
+    }
+    v.drawn = Some(d);
+}
+
+/// ↑↓ j k PgUp PgDn Home End in a scrolling overlay: by how many lines.
+fn scroll_key(code: KeyCode) -> Option<i64> {
+    Some(match code {
+        KeyCode::Up | KeyCode::Char('k') => -1,
+        KeyCode::Down | KeyCode::Char('j') => 1,
+        KeyCode::PageUp => -20,
+        KeyCode::PageDown => 20,
+        KeyCode::Home => i64::MIN / 2,
+        KeyCode::End => i64::MAX / 2,
+        _ => return None,
+    })
+}
+
+fn scroll_by(cur: usize, delta: i64, max: usize) -> usize {
+    (cur as i64).saturating_add(delta).clamp(0, max.min(i64::MAX as usize / 2) as i64) as usize
+}
+
+/// PgUp / PgDn in the focused pane: what the last frame showed of it.
+fn page(state: &AppState) -> i64 {
+    let d = state.ui.view.drawn.as_ref();
+    lists::page(match state.ui.focus {
+        Focus::Argo => d.map(|d| d.argo_rows),
+        Focus::Nodes => d.map(|d| d.nodes_rows),
+        Focus::Events => d.map(|d| d.events_rows),
+        Focus::Flows => None,
+    })
+}
+
+/// Moves the event selection; reaching the newest follows it again.
+fn move_event(state: &mut AppState, delta: i64) {
+    let Some(cur) = lists::event_index(state) else { return };
+    let last = state.log.len() - 1;
+    let next = (cur as i64).saturating_add(delta).clamp(0, last as i64) as usize;
+    state.ui.view.event = if next == last { None } else { state.log.get(next).map(|l| l.seq) };
+}
+
 /// Apps in display order: the Cilium app first, then the root, then the rest by name.
 pub fn app_order(state: &AppState) -> Vec<&str> {
     let mut names: Vec<&str> = state.apps.keys().map(String::as_str).collect();
     names.sort_by_key(|n| (*n != state.cilium_app, *n != state.root_app, n.to_string()));
     names
-}
-
-fn selected_app(state: &AppState) -> Option<String> {
-    app_order(state).get(state.ui.selected_app).map(|s| s.to_string())
 }
 
 fn move_selection(state: &mut AppState, delta: i64) {
@@ -514,7 +683,7 @@ fn move_selection(state: &mut AppState, delta: i64) {
         (cur as i64).saturating_add(delta).clamp(0, len as i64 - 1) as usize
     };
     match state.ui.focus {
-        Focus::Argo => state.ui.selected_app = step(state.ui.selected_app, state.apps.len()),
+        Focus::Argo => state.ui.selected_app = step(state.ui.selected_app, lists::argo_rows(state).len()),
         Focus::Nodes => state.ui.selected_node = step(state.ui.selected_node, state.nodes.len()),
         Focus::Flows => {
             // Up scrolls back in time through the rows the view shows (with a filter: matching
@@ -522,16 +691,8 @@ fn move_selection(state: &mut AppState, delta: i64) {
             let max = crate::app::flowview::shown_count(state).saturating_sub(1) as i64;
             state.ui.flow_scroll = (state.ui.flow_scroll as i64).saturating_sub(delta).clamp(0, max) as usize;
         }
-        Focus::Events => {
-            let max = state.log.len().saturating_sub(1) as i64;
-            state.ui.events_scroll = (state.ui.events_scroll as i64).saturating_sub(delta).clamp(0, max) as usize;
-        }
+        Focus::Events => move_event(state, delta),
     }
-}
-
-fn clamp_selection(state: &mut AppState) {
-    state.ui.selected_node = state.ui.selected_node.min(state.nodes.len().saturating_sub(1));
-    state.ui.selected_app = state.ui.selected_app.min(state.apps.len().saturating_sub(1));
 }
 
 #[cfg(test)]

@@ -86,6 +86,15 @@ struct Running {
     op_id: String,
     cancel: CancellationToken,
     task: JoinHandle<()>,
+    /// Set just before the task reports `Done`: once a caller has the result, the operation no
+    /// longer counts as running (the task may take a moment more to return).
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Running {
+    fn is_running(&self) -> bool {
+        !self.ended.load(std::sync::atomic::Ordering::SeqCst) && !self.task.is_finished()
+    }
 }
 
 /// See the module docs.
@@ -136,7 +145,7 @@ impl Runner {
 
     /// The operation running now.
     pub fn running(&self) -> Option<&Operation> {
-        self.running.as_ref().filter(|r| !r.task.is_finished()).map(|r| &r.op)
+        self.running.as_ref().filter(|r| r.is_running()).map(|r| &r.op)
     }
 
     /// Starts an operation, or refuses at once (nothing journaled, nothing sent).
@@ -153,6 +162,7 @@ impl Runner {
         }
         let op_id = super::journal::new_op_id();
         let cancel = CancellationToken::new();
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let task = tokio::spawn(run_one(
             executor,
             self.hook.clone(),
@@ -162,14 +172,15 @@ impl Runner {
             req.clone(),
             cancel.clone(),
             self.events.clone(),
+            ended.clone(),
         ));
-        self.running = Some(Running { op: req.op, op_id, cancel, task });
+        self.running = Some(Running { op: req.op, op_id, cancel, task, ended });
         Ok(())
     }
 
     /// Asks the running operation to stop at its next safe point. Returns it, if any.
     pub fn cancel(&self) -> Option<Operation> {
-        let r = self.running.as_ref().filter(|r| !r.task.is_finished())?;
+        let r = self.running.as_ref().filter(|r| r.is_running())?;
         r.cancel.cancel();
         Some(r.op.clone())
     }
@@ -177,7 +188,7 @@ impl Runner {
     /// The process is ending while an operation runs (quit confirmed, SIGTERM, SIGHUP): stop it
     /// now, release the lock if it can within a few seconds, and journal it as `interrupted`.
     pub async fn interrupt(&mut self, why: &str) -> Option<Operation> {
-        let r = self.running.take().filter(|r| !r.task.is_finished())?;
+        let r = self.running.take().filter(|r| r.is_running())?;
         r.cancel.cancel();
         r.task.abort();
         let _ = r.task.await;
@@ -206,9 +217,11 @@ async fn run_one(
     req: RunRequest,
     cancel: CancellationToken,
     events: mpsc::UnboundedSender<RunEvent>,
+    ended: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let op = req.op.clone();
     let result = run_journaled(&executor, &hook, &lease, &who, &op_id, &req, &cancel, &events).await;
+    ended.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = events.send(RunEvent::Done { op, result });
 }
 

@@ -9,10 +9,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::Theme;
-use super::common::{age, pane};
+use super::common::{age, framed, pane};
+use super::flowline;
 use crate::app::flowview::ViewRow;
+use crate::app::lists::Drawn;
 use crate::app::state::{AppState, Focus, Marker};
-use crate::hubble::format::{VerdictKind, flow_row};
+use crate::hubble::format::flow_row;
 
 /// The rows the pane shows, newest last (see [`crate::app::flowview::view_rows`]).
 pub fn visible(state: &AppState, rows: usize) -> Vec<ViewRow> {
@@ -50,10 +52,11 @@ fn relay_line<'a>(state: &AppState, theme: &Theme) -> Line<'a> {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, drawn: &mut Drawn) {
     let focused = state.ui.focus == Focus::Flows;
-    let block = pane("Flows", focused, relay_line(state, theme), theme);
-    let inner_h = area.height.saturating_sub(3) as usize;
+    let block = framed(pane("Flows", focused, relay_line(state, theme), theme), frame);
+    let inner = block.inner(area);
+    let inner_h = inner.height.saturating_sub(1) as usize;
     let mut lines = Vec::with_capacity(inner_h + 1);
 
     let (rate, drops) = match state.flow_rates() {
@@ -96,56 +99,40 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     }
     lines.push(Line::from(status));
 
-    let wide = area.width >= 140;
     let shown = visible(state, inner_h);
     if shown.is_empty() {
         lines.push(Line::from(Span::styled(crate::app::flowview::empty_message(state), theme.dim())));
     }
-    for r in &shown {
-        let f = match r {
-            ViewRow::Flow(f) => f,
-            ViewRow::Marker(m) => {
-                lines.push(marker_line(m, theme));
-                continue;
+    // The newest flow shown is the selection (↑ scrolls back): Enter opens it. Markers are drawn
+    // as what they are and never selected.
+    let flow_rows: Vec<_> = shown
+        .iter()
+        .filter_map(|r| match r {
+            ViewRow::Flow(f) => Some(flow_row(f)),
+            ViewRow::Marker(_) => None,
+        })
+        .collect();
+    let (plan, labels) = flowline::plan_for(state, &flow_rows, inner.width as usize);
+    let newest = shown.iter().rposition(|r| matches!(r, ViewRow::Flow(_)));
+    let mut next_row = flow_rows.iter();
+    for (k, r) in shown.iter().enumerate() {
+        match r {
+            ViewRow::Marker(m) => lines.push(marker_line(m, theme)),
+            ViewRow::Flow(_) => {
+                let Some(row) = next_row.next() else { continue };
+                let mut line = flowline::line(row, labels.get(&row.node).map_or(&row.node, |l| l), &plan, theme);
+                if focused && Some(k) == newest {
+                    line = line.style(theme.selected());
+                }
+                lines.push(line);
             }
-        };
-        let row = flow_row(f);
-        let style = match row.verdict_kind {
-            VerdictKind::Dropped | VerdictKind::Error => theme.bad(),
-            VerdictKind::Forwarded | VerdictKind::Redirected | VerdictKind::Translated => Style::new(),
-            VerdictKind::Audit | VerdictKind::Traced => theme.warn(),
-            VerdictKind::Unknown => theme.dim(),
-        };
-        // `Jan _2 15:04:05.000`: the date is noise on a live screen; keep the time.
-        let time = row.time.get(7..).unwrap_or(&row.time).to_string();
-        let summary = if row.summary.is_empty() { String::new() } else { format!(" ({})", row.summary) };
-        let node = Span::styled(format!("{:<12} ", super::common::fit(&row.node, 12)), theme.accent());
-        if wide {
-            // The `hubble observe` compact layout.
-            lines.push(Line::from(vec![
-                Span::styled(time + " ", theme.dim()),
-                node,
-                Span::raw(row.src),
-                Span::styled(format!(" {} ", row.src_identity), theme.dim()),
-                Span::styled(format!("{} ", row.arrow), theme.dim()),
-                Span::raw(row.dst),
-                Span::styled(format!(" {} ", row.dst_identity), theme.dim()),
-                Span::styled(row.type_text + " ", theme.dim()),
-                Span::styled(row.verdict, style),
-                Span::styled(summary, theme.dim()),
-            ]));
-        } else {
-            // Narrow: the verdict right after the node, so it is never cut off.
-            lines.push(Line::from(vec![
-                Span::styled(time.get(..8).unwrap_or(&time).to_string() + " ", theme.dim()),
-                node,
-                Span::styled(format!("{:<9} ", super::common::fit(&row.verdict, 9)), style),
-                Span::raw(row.src),
-                Span::styled(format!(" {} ", row.arrow), theme.dim()),
-                Span::raw(row.dst),
-                Span::styled(summary, theme.dim()),
-            ]));
         }
+    }
+    if focused {
+        drawn.flow = newest.and_then(|i| match &shown[i] {
+            ViewRow::Flow(f) => Some(f.clone()),
+            ViewRow::Marker(_) => None,
+        });
     }
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }

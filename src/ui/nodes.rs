@@ -7,10 +7,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::Span;
-use ratatui::widgets::{Cell, Row, Table};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
 
 use super::Theme;
-use super::common::{fit, freshness, pane};
+use super::common::{fit, framed, freshness, pane, position};
+use crate::app::lists::{Drawn, offset};
 use crate::app::migration::{NodeMigration, NodeVerdict};
 use crate::app::model::{K3sArgs, NodeSummary};
 use crate::app::state::{AppState, Focus};
@@ -45,13 +46,24 @@ fn off_cell(follows: Option<bool>, theme: &Theme) -> Span<'static> {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, drawn: &mut Drawn) {
     let focused = state.ui.focus == Focus::Nodes;
+    // The list scrolls with the selection: the highlighted row is always drawn, and the keys act
+    // on the row drawn highlighted (`drawn`).
+    let inner = framed(Block::new().borders(Borders::ALL), frame).inner(area);
+    let height = inner.height.saturating_sub(1) as usize;
+    let selected = state.ui.selected_node.min(state.nodes.len().saturating_sub(1));
+    let first = offset(state.ui.view.nodes_offset, selected, state.nodes.len(), height);
+    (drawn.nodes_offset, drawn.nodes_rows) = (first, height);
+    if focused {
+        drawn.node = state.nodes.keys().nth(selected).cloned();
+    }
+    let title = format!("Nodes{}", position(first, height, state.nodes.len()));
     let inputs = state.migration_inputs();
     let verdicts: std::collections::BTreeMap<String, NodeVerdict> =
         inputs.verdicts().into_iter().map(|v| (v.node.clone(), v)).collect();
     let mut block = pane(
-        "Nodes",
+        &title,
         focused,
         freshness(
             state,
@@ -61,7 +73,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         theme,
     );
     // The selected node's migration state and why, on the bottom border while focused.
-    if focused && let Some(node) = state.nodes.values().nth(state.ui.selected_node) {
+    // (Only with a bottom border: on a short terminal the panes have a top line only, and a
+    // bottom title would take a row from the list.)
+    if focused
+        && !super::common::short(frame)
+        && let Some(node) = state.nodes.values().nth(selected)
+    {
         let reason = verdicts.get(&node.name).map_or("?", |v| v.reason.as_str());
         let text = format!(" {}: {reason} ", node.name);
         block = block.title_bottom(Span::styled(fit(&text, area.width.saturating_sub(4) as usize), theme.dim()));
@@ -69,8 +86,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     // Every column needs ~150 columns; below that the compact set (CNI instead of FLANNEL, no
     // version or taint), with the spare width going to the node names.
     let wide = area.width >= 150;
+    // Names never cut ambiguously: a shared prefix is shortened first (`…cp1`, `…w1`).
+    let names: Vec<&str> = state.nodes.keys().map(String::as_str).collect();
+    // Narrow: the name column gets what the other columns leave (their widths and the gaps
+    // between the 12 columns below), up to the longest name.
+    let longest = names.iter().map(|n| unicode_width::UnicodeWidthStr::width(*n)).max().unwrap_or(4);
+    let name_w = if wide { 20 } else { (inner.width as usize).saturating_sub(56 + 11).clamp(8, longest.max(8)) };
+    let labels = crate::ui::names::labels(&names, name_w);
     let mut rows = Vec::new();
-    for (i, node) in state.nodes.values().enumerate() {
+    for (i, node) in state.nodes.values().enumerate().skip(first).take(height) {
         let args = effective_args(state, node);
         // "Off" from the servers' flags is a fact for this node only once it restarted since.
         let follows = inputs.follows_servers(node);
@@ -147,7 +171,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             (false, false) => "agt",
         };
         let mut cells = vec![
-            Cell::from(fit(&node.name, if wide { 20 } else { 14 })),
+            Cell::from(labels.get(i).cloned().unwrap_or_default()),
             Cell::from(ready),
             Cell::from(sched),
             Cell::from(role),
@@ -172,7 +196,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             Cell::from(dps),
         ]);
         let mut row = Row::new(cells);
-        if focused && i == state.ui.selected_node {
+        if focused && i == selected {
             row = row.style(theme.selected());
         }
         rows.push(row);
@@ -225,7 +249,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         (
             vec!["NODE", "READY", "SCHD", "ROLE", "CNI", "KPRX", "CILIUM", "CN", "RELAY", "PODS", "F/S", "D/S"],
             vec![
-                Constraint::Min(11),
+                Constraint::Length(name_w as u16),
                 Constraint::Length(6),
                 Constraint::Length(4),
                 Constraint::Length(4),
@@ -240,6 +264,9 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             ],
         )
     };
-    let table = Table::new(rows, widths).header(Row::new(header).style(theme.dim())).column_spacing(1).block(block);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.dim()))
+        .column_spacing(1)
+        .block(framed(block, frame));
     frame.render_widget(table, area);
 }

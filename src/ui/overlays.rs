@@ -5,13 +5,14 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::Theme;
-use super::common::{fit, pane};
+use super::common::{fit, framed, pane, position, wrap};
 use crate::app::action::Pending;
 use crate::app::keymap::{KEYMAP, Scope};
-use crate::app::state::{AppState, Focus, Level, Mode};
+use crate::app::lists::{Drawn, event_index, offset};
+use crate::app::state::{AppState, Focus, Level, LogLine, Mode};
 
 pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let line = if let Some(input) = &state.ui.filter_input {
@@ -28,10 +29,11 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         };
         Line::from(Span::styled(hint, theme.warn()))
     } else if state.ui.quit_confirm {
-        Line::from(Span::styled(
-            "an operation is running: y quits anyway (journaled as interrupted) · any other key stays",
-            theme.warn(),
-        ))
+        // The keys first: on a narrow terminal the explanation is what gets cut.
+        let text = "y quits anyway · any other key stays · an operation is running (journaled as interrupted)";
+        Line::from(Span::styled(fit(text, area.width as usize), theme.warn()))
+    } else if let Some(keys) = overlay_keys(state) {
+        Line::from(Span::styled(fit(keys, area.width as usize), theme.warn()))
     } else {
         let pane_keys: Vec<String> = KEYMAP
             .iter()
@@ -59,26 +61,78 @@ pub fn footer(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-pub fn events(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+/// The keys of the open scrolling overlay, for the footer.
+fn overlay_keys(state: &AppState) -> Option<&'static str> {
+    if state.ui.view.flow_detail.is_some() {
+        Some("↑↓ PgUp PgDn Home End scroll · any other key closes · q quits")
+    } else if state.ui.view.events_open {
+        Some("↑↓ PgUp PgDn Home End select an event · any other key closes · q quits")
+    } else if state.ui.help {
+        Some("↑↓ PgUp PgDn Home End scroll · any other key closes · q quits")
+    } else if state.ui.preview_stage.is_some() {
+        Some("1 / 2 stage · ↑↓ PgUp PgDn scroll · any other key closes · q quits")
+    } else if state.ui.preflight_open {
+        Some("↑↓ PgUp PgDn scroll · p runs again · any other key closes · q quits")
+    } else {
+        None
+    }
+}
+
+fn level_style(level: Level, theme: &Theme) -> Style {
+    match level {
+        Level::Info => Style::new(),
+        Level::Warn => theme.warn(),
+        Level::Error => theme.bad(),
+    }
+}
+
+/// One event on one line: time, text cut to fit, and the repeat count, which is never cut.
+pub(super) fn event_line<'a>(l: &LogLine, w: usize, theme: &Theme) -> Line<'a> {
+    let repeat = crate::app::eventlog::repeat_suffix(l);
+    let text_w = w.saturating_sub(9 + crate::ui::names::width(&repeat));
+    Line::from(vec![
+        Span::styled(l.at.strftime("%H:%M:%S ").to_string(), theme.dim()),
+        Span::styled(fit(&l.text, text_w), level_style(l.level, theme)),
+        Span::styled(repeat, theme.accent()),
+    ])
+}
+
+/// The Events pane: the newest events, or around the selected one; one line on a short terminal.
+pub fn events(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, drawn: &mut Drawn) {
     let focused = state.ui.focus == Focus::Events;
-    let block = pane("Events", focused, Line::from(""), theme);
-    let h = area.height.saturating_sub(2) as usize;
-    let w = area.width.saturating_sub(2) as usize;
-    let end = state.log.len().saturating_sub(state.ui.events_scroll);
-    let start = end.saturating_sub(h);
+    let selected = event_index(state);
+    if area.height == 1 {
+        let label = if focused { Style::new().add_modifier(Modifier::BOLD) } else { theme.dim() };
+        let hint = " · e all";
+        let w = (area.width as usize).saturating_sub(8 + hint.len());
+        let mut spans = vec![Span::styled("Events ", label)];
+        if let Some(l) = selected.and_then(|i| state.log.get(i)) {
+            let mut line = event_line(l, w, theme);
+            if focused {
+                line = line.style(theme.selected());
+            }
+            spans.extend(line.spans);
+        }
+        spans.push(Span::styled(hint, theme.dim()));
+        (drawn.events_offset, drawn.events_rows) = (selected.unwrap_or(0), 1);
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
+    }
+    let inner = framed(Block::new().borders(Borders::ALL), frame).inner(area);
+    let (h, w) = (inner.height as usize, inner.width as usize);
+    let first = offset(state.ui.view.events_offset, selected.unwrap_or(0), state.log.len(), h);
+    (drawn.events_offset, drawn.events_rows) = (first, h);
+    let title = format!("Events{}", position(first, h, state.log.len()));
+    let block = framed(pane(&title, focused, Line::from(Span::styled(" e all, in full ", theme.dim())), theme), frame);
     let lines: Vec<Line> = state
         .log
-        .range(start..end)
-        .map(|l| {
-            let style = match l.level {
-                Level::Info => Style::new(),
-                Level::Warn => theme.warn(),
-                Level::Error => theme.bad(),
-            };
-            Line::from(vec![
-                Span::styled(l.at.strftime("%H:%M:%S ").to_string(), theme.dim()),
-                Span::styled(fit(&l.text, w.saturating_sub(9)), style),
-            ])
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(h)
+        .map(|(i, l)| {
+            let line = event_line(l, w, theme);
+            if focused && Some(i) == selected { line.style(theme.selected()) } else { line }
         })
         .collect();
     frame.render_widget(Paragraph::new(lines).block(block), area);
@@ -90,11 +144,51 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
 }
 
-pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
-    // Groups of lines, one per scope, generated from the keymap.
-    let mut groups: Vec<Vec<Line>> = Vec::new();
+/// What the abbreviations and marks on screen mean (shown after the keys in `?`).
+const LEGEND: &[(&str, &str)] = &[
+    (
+        "Argo CD",
+        "⟳ automated sync with selfHeal · a automated · ✗del being deleted · OP last operation · REV chart \
+         version or Git revision · AGE since the last reconcile · └ a resource of the expanded app: kind, sync, \
+         health, namespace/name",
+    ),
+    (
+        "Nodes",
+        "SCHED cordon = unschedulable · CNI what this node runs, from its own evidence: flannel · restart? \
+         (servers switched, not restarted here since) · starting · 3/7 (pods with a CiliumEndpoint / pods here) · \
+         cilium · FLNL / FLANNEL flannel as the servers' node-args say (off* = servers say off, this node not \
+         restarted since; off? = no restart evidence here) · KPRX / KPROXY kube-proxy · CILIUM the agent pod: phase, ✓ ready / ✗ not, \
+         rN restarts · CN a CiliumNode exists · RELAY the relay's view: conn, unavail, gone, none · PODS pods on \
+         the node · F/S, D/S flows and drops per second over the last minute · ? unknown (never shown as 0) · \
+         …cp1 a name shortened without its shared prefix",
+    ),
+    (
+        "Flows",
+        "verdict, source <> destination (-> request, <- reply, <> direction unknown), then as the width allows: \
+         drop reason, node, time, type, summary · the highlighted (newest shown) flow opens with Enter",
+    ),
+    ("Events", "×N in 1m: the same message N times (its numbers may differ) within that time; the latest is shown"),
+    (
+        "Frames",
+        "top right: live · connecting… · STALE age · retry n · forbidden · not installed · 4–9/203 = rows shown \
+         of the list's total",
+    ),
+];
+
+pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, drawn: &mut Drawn) {
+    let bindings = KEYMAP.iter().filter(|b| !b.help.is_empty()).count();
+    // Two columns of keys on a short, wide terminal; one otherwise. The legend follows, full
+    // width; everything scrolls.
+    let two = bindings + 12 > area.height as usize && area.width >= 100;
+    let width = if two { area.width.saturating_sub(4) } else { 96.min(area.width) };
+    let inner_w = width.saturating_sub(2) as usize;
+    let col_w = if two { inner_w / 2 } else { inner_w };
+    // Groups of lines, one per scope, generated from the keymap; `true` where a line may start
+    // the second column (a binding's wrapped lines stay together, a title stays with its keys).
+    let mut keys: Vec<(Line, bool)> = Vec::new();
     let mut last_scope = None;
     for b in KEYMAP.iter().filter(|b| !b.help.is_empty()) {
+        let mut first_of_group = false;
         if last_scope != Some(b.scope) {
             let title = match b.scope {
                 Scope::Global => "Everywhere",
@@ -103,73 +197,77 @@ pub fn help(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
                 Scope::Pane(Focus::Flows) => "Flows pane",
                 Scope::Pane(Focus::Events) => "Events pane",
             };
-            groups.push(vec![Line::from(Span::styled(title, theme.accent()))]);
+            if !keys.is_empty() {
+                keys.push((Line::from(""), false));
+            }
+            keys.push((Line::from(Span::styled(title, theme.accent())), true));
             last_scope = Some(b.scope);
+            first_of_group = true;
         }
         let disabled = b.mutating && state.mode == Mode::ReadOnly;
         let style = if disabled { theme.dim() } else { Style::new() };
-        let mut spans = vec![
-            Span::styled(format!(" {:<10}", b.label), style.add_modifier(Modifier::BOLD)),
-            Span::styled(b.help, style),
-        ];
-        if disabled {
-            spans.push(Span::styled(" — disabled: read-only mode", theme.dim()));
-        }
-        if let Some(g) = groups.last_mut() {
-            g.push(Line::from(spans));
+        let text = if disabled { format!("{} — disabled: read-only mode", b.help) } else { b.help.to_string() };
+        let label = format!(" {:<10}", b.label);
+        for (k, part) in wrap(&text, col_w.saturating_sub(12).max(10)).into_iter().enumerate() {
+            let lead = if k == 0 { label.clone() } else { " ".repeat(11) };
+            let line =
+                Line::from(vec![Span::styled(lead, style.add_modifier(Modifier::BOLD)), Span::styled(part, style)]);
+            keys.push((line, k == 0 && !first_of_group));
         }
     }
-    // What the Nodes pane's derived cells mean: shown when it fits next to the keys (the keys
-    // come first). Short lines, so that they fit a column of the two-column layout too.
-    let legend = |k: &'static str, text: &'static str| {
-        Line::from(vec![Span::styled(format!(" {k:<10}"), Style::new().add_modifier(Modifier::BOLD)), Span::raw(text)])
-    };
-    let legend_group = vec![
-        Line::from(Span::styled("Nodes pane columns", theme.accent())),
-        legend("CNI", "flannel · restart? · starting · 3/7 · cilium"),
-        legend("restart?", "servers switched; not restarted here since"),
-        legend("3/7", "pods with a CiliumEndpoint / pods here"),
-        legend("off*", "servers say off, not restarted here since"),
-        legend("off?", "servers say off, no restart evidence here"),
-    ];
-    let title = Line::from(Span::styled("Keys (any key closes)", Style::new().add_modifier(Modifier::BOLD)));
-    let flatten = |with_legend: bool| {
-        let mut all = vec![title.clone()];
-        for g in groups.iter().chain(with_legend.then_some(&legend_group)) {
-            all.push(Line::from(""));
-            all.extend(g.iter().cloned());
+    let mut rows: Vec<(Line, Option<Line>)> = if two {
+        let half = keys.len().div_ceil(2);
+        let split = (half..keys.len()).find(|&i| keys[i].1).unwrap_or(keys.len());
+        let mut right: Vec<Line> = keys.split_off(split).into_iter().map(|(l, _)| l).collect();
+        if right.first().is_some_and(|l| l.width() == 0) {
+            right.remove(0);
         }
-        all
-    };
-    let rows = area.height.saturating_sub(2) as usize;
-    // One column when it fits (with the legend if that still fits); otherwise two, split in
-    // halves (a group may continue in the second column), with the legend if both still fit.
-    let one = |with_legend: bool| flatten(with_legend).len() <= rows || area.width < 100;
-    let columns: Vec<Vec<Line>> = if one(true) {
-        vec![flatten(true)]
-    } else if one(false) {
-        vec![flatten(false)]
+        let n = keys.len().max(right.len());
+        let mut left = keys.into_iter().map(|(l, _)| l);
+        let mut right = right.into_iter();
+        (0..n).map(|_| (left.next().unwrap_or_default(), Some(right.next().unwrap_or_default()))).collect()
     } else {
-        let with = flatten(true);
-        let mut all = if with.len().div_ceil(2) <= rows { with } else { flatten(false) };
-        let right = all.split_off(all.len().div_ceil(2));
-        vec![all, right]
+        keys.into_iter().map(|(l, _)| (l, None)).collect()
     };
-    let height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 2;
-    let width = if columns.len() == 1 { 86 } else { area.width.saturating_sub(4) };
+    rows.push((Line::from(""), None));
+    rows.push((Line::from(Span::styled("Columns and marks", theme.accent())), None));
+    for (what, text) in LEGEND {
+        let head = format!(" {what:<9} ");
+        for (k, part) in wrap(text, inner_w.saturating_sub(head.len()).max(10)).into_iter().enumerate() {
+            let lead = if k == 0 { head.clone() } else { " ".repeat(head.len()) };
+            rows.push((
+                Line::from(vec![Span::styled(lead, Style::new().add_modifier(Modifier::BOLD)), Span::raw(part)]),
+                None,
+            ));
+        }
+    }
+    let height = (rows.len() as u16 + 2).min(area.height);
     let r = centered(area, width, height);
+    let visible = r.height.saturating_sub(2) as usize;
+    let max_scroll = rows.len().saturating_sub(visible);
+    let scroll = state.ui.view.help_scroll.min(max_scroll);
+    drawn.help_max_scroll = max_scroll;
+    let title = format!(
+        " keys{} · {}any other key closes ",
+        position(scroll, visible, rows.len()),
+        if max_scroll > 0 { "↑↓ PgUp PgDn scroll · " } else { "" }
+    );
     frame.render_widget(Clear, r);
-    let block = Block::new().borders(Borders::ALL).title(" help ");
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(Line::from(Span::styled(title, Style::new().add_modifier(Modifier::BOLD))));
     let inner = block.inner(r);
     frame.render_widget(block, r);
-    let n = columns.len() as u32;
-    let areas =
-        ratatui::layout::Layout::horizontal((0..n).map(|_| ratatui::layout::Constraint::Ratio(1, n))).split(inner);
-    let two = n > 1;
-    for (col, a) in columns.into_iter().zip(areas.iter()) {
-        // Two columns are for short terminals: truncate rather than wrap, so no line is pushed out.
-        let p = Paragraph::new(col);
-        frame.render_widget(if two { p } else { p.wrap(Wrap { trim: false }) }, *a);
+    let half = inner.width / 2;
+    for (y, (left, right)) in rows.into_iter().skip(scroll).take(visible).enumerate() {
+        let row = Rect { y: inner.y + y as u16, height: 1, ..inner };
+        match right {
+            Some(right) => {
+                frame.render_widget(Paragraph::new(left), Rect { width: half, ..row });
+                frame.render_widget(Paragraph::new(right), Rect { x: row.x + half, width: row.width - half, ..row });
+            }
+            None => frame.render_widget(Paragraph::new(left), row),
+        }
     }
 }
 
@@ -240,8 +338,9 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
     };
     lines.push(Line::from(Span::styled(header, theme.dim())));
     if let Some((_, Ok(checks))) = &state.preflight {
-        // Worst first, the same order as `cutover preflight`.
-        let sorted = crate::checks::worst_first(checks);
+        let mut sorted: Vec<&crate::checks::Check> = checks.iter().collect();
+        // Worst first; `Status` orders by severity.
+        sorted.sort_by_key(|c| std::cmp::Reverse(c.status));
         let w = area.width.saturating_sub(8) as usize;
         for c in sorted {
             let style = match c.status {
@@ -269,7 +368,11 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
     let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
     frame.render_widget(Clear, r);
     frame.render_widget(
-        Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(" pre-flight (read-only) · Esc closes ")),
+        Paragraph::new(shown).block(
+            Block::new()
+                .borders(Borders::ALL)
+                .title(" pre-flight (read-only) · ↑↓ scroll · p again · any other key closes "),
+        ),
         r,
     );
 }
@@ -294,6 +397,8 @@ pub fn preview(frame: &mut Frame, area: Rect, state: &AppState, stage: u8, theme
     let scroll = state.ui.preview_scroll.min(lines.len().saturating_sub(visible));
     let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
     frame.render_widget(Clear, r);
-    let title = format!(" stage {stage} manifests (preview, nothing written) · 1/2 stage · ↑↓ PgUp PgDn · Esc ");
+    // The keys are in the footer too; here they come first so a narrow frame cuts the description.
+    let title = format!(" 1/2 stage · ↑↓ PgUp PgDn · any other key closes · stage {stage} manifests, nothing written ");
+    let title = fit(&title, r.width.saturating_sub(2) as usize);
     frame.render_widget(Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(title)), r);
 }

@@ -5,14 +5,18 @@ use jiff::Timestamp;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Modifier;
+
 use super::{Theme, draw};
 use crate::app::action::{Operation, Pending};
 use crate::app::model::{
     AppResource, AppSummary, EndpointSummary, K3sArgs, NodeStartEvent, NodeSummary, PodRole, PodSummary,
 };
 use crate::app::state::{AppState, Focus, Mode};
+use crate::app::update::{AppEvent, update};
 use crate::cluster::watch::{Change, KubeEvent, SourceId, SourceProblem};
-use crate::hubble::proto::flow::{Endpoint, Flow, Ip, Verdict};
+use crate::hubble::proto::flow::{CiliumEventType, Endpoint, Flow, Ip, Layer4, Udp, Verdict, layer4};
 use crate::hubble::proto::observer::Node as RelayNode;
 use crate::hubble::proto::relay::NodeState;
 
@@ -103,7 +107,15 @@ fn app(name: &str, sync: &str, health: &str) -> AppSummary {
 }
 
 fn flow(i: i64, node: &str, verdict: Verdict) -> Flow {
+    // A drop carries its reason (133 = Policy denied); a forwarded flow its trace point (to-endpoint).
+    let event_type = if verdict == Verdict::Dropped {
+        CiliumEventType { r#type: crate::hubble::names::MSG_DROP, sub_type: 133 }
+    } else {
+        CiliumEventType { r#type: crate::hubble::names::MSG_TRACE, sub_type: 0 }
+    };
     Flow {
+        event_type: Some(event_type),
+        l4: Some(Layer4 { protocol: Some(layer4::Protocol::Udp(Udp { source_port: 41234, destination_port: 53 })) }),
         time: Some(pbjson_types::Timestamp { seconds: T0 - 10 + i, nanos: 0 }),
         verdict: verdict as i32,
         node_name: format!("homelab/{node}"),
@@ -184,6 +196,10 @@ fn typical(mode: Mode) -> AppState {
     let mut lh = app("longhorn-app", "OutOfSync", "Degraded");
     lh.conditions = vec![("ComparisonError".into(), "failed to render chart".into())];
     kube(&mut s, KubeEvent::Applications(Change::Apply(lh)));
+    // The rest of the homelab's nine Applications.
+    for name in ["metallb-app", "cert-manager-app", "haproxy-app", "jellyfin-app", "home-assistant-app", "blog-app"] {
+        kube(&mut s, KubeEvent::Applications(Change::Apply(app(name, "Synced", "Healthy"))));
+    }
     for k in SourceId::ALL {
         if let Some(src) = s.sources.get_mut(&k) {
             src.state = crate::app::state::SourceState::Live { since: ts(T0 - 100) };
@@ -205,8 +221,57 @@ fn typical(mode: Mode) -> AppState {
 
 fn render(s: &AppState, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| draw(f, s, &Theme { color: false })).unwrap();
+    t.draw(|f| {
+        draw(f, s, &Theme { color: false });
+    })
+    .unwrap();
     t.backend().to_string()
+}
+
+/// One turn of the cockpit's loop: draw, and tell the state what was drawn. Returns the screen
+/// and the rows drawn highlighted (below the header, whose mode badge is reversed too).
+fn frame(s: &mut AppState, w: u16, h: u16) -> (String, Vec<String>) {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let mut drawn = None;
+    t.draw(|f| drawn = Some(draw(f, s, &Theme { color: false }))).unwrap();
+    update(s, AppEvent::Drawn(Box::new(drawn.unwrap_or_default())));
+    let buf = t.backend().buffer();
+    let mut highlighted = Vec::new();
+    for y in 1..h {
+        let cells: Vec<_> = (0..w).map(|x| &buf[(x, y)]).collect();
+        if cells.iter().any(|c| c.modifier.contains(Modifier::REVERSED)) {
+            let text: String =
+                cells.iter().filter(|c| c.modifier.contains(Modifier::REVERSED)).map(|c| c.symbol()).collect();
+            highlighted.push(text.trim().to_string());
+        }
+    }
+    (t.backend().to_string(), highlighted)
+}
+
+fn press(s: &mut AppState, code: KeyCode) {
+    update(s, AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+/// Whether a (possibly shortened) label stands for `name`: its pieces between `…` appear in the
+/// name in order, anchored at the ends the label does not cut.
+fn label_means(label: &str, name: &str) -> bool {
+    let pieces: Vec<&str> = label.split('…').collect();
+    let mut rest = name;
+    for (i, p) in pieces.iter().enumerate() {
+        if p.is_empty() {
+            continue;
+        }
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(p) else { return false };
+            rest = r;
+        } else if i == pieces.len() - 1 {
+            return rest.ends_with(p);
+        } else {
+            let Some(at) = rest.find(p) else { return false };
+            rest = &rest[at + p.len()..];
+        }
+    }
+    label.ends_with('…') || pieces.len() == 1 && rest.is_empty() || pieces.last().is_some_and(|p| p.is_empty())
 }
 
 #[test]
@@ -460,4 +525,282 @@ fn manifest_preview_overlay() {
     let out = render(&s, 100, 30);
     assert!(out.contains("nothing written"), "{out}");
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn typical_120x40() {
+    insta::assert_snapshot!(render(&typical(Mode::Armed), 120, 40));
+}
+
+/// The Cilium app expanded into its resources (long names, more than fit), the Argo pane focused.
+fn expanded(mode: Mode) -> AppState {
+    let mut s = typical(mode);
+    let mut cilium = s.apps["cilium-app"].clone();
+    for (kind, name) in [
+        ("ServiceAccount", "cilium"),
+        ("ServiceAccount", "cilium-operator"),
+        ("ConfigMap", "cilium-config"),
+        ("Secret", "hubble-relay-client-certs"),
+        ("ClusterRole", "cilium-operator"),
+        ("ClusterRoleBinding", "cilium-operator"),
+        ("Service", "hubble-relay"),
+        ("Deployment", "hubble-relay"),
+        ("Ingress", "hubble-ui-restricted-ingress-for-the-homelab"),
+    ] {
+        cilium.resources.push(AppResource {
+            kind: kind.into(),
+            namespace: if kind.starts_with("Cluster") { String::new() } else { "kube-system".into() },
+            name: name.into(),
+            status: "Synced".into(),
+            health: if kind == "Deployment" { "Progressing".into() } else { "Healthy".into() },
+        });
+    }
+    kube(&mut s, KubeEvent::Applications(Change::Apply(cilium)));
+    s.ui.focus = Focus::Argo;
+    s.ui.expanded_app = Some("cilium-app".into());
+    s
+}
+
+#[test]
+fn expanded_app_80x24() {
+    let mut s = expanded(Mode::Armed);
+    // The selection on the last resource: the list has scrolled to it.
+    s.ui.selected_app = 11;
+    let (out, hl) = frame(&mut s, 80, 24);
+    assert_eq!(hl.len(), 1, "{out}");
+    assert!(hl[0].contains("Ingress") && hl[0].contains("kube-system/hubble-ui-restricted"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn expanded_app_120x40() {
+    let mut s = expanded(Mode::Armed);
+    s.ui.selected_app = 11;
+    let out = render(&s, 120, 40);
+    assert!(out.contains("kube-system/hubble-ui-restricted-ingress-for-the-homelab"), "names in full\n{out}");
+    assert!(out.contains("└ ClusterRoleBinding") && out.contains("cilium-operator"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn expanded_app_200x60() {
+    insta::assert_snapshot!(render(&expanded(Mode::Armed), 200, 60));
+}
+
+/// Walks a list from top to bottom and back with the keys, one frame per key as the cockpit does,
+/// checking that exactly one row is drawn highlighted and that it is the selection.
+fn walk(s: &mut AppState, w: u16, h: u16, len: usize, mut check: impl FnMut(&mut AppState, usize, &str)) {
+    press(s, KeyCode::Home);
+    let mut keys: Vec<KeyCode> = vec![KeyCode::Down; len - 1];
+    keys.extend([KeyCode::PageUp, KeyCode::End, KeyCode::PageUp, KeyCode::PageUp, KeyCode::Up, KeyCode::PageDown]);
+    let (out, hl) = frame(s, w, h);
+    assert_eq!(hl.len(), 1, "{w}x{h}: one highlighted row\n{out}");
+    check(s, 0, &hl[0]);
+    for (i, k) in keys.iter().enumerate() {
+        press(s, *k);
+        let (out, hl) = frame(s, w, h);
+        assert_eq!(hl.len(), 1, "{w}x{h} after {k:?}: one highlighted row\n{out}");
+        let sel = if s.ui.focus == Focus::Argo { s.ui.selected_app } else { s.ui.selected_node };
+        if i < len - 1 {
+            assert_eq!(sel, i + 1, "{w}x{h}: {k:?}");
+        }
+        check(s, sel, &hl[0]);
+    }
+}
+
+#[test]
+fn every_list_scrolls_with_its_selection_and_keys_act_on_the_highlighted_row() {
+    use crate::app::lists::{ArgoRow, argo_rows};
+    for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        // Many apps, one expanded: the selection walks through apps and resources.
+        let mut s = expanded(Mode::Armed);
+        for i in 0..30 {
+            kube(
+                &mut s,
+                KubeEvent::Applications(Change::Apply(app(&format!("tenant-{i:02}-app"), "Synced", "Healthy"))),
+            );
+        }
+        let rows = argo_rows(&s);
+        let names: Vec<String> = s.apps.keys().cloned().collect();
+        walk(&mut s, w, h, rows.len(), |s, sel, hl| {
+            let label = hl.split_whitespace().next().unwrap_or_default();
+            match &rows[sel] {
+                ArgoRow::App(name) => {
+                    let means: Vec<&String> = names.iter().filter(|n| label_means(label, n)).collect();
+                    assert_eq!(means, [name], "{w}x{h}: highlighted {hl:?} is the selected app, unambiguously");
+                    for (key, want) in
+                        [('s', Operation::Sync { app: name.clone() }), ('r', Operation::Refresh { app: name.clone() })]
+                    {
+                        press(s, KeyCode::Char(key));
+                        let op = s.ui.confirm.as_ref().map(|p| p.op.clone());
+                        assert_eq!(op, Some(want), "{w}x{h}: `{key}` on {hl:?}");
+                        let (out, _) = frame(s, w, h);
+                        assert!(out.contains(&format!("{key} {name}")) || out.contains(name.as_str()), "{out}");
+                        press(s, KeyCode::Char('n'));
+                        assert!(s.ui.confirm.is_none());
+                    }
+                }
+                ArgoRow::Resource { kind, namespace, name, .. } => {
+                    assert!(hl.contains(&format!("└ {kind}")), "{w}x{h}: {hl:?} is {kind}");
+                    let object = if namespace.is_empty() { name.clone() } else { format!("{namespace}/{name}") };
+                    if w >= 120 {
+                        assert!(hl.contains(&object), "{w}x{h}: {hl:?} shows {object} in full");
+                    }
+                    press(s, KeyCode::Char('s'));
+                    assert!(s.ui.confirm.is_none(), "`s` on a resource row syncs nothing");
+                }
+            }
+        });
+
+        // 203 nodes with long and wide names.
+        let mut s = many_nodes();
+        s.ui.focus = Focus::Nodes;
+        let names: Vec<String> = s.nodes.keys().cloned().collect();
+        walk(&mut s, w, h, names.len(), |s, sel, hl| {
+            let label = hl.split_whitespace().next().unwrap_or_default();
+            let means: Vec<&String> = names.iter().filter(|n| label_means(label, n)).collect();
+            assert_eq!(means, [&names[sel]], "{w}x{h}: highlighted {hl:?} is the selected node, unambiguously");
+            press(s, KeyCode::Char('c'));
+            let op = s.ui.confirm.as_ref().map(|p| p.op.clone());
+            assert_eq!(op, Some(Operation::Cordon { node: names[sel].clone() }), "{w}x{h}: `c` on {hl:?}");
+            press(s, KeyCode::Char('n'));
+        });
+    }
+}
+
+#[test]
+fn a_key_pressed_before_the_screen_showed_the_change_does_nothing() {
+    let mut s = typical(Mode::Armed);
+    s.ui.focus = Focus::Nodes;
+    s.ui.selected_node = 2;
+    let (_, hl) = frame(&mut s, 120, 40);
+    assert!(hl[0].starts_with("homelab-w2"), "{hl:?}");
+    // homelab-w2 goes away before the next frame: the selection moves to homelab-w1, which the
+    // operator has not seen highlighted yet.
+    update(&mut s, AppEvent::Kube(Box::new(KubeEvent::Nodes(Change::Delete(node("homelab-w2", false, false))))));
+    press(&mut s, KeyCode::Char('c'));
+    assert!(s.ui.confirm.is_none(), "nothing offered for a row the screen did not show");
+    assert!(s.log.iter().any(|l| l.text.contains("look and press again")));
+    let (_, hl) = frame(&mut s, 120, 40);
+    assert!(hl[0].starts_with("homelab-w1"), "{hl:?}");
+    press(&mut s, KeyCode::Char('c'));
+    assert_eq!(s.ui.confirm.map(|p| p.op), Some(Operation::Cordon { node: "homelab-w1".into() }));
+}
+
+#[test]
+fn the_selection_stays_on_its_node_when_one_is_added_before_it() {
+    let mut s = typical(Mode::Armed);
+    s.ui.focus = Focus::Nodes;
+    s.ui.selected_node = 1; // homelab-w1
+    frame(&mut s, 120, 40);
+    update(&mut s, AppEvent::Kube(Box::new(KubeEvent::Nodes(Change::Apply(node("homelab-a0", false, false))))));
+    let (_, hl) = frame(&mut s, 120, 40);
+    assert!(hl[0].starts_with("homelab-w1"), "{hl:?}");
+}
+
+fn many_nodes() -> AppState {
+    let mut s = typical(Mode::Armed);
+    for i in 0..200 {
+        kube(
+            &mut s,
+            KubeEvent::Nodes(Change::Apply(node(
+                &format!("worker-{i:03}-with-a-very-long-hostname.lab.example"),
+                false,
+                false,
+            ))),
+        );
+    }
+    kube(&mut s, KubeEvent::Nodes(Change::Apply(node("ノード-東京-01", false, false))));
+    s
+}
+
+#[test]
+fn flow_detail_overlay() {
+    let mut s = typical(Mode::ReadOnly);
+    s.ui.focus = Focus::Flows;
+    let (_, hl) = frame(&mut s, 80, 24);
+    assert_eq!(hl.len(), 1);
+    assert!(hl[0].contains("FORWARDED") && hl[0].contains(":53"), "verdict and destination port: {hl:?}");
+    press(&mut s, KeyCode::Enter);
+    let detail = s.ui.view.flow_detail.clone().expect("Enter opens the highlighted flow");
+    assert_eq!(detail.flow.time.map(|t| t.seconds), Some(T0 + 1), "the newest flow, highlighted");
+    let (out, _) = frame(&mut s, 80, 24);
+    for field in ["TIMESTAMP:", "NODE: homelab/homelab-w1", "SOURCE: media/jellyfin-7c9f8d-x2k4q:41234"] {
+        assert!(out.contains(field), "{field}\n{out}");
+    }
+    assert!(out.contains("any other key closes"), "{out}");
+    insta::assert_snapshot!(out);
+    // Scrolls to its end: every field, long lines wrapped.
+    press(&mut s, KeyCode::End);
+    let (out, _) = frame(&mut s, 80, 24);
+    assert!(out.contains("\"destination_port\": 53") || out.contains("\"destinationPort\": 53"), "{out}");
+    press(&mut s, KeyCode::Char('y'));
+    assert!(s.ui.view.flow_detail.is_none(), "any other key closes");
+}
+
+#[test]
+fn events_grouped_and_shown_in_full() {
+    let mut s = typical(Mode::Armed);
+    for i in 0..12 {
+        s.now = ts(T0 + 6 * i);
+        s.on_lost(37 + i as u64, "", 0, None);
+    }
+    s.log(
+        crate::app::state::Level::Warn,
+        format!("a long message that does not fit on one line: {}", "word ".repeat(30)),
+    );
+    let out = render(&s, 120, 40);
+    assert!(out.contains("hubble: 48 flow events lost on relay ×12 in 1m"), "{out}");
+    s.ui.focus = Focus::Events;
+    press(&mut s, KeyCode::Char('e'));
+    assert!(s.ui.view.events_open);
+    let (out, _) = frame(&mut s, 80, 24);
+    assert!(out.contains("selected event, in full"), "{out}");
+    assert!(out.contains("word word"), "{out}");
+    insta::assert_snapshot!(out);
+    press(&mut s, KeyCode::Up);
+    let (out, hl) = frame(&mut s, 80, 24);
+    assert!(hl[0].contains("×12 in 1m"), "{hl:?}");
+    assert!(out.contains("12 times from 16:00:00 to 16:01:06"), "{out}");
+    press(&mut s, KeyCode::Char('y'));
+    assert!(!s.ui.view.events_open);
+}
+
+#[test]
+fn help_scrolls_to_every_key_and_the_legend_at_80x24() {
+    let mut s = typical(Mode::Armed);
+    press(&mut s, KeyCode::Char('?'));
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let (out, _) = frame(&mut s, 80, 24);
+        seen.push_str(&out);
+        press(&mut s, KeyCode::PageDown);
+    }
+    for b in crate::app::keymap::KEYMAP.iter().filter(|b| !b.help.is_empty()) {
+        let start: String = b.help.split(' ').take(3).collect::<Vec<_>>().join(" ");
+        assert!(seen.contains(&format!(" {:<10}{start}", b.label)), "{} {start:?} never shown", b.label);
+    }
+    assert!(seen.contains("FLNL / FLANNEL") && seen.contains("F/S, D/S"), "the legend");
+    assert!(s.ui.help, "scroll keys keep help open");
+    let (out, _) = frame(&mut s, 80, 24);
+    insta::assert_snapshot!(out);
+    press(&mut s, KeyCode::Char('x'));
+    assert!(!s.ui.help);
+}
+
+#[test]
+fn dialogs_show_their_keys_at_80x24() {
+    let mut s = typical(Mode::Armed);
+    update(&mut s, AppEvent::Started(Operation::Drain { node: "homelab-w1".into() }));
+    press(&mut s, KeyCode::Char('q'));
+    let (out, _) = frame(&mut s, 80, 24);
+    assert!(out.contains("y quits anyway · any other key stays"), "{out}");
+    press(&mut s, KeyCode::Char('n'));
+    s.ui.preflight_open = true;
+    let (out, _) = frame(&mut s, 80, 24);
+    assert!(out.contains("any other key closes"), "{out}");
+    s.ui.preflight_open = false;
+    s.ui.preview_stage = Some(1);
+    let (out, _) = frame(&mut s, 80, 24);
+    assert!(out.contains("1/2 stage · ↑↓ PgUp PgDn · any other key closes"), "{out}");
 }
