@@ -2,7 +2,6 @@
 //! color-eyre at this edge, the terminal is restored on every exit path, logs go to a file.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -121,7 +120,7 @@ struct SimArgs {
     sim: ScenarioArgs,
     /// Where to write the kubeconfig (default: a temp file, printed in the JSON line).
     #[arg(long)]
-    kubeconfig_out: Option<PathBuf>,
+    kubeconfig_out: Option<std::path::PathBuf>,
     /// Flows each node's Hubble ring buffer holds (Hubble's default: 4095).
     #[arg(long, default_value_t = 4095)]
     relay_ring: usize,
@@ -182,14 +181,18 @@ fn operator_error(e: &color_eyre::Report) -> String {
 
 /// Logs to a file (never the terminal the TUI draws on).
 fn init_logging(global: &GlobalArgs) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let path = global.log_file.clone().or_else(|| {
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
-        Some(base.join("cutover").join("cutover.log"))
-    })?;
-    let dir = path.parent()?.to_path_buf();
-    std::fs::create_dir_all(&dir).ok()?;
+    let path = match global.log_file.clone() {
+        Some(p) => p,
+        None => {
+            // The same state directory as the journal, private to the operator.
+            let dir = cutover::paths::state_dir()?;
+            cutover::paths::create_private_dir(&dir).ok()?;
+            dir.join("cutover.log")
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ok()?;
+    }
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
