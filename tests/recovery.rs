@@ -243,7 +243,7 @@ async fn too_many_requests_is_retried_and_the_badge_clears() {
     let mark = c.recoveries.len();
     sim.inject(&Fault::TooManyRequests { resource: "ciliumnodes.cilium.io".into(), count: 1 });
     sim.inject(&Fault::CutWatches);
-    c.until("the re-watch is refused", Duration::from_secs(10), |s| {
+    c.until("the re-watch is refused", RECOVERY, |s| {
         matches!(s.sources[&SourceId::CiliumNodes].state, SourceState::Failing { .. })
     })
     .await;
