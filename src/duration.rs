@@ -112,6 +112,19 @@ pub fn parse_non_negative(text: &str) -> Result<Duration, DurationError> {
     Ok(d.unsigned_abs())
 }
 
+/// A duration the way an operator reads it: `45s`, `2m05s`, `1h10m`, `400ms`.
+pub fn format_short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{s}s"),
+        60..3600 if s.is_multiple_of(60) => format!("{}m", s / 60),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ if s % 3600 / 60 == 0 => format!("{}h", s / 3600),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// The leading decimal digits as a number and the rest; `None` when they exceed 2^63.
 fn leading_int(s: &str) -> Option<(u64, &str)> {
     let end = s.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
@@ -155,6 +168,14 @@ mod tests {
     }
 
     const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn short_formats_read_as_an_operator_writes_them() {
+        let f = |s: u64| format_short(Duration::from_secs(s));
+        assert_eq!(format_short(Duration::from_millis(400)), "400ms");
+        assert_eq!((f(45), f(60), f(125), f(900)), ("45s".into(), "1m".into(), "2m05s".into(), "15m".into()));
+        assert_eq!((f(3600), f(4200)), ("1h".into(), "1h10m".into()));
+    }
 
     #[test]
     fn go_examples() {

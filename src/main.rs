@@ -56,6 +56,10 @@ enum Cmd {
     Journal(cutover::runbook::cli::JournalArgs),
     /// The runbook (the plan's stages as steps) with every gate evaluated on the cluster (read-only).
     Plan(cutover::runbook::plan::PlanArgs),
+    /// Run the runbook's next steps (or the stages/steps named), each after its preview and confirmation.
+    Run(cutover::runbook::run_cli::RunArgs),
+    /// Roll a stage back, in the runbook's reverse order (Stage 2 before Stage 1).
+    Rollback(cutover::runbook::run_cli::RollbackArgs),
     /// Where the settings come from (`config path`: the cutover.toml in use).
     Config(cutover::settings::ConfigArgs),
 }
@@ -69,13 +73,19 @@ struct TuiArgs {
     /// flow stream redraws most of the screen each frame, and SSH links are slow.
     #[arg(long, default_value_t = cutover::tui::TuiOptions::default().max_fps)]
     max_fps: u32,
+    /// The runbook's previews only: confirming a step (or any operation) sends nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A runbook file that replaces the built-in one (default: `runbook.file` in the settings).
+    #[arg(long, value_name = "PATH")]
+    runbook: Option<std::path::PathBuf>,
 }
 
 /// `cutover` alone runs the cockpit with the same defaults as `cutover tui`.
 impl Default for TuiArgs {
     fn default() -> Self {
         let o = cutover::tui::TuiOptions::default();
-        TuiArgs { flow_buffer: o.flow_buffer, max_fps: o.max_fps }
+        TuiArgs { flow_buffer: o.flow_buffer, max_fps: o.max_fps, dry_run: false, runbook: None }
     }
 }
 
@@ -210,7 +220,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .wrap_err("cannot connect to the cluster")?;
             let relay = relay_starter(&global, &conn, &settings);
-            cutover::tui::run(conn, Some(relay), tui_options(&args, &settings)).await?;
+            cutover::tui::run(conn, Some(relay), tui_options(&args, &settings)?).await?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "sim")]
@@ -229,6 +239,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Refresh(a) => cutover::runbook::cli::run(Headless::Refresh(a), &global).await,
         Cmd::Journal(a) => cutover::runbook::cli::run_journal(a, &global),
         Cmd::Plan(a) => cutover::runbook::plan::run_plan(a, &global).await,
+        Cmd::Run(a) => cutover::runbook::run_cli::run(a, &global).await,
+        Cmd::Rollback(a) => cutover::runbook::run_cli::rollback(a, &global).await,
         Cmd::Config(args) => cutover::settings::run_config(args, &global),
     }
 }
@@ -237,8 +249,10 @@ fn load_settings(global: &GlobalArgs) -> Result<cutover::settings::Settings> {
     cutover::settings::Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")
 }
 
-fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutover::tui::TuiOptions {
-    cutover::tui::TuiOptions {
+fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> Result<cutover::tui::TuiOptions> {
+    let runbook = cutover::runbook::run_cli::load_runbook(args.runbook.as_deref(), settings)
+        .wrap_err("cannot load the runbook")?;
+    Ok(cutover::tui::TuiOptions {
         flow_buffer: args.flow_buffer.max(1),
         max_fps: args.max_fps.clamp(1, 60),
         targets: cutover::cluster::watch::WatchTargets {
@@ -249,7 +263,9 @@ fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> cutove
         root_app: settings.argo.root_app.clone(),
         settings: std::sync::Arc::new(settings.clone()),
         journal: None,
-    }
+        runbook: std::sync::Arc::new(runbook),
+        dry_run: args.dry_run,
+    })
 }
 
 /// The relay: `--hubble-server`, else a port-forward through the API to Service hubble-relay.
@@ -285,7 +301,7 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         .await
         .wrap_err("cannot connect to the simulated cluster")?;
     let relay = relay_starter(&global, &conn, &settings);
-    cutover::tui::run(conn, Some(relay), tui_options(&args.tui, &settings)).await?;
+    cutover::tui::run(conn, Some(relay), tui_options(&args.tui, &settings)?).await?;
     sim.stop();
     Ok(ExitCode::SUCCESS)
 }

@@ -473,13 +473,38 @@ impl Default for HubbleSettings {
     }
 }
 
-/// Runbook ordering.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The runbook: which file, node order, how long waits and the cluster lock last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunbookSettings {
     /// Node restart order. Empty = servers first (the one the others join through first), then
     /// agents, as discovered from the cluster.
     pub node_order: Vec<String>,
+    /// A runbook file that replaces the built-in one (`--runbook` on the command line wins).
+    pub file: Option<PathBuf>,
+    /// How long an `argo-wait` step waits for its conditions (Go duration: `15m`).
+    pub wait_timeout: String,
+    /// How long the cluster lock lasts without renewal (renewed every third of it; taken over
+    /// only when stale: twice this). Go duration.
+    pub lock_duration: String,
+}
+
+impl Default for RunbookSettings {
+    fn default() -> Self {
+        RunbookSettings { node_order: Vec::new(), file: None, wait_timeout: "15m".into(), lock_duration: "30s".into() }
+    }
+}
+
+impl RunbookSettings {
+    /// `wait_timeout` as a duration (validated when the settings are read).
+    pub fn wait_timeout(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.wait_timeout).unwrap_or(std::time::Duration::from_secs(900))
+    }
+
+    /// `lock_duration` as a duration (validated when the settings are read).
+    pub fn lock_duration(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.lock_duration).unwrap_or(std::time::Duration::from_secs(30))
+    }
 }
 
 /// Overrides for one kubeconfig context.
@@ -650,6 +675,16 @@ impl Settings {
                 || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 return Err(invalid("git", key, format!("{value:?} must be a relative path inside the repo")));
+            }
+        }
+        for (key, value, min) in [
+            ("wait_timeout", &self.runbook.wait_timeout, std::time::Duration::from_secs(1)),
+            ("lock_duration", &self.runbook.lock_duration, std::time::Duration::from_secs(1)),
+        ] {
+            match crate::duration::parse_non_negative(value) {
+                Ok(d) if d >= min => {}
+                Ok(_) => return Err(invalid("runbook", key, format!("{value:?} is shorter than 1s"))),
+                Err(e) => return Err(invalid("runbook", key, format!("{value:?}: {e}"))),
             }
         }
         Ok(())

@@ -67,6 +67,10 @@ pub struct TuiOptions {
     pub settings: std::sync::Arc<crate::settings::Settings>,
     /// The journal file (default: `$XDG_STATE_HOME/cutover/journal/<cluster>.jsonl`).
     pub journal: Option<std::path::PathBuf>,
+    /// The runbook `n` and `R` walk (the built-in one unless the settings name a file).
+    pub runbook: std::sync::Arc<crate::runbook::plan::Runbook>,
+    /// Previews only: confirming sends nothing (`--dry-run`).
+    pub dry_run: bool,
 }
 
 impl Default for TuiOptions {
@@ -79,6 +83,8 @@ impl Default for TuiOptions {
             root_app: "root".into(),
             settings: Default::default(),
             journal: None,
+            runbook: std::sync::Arc::new(crate::runbook::plan::Runbook::built_in()),
+            dry_run: false,
         }
     }
 }
@@ -104,6 +110,8 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
     state.server = conn.server.clone();
     state.cilium_app = opts.cilium_app.clone();
     state.root_app = opts.root_app.clone();
+    state.runbook.runbook = Some(opts.runbook.clone());
+    state.runbook.dry_run = opts.dry_run;
     state.log(
         crate::app::state::Level::Info,
         format!("connected to {} ({}){}", conn.context, conn.server, if conn.read_only { ", read-only" } else { "" }),
@@ -125,6 +133,9 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
     let mut runner = Runner::new(&conn, &opts.targets.argo_namespace, journal, run_tx)
         .map_err(|e| color_eyre::eyre::eyre!(e))
         .wrap_err("cannot build the write client")?;
+    runner.lease_config_mut().duration = opts.settings.runbook.lock_duration();
+    let step_env = crate::runbook::steps::StepEnv::new(opts.settings.clone(), opts.runbook.clone());
+    runner.enable_runbook(step_env.clone());
     let mut signals = Signals::new().wrap_err("cannot watch for SIGHUP/SIGTERM")?;
 
     TERMINAL_TAKEN.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -154,7 +165,7 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                     Ok(TermEvent::Key(k)) => {
                         state.now = jiff::Timestamp::now();
                         let cmds = update(&mut state, AppEvent::Key(k));
-                        if run_commands(cmds, &mut state, &mut runner, &conn, &opts.settings, &tx) { break; }
+                        if run_commands(cmds, &mut state, &mut runner, &conn, &step_env, &tx) { break; }
                         // Keys are answered at once, not at the next frame.
                         draw(&mut terminal, &mut state, &theme)?;
                         dirty = false;
@@ -173,7 +184,8 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
                 }
             }
             Some(ev) = run_rx.recv() => {
-                let _ = update(&mut state, AppEvent::Run(ev));
+                let cmds = update(&mut state, AppEvent::Run(ev));
+                if run_commands(cmds, &mut state, &mut runner, &conn, &step_env, &tx) { break; }
                 dirty = true;
             }
             why = signals.next() => {
@@ -220,6 +232,29 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
         t.abort();
     }
     Ok(())
+}
+
+/// One read of the runbook: the journal's position and every step's preview now.
+async fn read_runbook(
+    env: &crate::runbook::steps::StepEnv,
+    client: &kube::Client,
+    journal: Journal,
+) -> Result<crate::app::runbook::RunbookRead, String> {
+    let entries = tokio::task::spawn_blocking(move || journal.read())
+        .await
+        .map_err(|e| format!("journal task: {e}"))?
+        .map_err(|e| e.to_string())?
+        .entries;
+    let position = crate::runbook::steps::Position::from_journal(&env.runbook, &entries);
+    let snap = crate::checks::gather(client, &env.settings).await;
+    let checks = crate::checks::evaluate(&snap, &env.settings);
+    let mut previews = Vec::new();
+    for st in env.runbook.stages.iter().chain(&env.runbook.rollbacks) {
+        for step in &st.steps {
+            previews.push(crate::runbook::steps::preview(env, client, &st.id, step, &snap, &checks).await);
+        }
+    }
+    Ok(crate::app::runbook::RunbookRead { at: jiff::Timestamp::now(), previews, position })
 }
 
 /// Tells the operator what the journal holds that needs attention: a chain that does not verify,
@@ -293,12 +328,43 @@ fn run_commands(
     state: &mut AppState,
     runner: &mut Runner,
     conn: &ClusterConn,
-    settings: &std::sync::Arc<crate::settings::Settings>,
+    env: &crate::runbook::steps::StepEnv,
     tx: &mpsc::Sender<AppEvent>,
 ) -> bool {
+    let settings = &env.settings;
     for c in cmds {
         match c {
             Command::Quit => return true,
+            Command::ReadRunbook => {
+                // Reads only: the journal file, the cluster through the read-only client, the
+                // operator's clone (a fetch at most).
+                let client = conn.client.clone();
+                let env = env.clone();
+                let journal = runner.journal().clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = read_runbook(&env, &client, journal).await;
+                    let _ = tx.send(AppEvent::Runbook(result.map(Box::new))).await;
+                });
+            }
+            Command::PreviewStep(id) => {
+                let client = conn.client.clone();
+                let env = env.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = match env.find(&id) {
+                        None => Err(format!("no step {id} in the runbook")),
+                        Some((stage, step)) => {
+                            let snap = crate::checks::gather(&client, &env.settings).await;
+                            let checks = crate::checks::evaluate(&snap, &env.settings);
+                            Ok(Box::new(
+                                crate::runbook::steps::preview(&env, &client, &stage.id, step, &snap, &checks).await,
+                            ))
+                        }
+                    };
+                    let _ = tx.send(AppEvent::StepPreviewed { id, result }).await;
+                });
+            }
             Command::RenderPreview(stage) => {
                 let client = conn.client.clone();
                 let settings = settings.clone();

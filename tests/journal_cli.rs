@@ -15,6 +15,7 @@ fn sample(dir: &TempDir) -> Journal {
         preview: vec!["PATCH node homelab-w1: spec.unschedulable=true".into()],
         confirmed_by: "op@bastion pid 1, pressed y to confirm".into(),
         mode: "armed".into(),
+        step: None,
     })
     .expect("intent");
     j.append(&Record::Request { op: op.clone(), verb: "patch".into(), path: "/api/v1/nodes/homelab-w1".into() })

@@ -227,6 +227,8 @@ async fn cordon_and_uncordon_are_journaled_and_take_the_lock() {
             Record::Response { .. } => "response",
             Record::Result { .. } => "result",
             Record::Ack { .. } => "ack",
+            Record::Change { .. } => "change",
+            Record::ChangeDone { .. } => "change-done",
         })
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "intent").count(), 4);
@@ -410,6 +412,7 @@ async fn quitting_mid_drain_is_journaled_as_interrupted() {
             preview: vec![],
             confirmed_by: "t".into(),
             mode: "armed".into(),
+            step: None,
         })
         .expect("append");
     let text = cutover::runbook::cli::format_text(&killed.read().expect("read").entries, true);

@@ -17,6 +17,9 @@ pub enum Operation {
     Sync { app: String },
     /// Argo CD refresh annotation.
     Refresh { app: String },
+    /// One step of the runbook (`assets/runbook.toml`), run by the executor's step engine.
+    /// `disruptive` steps (commits that deploy, syncs, node cutovers) need the step id typed.
+    Step { id: String, title: String, disruptive: bool },
 }
 
 impl Operation {
@@ -27,12 +30,13 @@ impl Operation {
                 format!("node/{node}")
             }
             Operation::Sync { app } | Operation::Refresh { app } => format!("application/{app}"),
+            Operation::Step { id, .. } => format!("step/{id}"),
         }
     }
 
     /// Disruptive operations need the object's name typed to confirm; the others take `y`.
     pub fn is_disruptive(&self) -> bool {
-        matches!(self, Operation::Drain { .. })
+        matches!(self, Operation::Drain { .. } | Operation::Step { disruptive: true, .. })
     }
 
     /// The name to type for a disruptive operation.
@@ -40,6 +44,7 @@ impl Operation {
         match self {
             Operation::Cordon { node } | Operation::Uncordon { node } | Operation::Drain { node } => node,
             Operation::Sync { app } | Operation::Refresh { app } => app,
+            Operation::Step { id, .. } => id,
         }
     }
 
@@ -51,6 +56,7 @@ impl Operation {
             Operation::Drain { node } => format!("drain {node}"),
             Operation::Sync { app } => format!("sync {app}"),
             Operation::Refresh { app } => format!("refresh {app}"),
+            Operation::Step { id, .. } => format!("step {id}"),
         }
     }
 
@@ -75,6 +81,7 @@ impl Operation {
             Operation::Refresh { app } => {
                 vec![format!("Annotate Application {app}: argocd.argoproj.io/refresh=normal (re-compare with Git).")]
             }
+            Operation::Step { title, .. } => vec![title.clone()],
         }
     }
 }

@@ -34,6 +34,12 @@ pub enum Action {
     Events,
     /// The highlighted flow in full.
     FlowDetail,
+    /// The runbook view.
+    Runbook,
+    /// Preview the runbook's next step (and run it after its confirmation).
+    NextStep,
+    /// Preview the current stage's rollback (and run its next step after confirmation).
+    Rollback,
 }
 
 /// Where a binding applies.
@@ -110,6 +116,27 @@ pub static KEYMAP: &[Binding] = &[
         G,
         Action::Events,
         "events, full screen: repeats grouped, the selected one in full (↑↓ PgUp PgDn)",
+    ),
+    key(
+        KeyCode::Char('b'),
+        "b",
+        G,
+        Action::Runbook,
+        "runbook, full screen: stages, steps, their gates; where the journal says you are",
+    ),
+    mutating(
+        KeyCode::Char('n'),
+        "n",
+        G,
+        Action::NextStep,
+        "runbook: preview the next step (gates, exact changes), run it after its confirmation",
+    ),
+    mutating(
+        KeyCode::Char('R'),
+        "R",
+        G,
+        Action::Rollback,
+        "runbook: preview the rollback of the current stage, run its next step after confirmation",
     ),
     key(KeyCode::Enter, "Enter", ARGO, Action::Expand, "expand / collapse the app's resources"),
     mutating(KeyCode::Char('s'), "s", ARGO, Action::Sync, "sync the selected Application (confirm)"),

@@ -80,6 +80,10 @@ pub struct Drawn {
     /// Lines the help / flow detail can scroll by before their end is on screen.
     pub help_max_scroll: usize,
     pub detail_max_scroll: usize,
+    /// The runbook view: its first row, rows shown, and the step drawn highlighted.
+    pub runbook_offset: usize,
+    pub runbook_rows: usize,
+    pub runbook_step: Option<String>,
 }
 
 /// A flow opened with Enter: the flow as it was drawn, and how far its detail is scrolled.

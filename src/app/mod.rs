@@ -7,5 +7,6 @@ pub mod lists;
 pub mod migration;
 pub mod model;
 pub mod readiness;
+pub mod runbook;
 pub mod state;
 pub mod update;

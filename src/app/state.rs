@@ -427,6 +427,8 @@ pub struct AppState {
     pub running: Option<RunningOp>,
     /// A drain plan is being computed for this node (the confirmation opens when it arrives).
     pub planning: Option<String>,
+    /// The runbook view (`b`): steps, their states, the next step and the rollback.
+    pub runbook: super::runbook::RunbookView,
 }
 
 const LOG_CAP: usize = 500;
@@ -463,6 +465,7 @@ impl AppState {
             running: None,
             planning: None,
             preview: None,
+            runbook: Default::default(),
         }
     }
 

@@ -48,6 +48,13 @@ pub enum AppEvent {
     },
     /// A frame was drawn: what it showed (offsets, highlighted rows), fed back after each frame.
     Drawn(Box<Drawn>),
+    /// The runbook was read: every step's preview and the journal's position.
+    Runbook(Result<Box<super::runbook::RunbookRead>, String>),
+    /// One step's preview, read for its confirmation.
+    StepPreviewed {
+        id: String,
+        result: Result<Box<crate::runbook::steps::StepPreview>, String>,
+    },
 }
 
 impl From<HubbleEvent> for AppEvent {
@@ -80,6 +87,10 @@ pub enum Command {
     RunPreflight,
     /// Render the manifests of a stage for the preview (writes nothing).
     RenderPreview(u8),
+    /// Read the runbook's state in the background (journal, gates, previews; writes nothing).
+    ReadRunbook,
+    /// Read one step's preview for its confirmation.
+    PreviewStep(String),
     Quit,
 }
 
@@ -123,6 +134,10 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             }
             if state.running.as_ref().is_some_and(|r| r.op == op) {
                 state.running = None;
+            }
+            if matches!(op, Operation::Step { .. }) || state.runbook.open {
+                state.runbook.reading = true;
+                return vec![Command::ReadRunbook];
             }
             Vec::new()
         }
@@ -181,7 +196,147 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             state.preview = Some((stage, result));
             Vec::new()
         }
+        AppEvent::Runbook(result) => {
+            state.runbook.reading = false;
+            if let Err(e) = &result {
+                state.log(Level::Error, format!("runbook: cannot read it: {e}"));
+            }
+            state.runbook.read = Some(result.map(|b| *b));
+            Vec::new()
+        }
+        AppEvent::StepPreviewed { id, result } => {
+            if state.runbook.previewing.as_deref() != Some(id.as_str()) {
+                return Vec::new();
+            }
+            state.runbook.previewing = None;
+            match result {
+                // Only if nothing else took the screen meanwhile; the dialog names the step.
+                Ok(pre) if state.ui.confirm.is_none() => {
+                    let ready = pre.state == crate::runbook::steps::StepState::Ready;
+                    let mut lines = pre.lines();
+                    if !ready {
+                        lines.push(format!("{} cannot run now: {}", pre.step.id, pre.state.why()));
+                    }
+                    if state.runbook.dry_run {
+                        lines.push("DRY RUN: confirming sends nothing, commits nothing.".into());
+                    }
+                    let op = crate::runbook::steps::operation(&pre.step);
+                    state.ui.confirm = Some(Pending::with_preview(op, lines, !ready));
+                }
+                Ok(_) => {}
+                Err(e) => state.log(Level::Error, format!("step {id}: cannot read its preview: {e}")),
+            }
+            Vec::new()
+        }
         AppEvent::Key(key) => on_key(state, key),
+    }
+}
+
+/// The id of the running step, if a step runs.
+fn running_step(state: &AppState) -> Option<String> {
+    match state.running.as_ref().map(|r| &r.op) {
+        Some(Operation::Step { id, .. }) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// `n` / `R`: highlights the runbook's next step (or the rollback's) and reads its preview; the
+/// confirmation opens when it arrives and names that step.
+fn preview_step(state: &mut AppState, rollback: bool) -> Vec<Command> {
+    if state.runbook.read.is_none() {
+        state.runbook.open = true;
+        state.runbook.reading = true;
+        state.log(Level::Info, "runbook: reading it first; press the key again when it shows");
+        return vec![Command::ReadRunbook];
+    }
+    state.runbook.open = true;
+    let running = running_step(state);
+    let row =
+        if rollback { state.runbook.rollback_next(running.as_deref()) } else { state.runbook.next(running.as_deref()) };
+    let Some(row) = row else {
+        let what = if rollback { "nothing to roll back: no stage has a step done" } else { "no step left to run" };
+        state.log(Level::Info, format!("runbook: {what}"));
+        return Vec::new();
+    };
+    if let Some(i) = state.runbook.rows(running.as_deref()).iter().position(|r| r.id == row.id) {
+        state.runbook.selected = i;
+    }
+    state.log(Level::Info, format!("step {}: reading its gates and changes for the confirmation", row.id));
+    state.runbook.previewing = Some(row.id.clone());
+    vec![Command::PreviewStep(row.id)]
+}
+
+/// Keys while the runbook view is open.
+fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
+    let running = running_step(state);
+    let n = state.runbook.rows(running.as_deref()).len();
+    let mv = |state: &mut AppState, delta: i64| {
+        let cur = state.runbook.selected as i64;
+        state.runbook.selected = (cur + delta).clamp(0, n.saturating_sub(1) as i64) as usize;
+    };
+    match key.code {
+        KeyCode::Up | KeyCode::Char('k') => mv(state, -1),
+        KeyCode::Down | KeyCode::Char('j') => mv(state, 1),
+        KeyCode::PageUp => mv(state, -10),
+        KeyCode::PageDown => mv(state, 10),
+        KeyCode::Home => mv(state, i64::MIN / 2),
+        KeyCode::End => mv(state, i64::MAX / 2),
+        KeyCode::Char('q') => return request_quit(state),
+        KeyCode::Esc | KeyCode::Char('b') => state.runbook.open = false,
+        KeyCode::Char('r') if !state.runbook.reading => {
+            state.runbook.reading = true;
+            return vec![Command::ReadRunbook];
+        }
+        KeyCode::Char(c @ ('n' | 'R' | 'x' | '?' | 'e' | 'p')) => {
+            // The runbook's own keys and the global ones that still make sense here.
+            let Some(binding) = keymap::lookup(&KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE), state.ui.focus)
+            else {
+                return Vec::new();
+            };
+            if binding.mutating && state.mode == Mode::ReadOnly {
+                state.log(Level::Warn, "runbook: disabled in read-only mode; `cutover run --dry-run` shows every step");
+                return Vec::new();
+            }
+            match binding.action {
+                Action::NextStep => return preview_step(state, false),
+                Action::Rollback => return preview_step(state, true),
+                Action::Help => {
+                    state.ui.help = true;
+                    state.ui.view.help_scroll = 0;
+                }
+                Action::Events => state.ui.view.events_open = true,
+                Action::Cancel => return cancel_running(state),
+                Action::Preflight => {
+                    state.ui.preflight_open = true;
+                    state.ui.preflight_scroll = 0;
+                    if !state.preflight_running {
+                        state.preflight_running = true;
+                        return vec![Command::RunPreflight];
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// `x`: asks the running operation to stop at its next safe point.
+fn cancel_running(state: &mut AppState) -> Vec<Command> {
+    let title = state.running.as_mut().map(|r| {
+        r.cancelling = true;
+        r.op.title()
+    });
+    match title {
+        Some(t) => {
+            state.log(Level::Warn, format!("{t}: cancelling at the next safe point"));
+            vec![Command::Cancel]
+        }
+        None => {
+            state.log(Level::Info, "nothing is running");
+            Vec::new()
+        }
     }
 }
 
@@ -265,6 +420,9 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
+    if state.runbook.open && !state.ui.view.events_open && !state.ui.preflight_open && !state.ui.help {
+        return on_runbook_key(state, key);
+    }
     if state.ui.view.events_open {
         let page = lists::page(state.ui.view.drawn.as_ref().map(|d| d.events_view_rows));
         match (key.code, scroll_key(key.code)) {
@@ -333,19 +491,16 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     }
     match binding.action {
         Action::Quit => return request_quit(state),
-        Action::Cancel => {
-            let title = state.running.as_mut().map(|r| {
-                r.cancelling = true;
-                r.op.title()
-            });
-            match title {
-                Some(t) => {
-                    state.log(Level::Warn, format!("{t}: cancelling at the next safe point"));
-                    return vec![Command::Cancel];
-                }
-                None => state.log(Level::Info, "nothing is running"),
+        Action::Cancel => return cancel_running(state),
+        Action::Runbook => {
+            state.runbook.open = true;
+            if !state.runbook.reading {
+                state.runbook.reading = true;
+                return vec![Command::ReadRunbook];
             }
         }
+        Action::NextStep => return preview_step(state, false),
+        Action::Rollback => return preview_step(state, true),
         Action::Help => {
             state.ui.help = true;
             state.ui.view.help_scroll = 0;
@@ -469,7 +624,7 @@ fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         let Some(pending) = state.ui.confirm.take() else { return Vec::new() };
         if key.code == KeyCode::Char('y') && !pending.refused {
             state.log(Level::Info, format!("{}: confirmed", pending.op.title()));
-            return vec![execute(pending)];
+            return confirmed(state, pending);
         }
         state.log(Level::Info, format!("{}: cancelled", pending.op.title()));
         return Vec::new();
@@ -490,7 +645,7 @@ fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         KeyCode::Enter if pending.typed == pending.op.object_name() => {
             if let Some(p) = state.ui.confirm.take() {
                 state.log(Level::Info, format!("{}: confirmed by name", p.op.title()));
-                return vec![execute(p)];
+                return confirmed(state, p);
             }
         }
         KeyCode::Enter => {
@@ -505,6 +660,15 @@ fn on_confirm_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
 fn execute(p: Pending) -> Command {
     let confirmed = p.confirmed_how();
     Command::Execute { op: p.op, preview: p.preview, confirmed, take_over_stale_lock: p.take_over_stale_lock }
+}
+
+/// A confirmed operation: run it, or in a dry run say what would have run.
+fn confirmed(state: &mut AppState, p: Pending) -> Vec<Command> {
+    if state.runbook.dry_run {
+        state.log(Level::Info, format!("dry run: {} would run now; nothing sent, nothing committed", p.op.title()));
+        return Vec::new();
+    }
+    vec![execute(p)]
 }
 
 /// Pasted text never becomes keystrokes: it may only fill the typed-confirmation field or the
@@ -625,6 +789,7 @@ fn on_drawn(state: &mut AppState, d: Drawn) {
     v.nodes_offset = d.nodes_offset;
     v.events_offset = d.events_offset;
     v.events_view_offset = d.events_view_offset;
+    state.runbook.offset = d.runbook_offset;
     v.help_scroll = v.help_scroll.min(d.help_max_scroll);
     if let Some(detail) = v.flow_detail.as_mut() {
         detail.scroll = detail.scroll.min(d.detail_max_scroll);

@@ -264,6 +264,14 @@ pub fn format_text(entries: &[Entry], complete: bool) -> String {
             }
             Record::Request { verb, path, .. } => format!("request  {verb} {path}"),
             Record::Response { request, code, .. } => format!("response #{request} → {code}"),
+            Record::Change { target, action, detail, .. } => format!("change   {action} {target}: {detail}"),
+            Record::ChangeDone { change, ok, detail, .. } => {
+                format!(
+                    "done     #{change} → {}{}",
+                    if *ok { "ok" } else { "failed" },
+                    if detail.is_empty() { String::new() } else { format!(": {detail}") }
+                )
+            }
             Record::Result { outcome, message, .. } => format!("result   {}: {message}", outcome.as_str()),
             Record::Ack { what, by, .. } => format!("ack      {what} (by {by})"),
         };

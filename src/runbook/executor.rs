@@ -3,6 +3,7 @@
 //! confirmed operation at a time for the [`super::runner::Runner`]. It reads through the
 //! read-only client. Progress goes to the runner's channel, which never drops a message.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -17,6 +18,7 @@ use crate::checks::drain::{self, DrainPlan};
 use crate::cluster::client::{api_status, is_read_only_refusal, redact};
 use crate::cluster::write::WriteClient;
 use crate::runbook::runner::RunEvent;
+use crate::runbook::steps::{StepEnv, StepJournal};
 
 /// Why an operation did not complete. [`ExecError::exit_code`] maps each to the headless
 /// commands' exit codes.
@@ -137,16 +139,28 @@ pub struct Executor {
     read: kube::Client,
     pub argo_namespace: String,
     pub drain: DrainOptions,
+    /// The runbook's steps (set by [`super::runner::Runner::enable_runbook`]).
+    steps: Option<(Arc<StepEnv>, Arc<dyn StepJournal>)>,
 }
 
 impl Executor {
     /// `read` is the connection's read-only client, `write` the journaled write client.
     pub fn new(write: WriteClient, read: kube::Client, argo_namespace: impl Into<String>) -> Self {
-        Executor { write, read, argo_namespace: argo_namespace.into(), drain: DrainOptions::default() }
+        Executor { write, read, argo_namespace: argo_namespace.into(), drain: DrainOptions::default(), steps: None }
     }
 
     pub fn write_client(&self) -> &WriteClient {
         &self.write
+    }
+
+    /// The read-only client (every read of the executor and its steps goes through it).
+    pub fn read_client(&self) -> &kube::Client {
+        &self.read
+    }
+
+    /// Lets this executor run runbook steps; `journal` records what is not a Kubernetes request.
+    pub fn set_steps(&mut self, env: Arc<StepEnv>, journal: Arc<dyn StepJournal>) {
+        self.steps = Some((env, journal));
     }
 
     /// Runs one operation. `cancel` stops it at its next safe point.
@@ -162,6 +176,10 @@ impl Executor {
             Operation::Drain { node } => self.drain(node, progress, cancel).await,
             Operation::Sync { app } => self.sync(app).await,
             Operation::Refresh { app } => self.refresh(app).await,
+            Operation::Step { id, .. } => match &self.steps {
+                Some((env, journal)) => super::steps::run(self, env, journal.as_ref(), id, progress, cancel).await,
+                None => Err(ExecError::Refused(format!("step {id}: this runner has no runbook; nothing was sent"))),
+            },
         }
     }
 
@@ -294,7 +312,7 @@ impl Executor {
     }
 
     #[allow(clippy::disallowed_methods)]
-    async fn sync(&self, app: &str) -> Result<String, ExecError> {
+    pub(crate) async fn sync(&self, app: &str) -> Result<String, ExecError> {
         let current = self.get_app(app).await?;
         if current.data.pointer("/status/operationState/phase").and_then(|p| p.as_str()) == Some("Running") {
             return Err(ExecError::Refused(format!("{app}: an Argo CD operation is already running")));
@@ -314,7 +332,7 @@ impl Executor {
     }
 
     #[allow(clippy::disallowed_methods)]
-    async fn refresh(&self, app: &str) -> Result<String, ExecError> {
+    pub(crate) async fn refresh(&self, app: &str) -> Result<String, ExecError> {
         self.get_app(app).await?;
         let patch = json!({ "metadata": { "annotations": { "argocd.argoproj.io/refresh": "normal" } } });
         self.apps(&self.write.kube().clone())

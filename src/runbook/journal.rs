@@ -81,12 +81,20 @@ pub enum Record {
         confirmed_by: String,
         /// `armed` or `read-only` (a read-only intent is refused before any request).
         mode: String,
+        /// The runbook step this operation runs, if it is one (how the position is recomputed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
     },
     /// Before a mutating request is sent.
     Request { op: String, verb: String, path: String },
     /// The answer to the request journaled as entry `request` (0: no answer, e.g. the
     /// connection was lost).
     Response { op: String, request: u64, code: u16 },
+    /// Before a change that is not a Kubernetes request: a Git commit or push (`target` `git`),
+    /// a command on a node (`node/NAME`).
+    Change { op: String, target: String, action: String, detail: String },
+    /// How the change journaled as entry `change` went.
+    ChangeDone { op: String, change: u64, ok: bool, detail: String },
     /// How the operation ended.
     Result { op: String, outcome: Outcome, message: String },
     /// An operator's explicit acknowledgement (a pre-flight warning, an interrupted operation).
@@ -99,6 +107,8 @@ impl Record {
             Record::Intent { op, .. }
             | Record::Request { op, .. }
             | Record::Response { op, .. }
+            | Record::Change { op, .. }
+            | Record::ChangeDone { op, .. }
             | Record::Result { op, .. }
             | Record::Ack { op, .. } => op,
         }
@@ -357,6 +367,8 @@ pub fn verify_reader<R: BufRead>(mut r: R) -> Verified {
 pub struct Unfinished {
     pub op: String,
     pub title: String,
+    /// The runbook step it ran, if it was one.
+    pub step: Option<String>,
     pub time: String,
     /// The mutating requests it had sent: `verb path → code` (`→ ?` when no answer was
     /// journaled: it may or may not have taken effect).
@@ -366,13 +378,19 @@ pub struct Unfinished {
 /// Operations started and never ended, oldest first.
 pub fn unfinished(entries: &[Entry]) -> Vec<Unfinished> {
     /// An open operation and its requests: (request seq, `verb path`, response code).
-    type Open = (Unfinished, Vec<(u64, String, Option<u16>)>);
+    type Open = (Unfinished, Vec<(u64, String, Option<String>)>);
     let mut open: Vec<Open> = Vec::new();
     for e in entries {
         let find = |open: &mut Vec<Open>, op: &str| open.iter_mut().position(|(u, _)| u.op == op);
         match &e.record {
-            Record::Intent { op, title, .. } => open.push((
-                Unfinished { op: op.clone(), title: title.clone(), time: e.time.clone(), requests: Vec::new() },
+            Record::Intent { op, title, step, .. } => open.push((
+                Unfinished {
+                    op: op.clone(),
+                    title: title.clone(),
+                    step: step.clone(),
+                    time: e.time.clone(),
+                    requests: Vec::new(),
+                },
                 Vec::new(),
             )),
             Record::Request { op, verb, path } => {
@@ -384,7 +402,19 @@ pub fn unfinished(entries: &[Entry]) -> Vec<Unfinished> {
                 if let Some(i) = find(&mut open, op)
                     && let Some(r) = open[i].1.iter_mut().find(|r| r.0 == *request)
                 {
-                    r.2 = Some(*code);
+                    r.2 = Some(code.to_string());
+                }
+            }
+            Record::Change { op, target, action, detail } => {
+                if let Some(i) = find(&mut open, op) {
+                    open[i].1.push((e.seq, format!("{action} {target}: {detail}"), None));
+                }
+            }
+            Record::ChangeDone { op, change, ok, .. } => {
+                if let Some(i) = find(&mut open, op)
+                    && let Some(r) = open[i].1.iter_mut().find(|r| r.0 == *change)
+                {
+                    r.2 = Some(if *ok { "done" } else { "failed" }.to_string());
                 }
             }
             Record::Result { op, .. } => open.retain(|(u, _)| &u.op != op),
@@ -417,6 +447,7 @@ mod tests {
             preview: vec!["evict apps/web-1".into()],
             confirmed_by: "me".into(),
             mode: "armed".into(),
+            step: None,
         }
     }
 

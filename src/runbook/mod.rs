@@ -5,4 +5,7 @@ pub mod executor;
 pub mod journal;
 pub mod lease;
 pub mod plan;
+pub mod run_cli;
 pub mod runner;
+pub mod steps;
+mod steps_git;

@@ -511,7 +511,10 @@ mod tests {
         // and the revert is gated on Cilium being the CNI nowhere.
         let rb1 = rb.rollbacks.iter().find(|s| s.id == "rollback-stage1").expect("rollback-stage1");
         let order: Vec<&str> = rb1.steps.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(order, vec!["stage1-nodes-back", "stage1-freeze", "stage1-revert"]);
+        assert_eq!(
+            order,
+            vec!["stage1-nodes-back", "stage1-freeze", "stage1-revert", "stage1-revert-wait", "stage1-unfreeze"]
+        );
         assert!(rb1.steps[2].gates.contains(&Gate::CiliumCniOnNoNode));
         assert!(rb.stages.iter().find(|s| s.id == "stage2").is_some_and(|s| s.optional));
     }

@@ -81,6 +81,33 @@ impl RequestJournal for OpJournal {
     }
 }
 
+impl super::steps::StepJournal for OpJournal {
+    fn ack(&self, what: &str, by: &str) -> Result<(), String> {
+        let op =
+            self.current().ok_or_else(|| "no operation is running: an acknowledgement needs its intent".to_string())?;
+        self.journal
+            .append(&Record::Ack { op, what: what.into(), by: by.into() })
+            .map(|_| ())
+            .map_err(|e| format!("cannot write the journal: {e}"))
+    }
+
+    fn change(&self, target: &str, action: &str, detail: &str) -> Result<u64, String> {
+        let op = self
+            .current()
+            .ok_or_else(|| "no operation is running: a change needs its journal intent first".to_string())?;
+        self.journal
+            .append(&Record::Change { op, target: target.into(), action: action.into(), detail: redact(detail) })
+            .map_err(|e| format!("cannot write the journal: {e}"))
+    }
+
+    fn change_done(&self, token: u64, ok: bool, detail: &str) {
+        let Some(op) = self.current() else { return };
+        if let Err(e) = self.journal.append(&Record::ChangeDone { op, change: token, ok, detail: redact(detail) }) {
+            tracing::error!("journal: cannot record how change {token} went: {e}");
+        }
+    }
+}
+
 struct Running {
     op: Operation,
     op_id: String,
@@ -127,6 +154,15 @@ impl Runner {
     /// The executor's options (drain deadline and retry delays), to adjust before running.
     pub fn executor_mut(&mut self) -> Option<&mut Executor> {
         self.executor.as_mut()
+    }
+
+    /// Lets the runner run the runbook's steps ([`Operation::Step`]); their acknowledgements and
+    /// Git writes go to this runner's journal. Does nothing for a read-only runner.
+    pub fn enable_runbook(&mut self, env: super::steps::StepEnv) {
+        let hook: Arc<dyn super::steps::StepJournal> = self.hook.clone();
+        if let Some(exec) = self.executor.as_mut() {
+            exec.set_steps(Arc::new(env), hook);
+        }
     }
 
     /// Who this runner acts as (the Lease holder and the journal's `confirmed_by`); by default
@@ -251,6 +287,10 @@ async fn run_journaled(
         preview: req.preview.clone(),
         confirmed_by: format!("{who}, {}", req.confirmed),
         mode: "armed".into(),
+        step: match &req.op {
+            Operation::Step { id, .. } => Some(id.clone()),
+            _ => None,
+        },
     };
     append(intent).await.map_err(|e| ExecError::Refused(format!("{e}; nothing was sent")))?;
     hook.set(Some(op_id.to_string()));

@@ -32,6 +32,11 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
         Span::raw(" · stage "),
         Span::styled(state.derive_stage(), theme.accent()),
     ];
+    // Where the journal says the runbook is (and whether the cluster agrees), once read.
+    if let Some(pos) = state.runbook.position_text() {
+        let style = if pos.contains("disagree") || pos.contains("interrupted") { theme.warn() } else { theme.dim() };
+        spans.push(Span::styled(format!(" · {pos}"), style));
+    }
     let used: usize = spans.iter().map(|s| s.width()).sum();
     // The clock goes right-aligned when it fits; the state of the cluster comes first.
     if used + clock.len() < area.width as usize {

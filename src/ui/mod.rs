@@ -8,6 +8,7 @@ mod header;
 pub mod names;
 mod nodes;
 mod overlays;
+mod runbook;
 mod views;
 
 use ratatui::Frame;
@@ -47,6 +48,9 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) -> Drawn {
     flows::draw(frame, panes.flows, state, theme, &mut drawn);
     overlays::events(frame, panes.events, state, theme, &mut drawn);
 
+    if state.runbook.open {
+        runbook::draw(frame, body, state, theme, &mut drawn);
+    }
     if state.ui.view.events_open {
         views::events(frame, body, state, theme, &mut drawn);
     }

@@ -804,3 +804,158 @@ fn dialogs_show_their_keys_at_80x24() {
     let (out, _) = frame(&mut s, 80, 24);
     assert!(out.contains("1/2 stage · ↑↓ PgUp PgDn · any other key closes"), "{out}");
 }
+
+/// A runbook read: Stage 0 done in the journal, the Stage 1 commit ready with its diff, the
+/// per-node step unavailable.
+fn runbook_state(w_dry_run: bool) -> AppState {
+    use crate::runbook::plan::{Gate, GateResult, GateState, Runbook};
+    use crate::runbook::steps::{JournaledStep, Position, StepPreview, StepState};
+    let mut s = typical(Mode::Armed);
+    let rb = Runbook::built_in();
+    let mut previews = Vec::new();
+    for st in rb.stages.iter().chain(&rb.rollbacks) {
+        for step in &st.steps {
+            let (state, gates, changes) = match step.id.as_str() {
+                "stage1-commit" => (
+                    StepState::Ready,
+                    vec![GateResult {
+                        gate: Gate::CiliumAppAbsent,
+                        state: GateState::Green,
+                        evidence: "Application cilium-app does not exist".into(),
+                    }],
+                    vec![
+                        "create platform/gitops/argocd/apps/cilium-app.yaml (+41)".into(),
+                        "+apiVersion: argoproj.io/v1alpha1".into(),
+                        "+kind: Application".into(),
+                    ],
+                ),
+                "stage1-nodes" | "stage1-nodes-back" | "stage2-nodes" | "stage2-nodes-back" => (
+                    StepState::Unavailable("the per-node k3s step over SSH is not built in this version".into()),
+                    vec![GateResult {
+                        gate: Gate::NodeStepAvailable,
+                        state: GateState::Red,
+                        evidence: "unavailable".into(),
+                    }],
+                    vec![],
+                ),
+                "stage1-wait" | "stage2-commit" => (
+                    StepState::Blocked(
+                        "cilium-app-synced-healthy is red: Application cilium-app does not exist".into(),
+                    ),
+                    vec![],
+                    vec![],
+                ),
+                _ => (StepState::Ready, vec![], vec![]),
+            };
+            previews.push(StepPreview { stage: st.id.clone(), step: step.clone(), gates, state, changes });
+        }
+    }
+    let position = Position {
+        last: [(
+            "preflight".to_string(),
+            JournaledStep {
+                seq: 3,
+                time: "2025-11-24T15:00:00Z".into(),
+                outcome: "ok".into(),
+                message: "preflight: acknowledged (2 pre-flight warning(s))".into(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        interrupted: None,
+    };
+    s.runbook.runbook = Some(std::sync::Arc::new(rb));
+    s.runbook.read = Some(Ok(crate::app::runbook::RunbookRead { at: ts(T0), previews, position }));
+    s.runbook.dry_run = w_dry_run;
+    s.runbook.open = true;
+    s
+}
+
+#[test]
+fn runbook_view_80x24_and_120x40() {
+    let mut s = runbook_state(false);
+    // The next step is highlighted by `n` before its preview is read.
+    let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE)));
+    assert_eq!(cmds, vec![crate::app::update::Command::PreviewStep("stage1-commit".into())]);
+    insta::assert_snapshot!("runbook_80x24", render(&s, 80, 24));
+    insta::assert_snapshot!("runbook_120x40", render(&s, 120, 40));
+}
+
+#[test]
+fn runbook_next_step_is_confirmed_by_its_id_and_a_dry_run_sends_nothing() {
+    use crate::app::update::Command;
+    for dry in [false, true] {
+        let mut s = runbook_state(dry);
+        press(&mut s, KeyCode::Char('n'));
+        let pre = match &s.runbook.read {
+            Some(Ok(r)) => r.previews.iter().find(|p| p.step.id == "stage1-commit").cloned().expect("preview"),
+            _ => panic!("no read"),
+        };
+        // A preview for another step than the one asked for is ignored.
+        let mut other = pre.clone();
+        other.step.id = "stage1-refresh".into();
+        update(&mut s, AppEvent::StepPreviewed { id: "stage1-refresh".into(), result: Ok(Box::new(other)) });
+        assert!(s.ui.confirm.is_none());
+        update(&mut s, AppEvent::StepPreviewed { id: "stage1-commit".into(), result: Ok(Box::new(pre)) });
+        let pending = s.ui.confirm.clone().expect("confirmation open");
+        assert!(pending.needs_name(), "a commit that deploys needs the step's id typed");
+        assert_eq!(
+            pending.preview.first().map(String::as_str),
+            Some(
+                "stage1-commit — Commit the Stage 1 files (Application, values, Hubble UI Ingress, k3s fragment) and push"
+            )
+        );
+        if dry {
+            assert!(pending.preview.iter().any(|l| l.starts_with("DRY RUN")));
+        }
+        // `y` does not confirm a typed confirmation; the id does.
+        press(&mut s, KeyCode::Char('y'));
+        assert!(s.ui.confirm.is_some());
+        update(&mut s, AppEvent::Paste("stage1-commit".into()));
+        let typed = s.ui.confirm.as_ref().map(|p| p.typed.clone());
+        assert_eq!(typed.as_deref(), Some("ystage1-commit"), "pasted text fills the field, never keystrokes");
+        for _ in 0..14 {
+            press(&mut s, KeyCode::Backspace);
+        }
+        for c in "stage1-commit".chars() {
+            press(&mut s, KeyCode::Char(c));
+        }
+        let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+        if dry {
+            assert!(cmds.is_empty(), "{cmds:?}");
+            assert!(s.log.back().is_some_and(|l| l.text.contains("dry run")));
+        } else {
+            assert!(
+                matches!(&cmds[..], [Command::Execute { op: Operation::Step { id, disruptive: true, .. }, .. }] if id == "stage1-commit"),
+                "{cmds:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn runbook_blocked_step_opens_a_confirmation_that_cannot_run_and_read_only_refuses() {
+    let mut s = runbook_state(false);
+    s.runbook.selected = 0;
+    // A blocked next step: the dialog says why and only closes.
+    if let Some(Ok(r)) = s.runbook.read.as_mut() {
+        for p in r.previews.iter_mut().filter(|p| p.step.id == "stage1-commit") {
+            p.state = crate::runbook::steps::StepState::Blocked("preflight-no-fail is red: 1 fail".into());
+        }
+    }
+    press(&mut s, KeyCode::Char('n'));
+    let pre = match &s.runbook.read {
+        Some(Ok(r)) => r.previews.iter().find(|p| p.step.id == "stage1-commit").cloned().expect("preview"),
+        _ => panic!("no read"),
+    };
+    update(&mut s, AppEvent::StepPreviewed { id: "stage1-commit".into(), result: Ok(Box::new(pre)) });
+    assert!(s.ui.confirm.as_ref().is_some_and(|p| p.refused));
+    for c in "stage1-commit".chars() {
+        press(&mut s, KeyCode::Char(c));
+    }
+    assert!(s.ui.confirm.is_none(), "a refused dialog closes on the first key");
+    let mut ro = runbook_state(false);
+    ro.mode = Mode::ReadOnly;
+    let cmds = update(&mut ro, AppEvent::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE)));
+    assert!(cmds.is_empty() && ro.ui.confirm.is_none());
+}
