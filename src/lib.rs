@@ -4,6 +4,7 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod duration;
+pub mod gitops;
 pub mod hubble;
 pub mod manifests;
 pub mod paths;

@@ -296,13 +296,19 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     global.context = Some(if args.viewer { "sim-viewer".into() } else { "sim".into() });
     global.read_only |= args.viewer;
     global.hubble_server = Some(sim.relay_addr.to_string());
-    let settings = load_settings(&global)?;
+    let mut settings = load_settings(&global)?;
+    // The operator's clone of the homelab repo: a private clone of the sim's bare origin, alive as
+    // long as the demo, so what the runbook commits and pushes is what the sim's Argo CD syncs.
+    let clone_dir = cutover::tempdir::TempDir::new().wrap_err("cannot create the demo's Git clone directory")?;
+    let clone = sim.clone_origin(&clone_dir.path.join("k8s-homelab")).wrap_err("cannot clone the sim's Git origin")?;
+    sim.point_settings_at(&mut settings, clone);
     let conn = cutover::cluster::client::connect(&global, |_| false)
         .await
         .wrap_err("cannot connect to the simulated cluster")?;
     let relay = relay_starter(&global, &conn, &settings);
     cutover::tui::run(conn, Some(relay), tui_options(&args.tui, &settings)?).await?;
     sim.stop();
+    drop(clone_dir);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -81,21 +81,18 @@ async fn node_ready(c: &kube::Client, name: &str) -> bool {
 /// Commits the Cilium Application and the Stage 1 values, and waits for a Ready agent everywhere
 /// (flannel still on: this is where the header used to say "Cilium is the CNI").
 async fn install_cilium(sim: &Sim, c: &kube::Client) {
-    let repo = world::git_repo(&sim.shared).expect("the sim exposes its repo");
+    let origin = world::git_repo(&sim.shared).expect("the sim exposes its origin");
     let app = world::cilium_app_manifest(
         "https://github.com/rrumana/k8s-homelab",
         "1.16.4",
         "platform/networking/cilium/values.yaml",
     );
-    for (path, content) in [
-        ("platform/gitops/argocd/apps/cilium-app.yaml", serde_saphyr::to_string(&app).expect("yaml")),
-        ("platform/networking/cilium/values.yaml", world::STAGE1_VALUES.to_string()),
-    ] {
-        let full = repo.join(path);
-        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&full, content).expect("write");
-    }
-    world::git_commit_all(&repo, "Add Cilium (Stage 1)").expect("commit");
+    let app = serde_saphyr::to_string(&app).expect("yaml");
+    let files = [
+        ("platform/gitops/argocd/apps/cilium-app.yaml", app.as_str()),
+        ("platform/networking/cilium/values.yaml", world::STAGE1_VALUES),
+    ];
+    world::git_push_files(&origin, &files, "Add Cilium (Stage 1)").expect("commit and push");
     wait_for("a Ready Cilium agent on every node", || async {
         let pods = Api::<Pod>::namespaced(c.clone(), "kube-system")
             .list(&ListParams::default().labels("k8s-app=cilium"))

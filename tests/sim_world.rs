@@ -76,15 +76,10 @@ fn app_field<'a>(a: &'a DynamicObject, ptr: &str) -> &'a str {
     a.data.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Writes files into the sim's Git repo and commits them, as the cockpit does.
+/// Commits files and pushes them to the sim's bare Git origin, as the cockpit does.
 fn commit(sim: &Sim, files: &[(&str, &str)], message: &str) {
-    let repo = world::git_repo(&sim.shared).expect("the sim exposes its repo");
-    for (path, content) in files {
-        let full = repo.join(path);
-        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&full, content).expect("write");
-    }
-    world::git_commit_all(&repo, message).expect("commit");
+    let origin = world::git_repo(&sim.shared).expect("the sim exposes its origin");
+    world::git_push_files(&origin, files, message).expect("commit and push");
 }
 
 fn cilium_app_yaml() -> String {

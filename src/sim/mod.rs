@@ -199,8 +199,11 @@ pub struct SimInfo {
     pub tokens: Vec<String>,
     pub scenario: String,
     pub seed: u64,
-    /// The simulated Git repository the sim's Argo CD reads (commit to `main` to deploy).
+    /// The simulated Git origin the sim's Argo CD reads: a bare repository (clone it, commit,
+    /// push to `main` to deploy).
     pub git_repo: Option<PathBuf>,
+    /// The same origin as a `file://` URL.
+    pub git_url: Option<String>,
 }
 
 /// A running simulated cluster. Dropping it stops every task.
@@ -297,6 +300,29 @@ impl Sim {
             scenario: self.scenario.clone(),
             seed: self.shared.seed,
             git_repo: world::git_repo(&self.shared),
+            git_url: world::git_url(&self.shared),
+        }
+    }
+
+    /// Clones the sim's Git origin into `dest` (created private, 0700; must be empty) on `main`,
+    /// with a local git identity and `commit.gpgsign=false`, so that the cockpit can commit and
+    /// push there as an operator does to their homelab repo. Returns the clone's path.
+    pub fn clone_origin(&self, dest: &std::path::Path) -> Result<PathBuf, SimError> {
+        let origin = world::git_repo(&self.shared)
+            .ok_or_else(|| SimError::Other("the simulated world is not running".into()))?;
+        world::git_clone_origin(&origin, dest)
+    }
+
+    /// Points `settings.git` at a clone made by [`Sim::clone_origin`]: `repo_path`, branch `main`,
+    /// and the repo URL and paths the sim's Applications use (the rendered Cilium app's `$values`
+    /// source names the same repo as the root app).
+    pub fn point_settings_at(&self, settings: &mut crate::settings::Settings, clone: PathBuf) {
+        settings.git.repo_path = clone;
+        settings.git.branch = "main".into();
+        if let Some(g) = world::git_options(&self.shared) {
+            settings.git.repo_url = g.repo_url;
+            settings.git.apps_path = g.apps_path;
+            settings.git.values_path = g.values_path;
         }
     }
 

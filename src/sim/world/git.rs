@@ -1,6 +1,8 @@
-//! The simulated Git source: a real local repository (a temp repo seeded with the homelab's
-//! layout, or one named by the scenario) that the sim's Argo CD reads through the `git` CLI
-//! (`rev-parse`, `ls-tree`, `cat-file --batch`), never over the network.
+//! The simulated Git source: a real local repository that the sim's Argo CD reads through the
+//! `git` CLI (`rev-parse`, `ls-tree`, `cat-file --batch`), never over the network. By default a
+//! bare origin (`k8s-homelab.git` in the sim's temp dir) seeded with the homelab's layout: the
+//! cockpit and the tests clone it, commit and push, as an operator does with GitHub. A scenario's
+//! `git.path` is read as it is (bare or not).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,7 +92,65 @@ pub fn init_repo(dir: &Path, files: &[(String, String)]) -> Result<String, Strin
     commit_all(dir, "Homelab platform layout")
 }
 
-/// Commits everything in the work tree (used by the seed and by tests acting as the cockpit).
+/// Creates an empty bare repository whose `HEAD` is `main`.
+pub fn init_bare(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    git(dir, &["init", "-q", "--bare", "-b", "main"], None)?;
+    Ok(())
+}
+
+/// Pushes the work tree's `HEAD` to `main` of `origin` (a path).
+pub fn publish(work: &Path, origin: &Path) -> Result<(), String> {
+    let origin = origin.to_str().ok_or_else(|| format!("{}: not UTF-8", origin.display()))?;
+    git(work, &["push", "-q", origin, "HEAD:refs/heads/main"], None)?;
+    Ok(())
+}
+
+/// Clones `origin` into `dest` (created 0700 when missing, must be empty) on `main`, with a local
+/// identity and `commit.gpgsign=false` so that commits work without a global git identity.
+pub fn clone_origin(origin: &Path, dest: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let dest = &dest.canonicalize().map_err(|e| format!("{}: {e}", dest.display()))?;
+    let (Some(o), Some(d)) = (origin.to_str(), dest.to_str()) else {
+        return Err(format!("{} or {}: not UTF-8", origin.display(), dest.display()));
+    };
+    git(dest, &["clone", "-q", "--branch", "main", o, d], None)?;
+    for (k, v) in [("user.name", "cutover demo"), ("user.email", "demo@cutover.invalid"), ("commit.gpgsign", "false")] {
+        git(dest, &["config", "--local", k, v], None)?;
+    }
+    Ok(())
+}
+
+/// Commits `files` (`None` removes the path) to `main` of `origin` through a temporary clone and
+/// pushes (fixed identity and date, as the seed). Returns the new commit.
+pub fn push_files(origin: &Path, files: &[(String, Option<String>)], message: &str) -> Result<String, String> {
+    let tmp = crate::tempdir::TempDir::new().map_err(|e| format!("cannot create a temp clone: {e}"))?;
+    let work = tmp.path.join("clone");
+    clone_origin(origin, &work)?;
+    for (path, content) in files {
+        let p = work.join(path);
+        match content {
+            Some(content) => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                std::fs::write(&p, content).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            None => {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    let rev = commit_all(&work, message)?;
+    publish(&work, origin)?;
+    Ok(rev)
+}
+
+/// Commits everything in the work tree (used by the seed and by [`push_files`]).
 pub fn commit_all(dir: &Path, message: &str) -> Result<String, String> {
     git(dir, &["add", "-A"], None)?;
     let mut c = base_cmd(dir);
@@ -216,6 +276,22 @@ mod tests {
         // Same content and fixed dates: same commit id in another repo.
         let dir2 = dir.with_extension("again");
         assert_eq!(init_repo(&dir2, &files).unwrap(), rev);
+        // A bare origin: read as the work tree was, cloned and pushed to.
+        let tmp = crate::tempdir::TempDir::new().unwrap();
+        let origin = tmp.path.join("origin.git");
+        init_bare(&origin).unwrap();
+        publish(&dir, &origin).unwrap();
+        assert_eq!(head(&origin, "main").unwrap(), rev2);
+        assert_eq!(snapshot(&origin, &rev2).unwrap(), snapshot(&dir, &rev2).unwrap());
+        let rev3 =
+            push_files(&origin, &[("a/d.yaml".into(), Some("z: 3\n".into())), ("a/b.yaml".into(), None)], "d").unwrap();
+        assert_eq!(head(&origin, "main").unwrap(), rev3);
+        let files = snapshot(&origin, &rev3).unwrap().files;
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["a/c.yaml", "a/d.yaml"]);
+        let clone = tmp.path.join("clone");
+        clone_origin(&origin, &clone).unwrap();
+        assert_eq!(head(&clone, "main").unwrap(), rev3);
+        assert_eq!(git(&clone, &["config", "--local", "user.email"], None).unwrap(), b"demo@cutover.invalid\n");
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }

@@ -333,7 +333,7 @@ pub fn start(shared: Arc<SimShared>, scenario: &Scenario) -> Result<Vec<JoinHand
         Some(p) => (p.clone(), None),
         None => {
             let t = TempDir::new().map_err(|e| SimError::Other(format!("cannot create the sim's git repo: {e}")))?;
-            (t.path.join("k8s-homelab"), Some(t))
+            (t.path.join("k8s-homelab.git"), Some(t))
         }
     };
     let mut w = World::new(shared.store.clone(), scenario.clone(), shared.seed);
@@ -471,10 +471,23 @@ pub fn node_op(shared: &SimShared, node: &str, op: &NodeOp) -> Result<String, Si
     result.map_err(SimError::Other)
 }
 
-/// Path of the simulated Git repository (branch `main`) the sim's Argo CD reads. Commit there
-/// (work tree + `git commit`) and the sim notices within `timing::GIT_POLL` simulated seconds.
+/// Path of the simulated Git origin (branch `main`) the sim's Argo CD reads: a bare repository
+/// unless the scenario names one (`git.path`, read as it is). Clone it ([`git_clone_origin`]),
+/// commit and push, or use [`git_push_files`]; the sim notices within `timing::GIT_POLL`
+/// simulated seconds.
 pub fn git_repo(shared: &SimShared) -> Option<PathBuf> {
     handle_for(shared).map(|h| h.git_dir.clone())
+}
+
+/// The origin as a `file://` URL (what `git clone` takes on any machine).
+pub fn git_url(shared: &SimShared) -> Option<String> {
+    git_repo(shared).map(|p| format!("file://{}", p.display()))
+}
+
+/// The scenario's Git options: the `repoURL` the sim's Applications use (`$values` source), the
+/// apps and values paths.
+pub fn git_options(shared: &SimShared) -> Option<GitOptions> {
+    handle_for(shared).map(|h| h.lock().scenario.git.clone())
 }
 
 /// What is on a node beyond its Node object (k3s process, flannel/kube-proxy state and leftovers,
@@ -493,10 +506,19 @@ pub fn sim_time(shared: &SimShared) -> Option<f64> {
     handle_for(shared).map(|h| h.clock.now() - h.clock.offset)
 }
 
-/// Commits everything in a repo's work tree on its current branch (for tests and demos that play
-/// the cockpit's part; fixed author and date).
-pub fn git_commit_all(repo: &Path, message: &str) -> Result<String, SimError> {
-    git::commit_all(repo, message).map_err(SimError::Other)
+/// Commits `files` (path, contents) to `main` of `origin` through a temporary clone and pushes
+/// (the sim's fixed identity and date), as the cockpit would. Returns the new commit.
+pub fn git_push_files(origin: &Path, files: &[(&str, &str)], message: &str) -> Result<String, SimError> {
+    let files: Vec<(String, Option<String>)> =
+        files.iter().map(|(p, c)| (p.to_string(), Some(c.to_string()))).collect();
+    git::push_files(origin, &files, message).map_err(SimError::Other)
+}
+
+/// Clones `origin` into `dest` (created private, 0700; must be empty) on `main`, with a local
+/// identity (`cutover demo` <demo@cutover.invalid>) and `commit.gpgsign=false`. Returns `dest`.
+pub fn git_clone_origin(origin: &Path, dest: &Path) -> Result<PathBuf, SimError> {
+    git::clone_origin(origin, dest).map_err(SimError::Other)?;
+    Ok(dest.to_path_buf())
 }
 
 /// Nodes with a Ready Cilium agent, from the store (helper for checks and tests).

@@ -879,11 +879,12 @@ impl World {
         if matches!(base, BaseScenario::Migrated | BaseScenario::Kpr) {
             files.extend(cilium_files(&self.scenario));
         }
-        match &self.scenario.git.path {
-            Some(_) => {}
-            None => {
-                git::init_repo(git_dir, &files)?;
-            }
+        // The seed commits in a work tree beside the origin and pushes to the bare origin.
+        let work = git_dir.with_extension("seed");
+        if self.scenario.git.path.is_none() {
+            git::init_repo(&work, &files)?;
+            git::init_bare(git_dir)?;
+            git::publish(&work, git_dir)?;
         }
         self.git.path = Some(git_dir.to_path_buf());
         self.git.branch = "main".into();
@@ -926,7 +927,7 @@ impl World {
             }
             if self.scenario.git.path.is_none() {
                 for (p, c) in cilium_files(&self.scenario) {
-                    let full = git_dir.join(&p);
+                    let full = work.join(&p);
                     if let Some(parent) = full.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                     }
@@ -935,12 +936,16 @@ impl World {
                 let mut cfg = server_cfg.clone();
                 cfg.set("flannel-backend", ConfigValue::Scalar("none".into()));
                 cfg.set("disable-network-policy", ConfigValue::Bool(true));
-                std::fs::write(git_dir.join("infrastructure/k3s/config.yaml"), cfg.to_yaml())
+                std::fs::write(work.join("infrastructure/k3s/config.yaml"), cfg.to_yaml())
                     .map_err(|e| e.to_string())?;
-                git::commit_all(git_dir, "Add Cilium (Stage 1) and disable embedded flannel")?;
+                git::commit_all(&work, "Add Cilium (Stage 1) and disable embedded flannel")?;
+                git::publish(&work, git_dir)?;
             }
             self.refresh_git_blocking()?;
             self.settle(600.0);
+        }
+        if self.scenario.git.path.is_none() {
+            let _ = std::fs::remove_dir_all(&work);
         }
         if base != BaseScenario::Fresh {
             self.backdate_stage1_restarts();

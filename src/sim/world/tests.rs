@@ -19,7 +19,7 @@ pub(super) struct TestWorld {
 pub(super) fn seeded(scenario: Scenario, seed: u64) -> TestWorld {
     let store = Store::default();
     let tmp = TempDir::new().expect("temp dir");
-    let repo = tmp.path.join("repo");
+    let repo = tmp.path.join("repo.git");
     let mut w = World::new(store, scenario, seed);
     w.seed(&repo).expect("seed");
     w.events.enabled = true;
@@ -60,15 +60,10 @@ impl TestWorld {
     }
 
     pub fn commit(&mut self, files: &[(&str, &str)], remove: &[&str], msg: &str) {
-        for (p, c) in files {
-            let full = self.repo.join(p);
-            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-            std::fs::write(full, c).expect("write");
-        }
-        for p in remove {
-            let _ = std::fs::remove_file(self.repo.join(p));
-        }
-        git::commit_all(&self.repo, msg).expect("commit");
+        let mut all: Vec<(String, Option<String>)> =
+            files.iter().map(|(p, c)| (p.to_string(), Some(c.to_string()))).collect();
+        all.extend(remove.iter().map(|p| (p.to_string(), None)));
+        git::push_files(&self.repo, &all, msg).expect("commit and push");
         self.w.refresh_git_blocking().expect("read repo");
     }
 }
