@@ -1019,6 +1019,18 @@ impl Repo {
         self.upstream().await
     }
 
+    /// Whether `ancestor` is `commit` or one of its ancestors (no fetch). `None`: `commit` is not
+    /// a commit this clone knows (fetch first, or it is not a commit id at all, e.g. a chart
+    /// version).
+    pub async fn contains(&self, commit: &str, ancestor: &str) -> Result<Option<bool>, GitError> {
+        let ok = |c: &str| !c.is_empty() && !c.starts_with('-') && c.chars().all(|c| c.is_ascii_hexdigit());
+        if !ok(commit) || !ok(ancestor) {
+            return Ok(None);
+        }
+        let (Some(c), Some(a)) = (self.rev(commit).await?, self.rev(ancestor).await?) else { return Ok(None) };
+        Ok(Some(self.raw(&["merge-base", "--is-ancestor", &a, &c], Net::Local, None).await?.ok))
+    }
+
     /// Local `HEAD` (no fetch); `None` on a branch without commits.
     pub async fn head(&self) -> Result<Option<String>, GitError> {
         self.rev("HEAD").await

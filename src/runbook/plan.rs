@@ -321,7 +321,17 @@ pub fn evaluate_gate(
             Ok(None) => r(GateState::Red, format!("Application {cilium_app} does not exist")),
             Ok(Some(a)) => {
                 let s = |p: &str| a.pointer(p).and_then(|v| v.as_str()).unwrap_or("?").to_string();
-                let (sync, health, rev) = (s("/status/sync/status"), s("/status/health/status"), s("/status/sync/revision"));
+                let (sync, health) = (s("/status/sync/status"), s("/status/health/status"));
+                let revs: Vec<&str> = a
+                    .pointer("/status/sync/revisions")
+                    .and_then(|v| v.as_array())
+                    .map(|v| v.iter().filter_map(|r| r.as_str()).collect())
+                    .unwrap_or_default();
+                let rev = if revs.is_empty() {
+                    s("/status/sync/revision")
+                } else {
+                    revs.iter().map(|r| crate::runbook::steps::short(r)).collect::<Vec<_>>().join(",")
+                };
                 let ok = sync == "Synced" && health == "Healthy";
                 r(if ok { GateState::Green } else { GateState::Red }, format!("{sync}, {health} at {rev}"))
             }
