@@ -53,7 +53,7 @@ pub enum GitError {
     WrongBranch { current: String, wanted: String },
     #[error(
         "the clone has changes the cockpit did not make: {}; commit, stash or discard them first",
-        .files.join(", ")
+        list(.files)
     )]
     Dirty { files: Vec<String> },
     #[error("{remote} has no branch {branch}: check git.branch and the clone's remote {remote}")]
@@ -70,12 +70,12 @@ pub enum GitError {
     PushRejected { remote: String, branch: String, commit: String, stderr: String },
     #[error(
         "the cockpit's commit {commit} conflicts with {remote}/{branch} in {}; the rebase was aborted: the commit exists locally, not pushed; rebase it by hand or drop it",
-        .files.join(", ")
+        list(.files)
     )]
     RebaseConflict { commit: String, remote: String, branch: String, files: Vec<String> },
     #[error(
         "reverting {commit} conflicts in {}; the revert was aborted and nothing was committed: revert it by hand",
-        .files.join(", ")
+        list(.files)
     )]
     RevertConflict { commit: String, files: Vec<String> },
     #[error("commit {commit} is not on {remote}/{branch}: the cockpit only reverts what was pushed there")]
@@ -96,6 +96,16 @@ pub enum GitError {
     Write { path: String, reason: String },
     #[error("{path:?} is not a path inside the repo (relative, no `..`, UTF-8, one line)")]
     BadPath { path: String },
+}
+
+/// File names for a one-line message: the first ten, then how many more.
+fn list(files: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = files.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if files.len() > SHOWN {
+        s.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    s
 }
 
 /// Every Git write is journaled before it is sent: `before` returning `Err` stops the action.
@@ -548,7 +558,7 @@ impl Repo {
         // The remote-tracking ref follows the remote like a default fetch refspec does (`+` here
         // only lets the tracking ref move; nothing is ever force-pushed).
         let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking());
-        let args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", &self.remote, &refspec];
+        let args = ["fetch", "--quiet", "--no-tags", &self.remote, &refspec];
         let out = self.raw(&args, Net::Network, None).await?;
         if out.ok {
             return Ok(());
@@ -883,28 +893,23 @@ impl Repo {
         }
     }
 
-    /// (commit, subject, trailers) of the cockpit's commits on the remote branch, newest first.
-    async fn own_log(&self) -> Result<Vec<(String, String, Vec<(String, String)>)>, GitError> {
+    /// The commits on the remote branch that carry a `Cutover-` trailer or are a `git revert`,
+    /// newest first.
+    async fn own_log(&self) -> Result<Vec<LogEntry>, GitError> {
         let tracking = self.tracking();
         let args = [
             "log",
             LOG_LIMIT,
             "--fixed-strings",
             "--grep=Cutover-",
-            "--format=%H%x1f%s%x1f%(trailers:only,unfold)%x1e",
+            "--grep=This reverts commit ",
+            "--format=%H%x1f%s%x1f%(trailers:only,unfold)%x1f%b%x1e",
             &tracking,
             "--",
         ];
         let out = self.ok(&args, Net::Local, None).await?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split('\x1e')
-            .filter_map(|rec| {
-                let mut f = rec.trim_start_matches('\n').splitn(3, '\x1f');
-                let (commit, subject, trailers) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-                (!commit.is_empty()).then(|| (commit.to_string(), subject.to_string(), parse_trailers(trailers)))
-            })
-            .collect())
+        Ok(text.split('\x1e').filter_map(LogEntry::parse).collect())
     }
 
     /// The newest commit on `<remote>/<branch>` (after a fetch) whose `Cutover-Step` is `step_id`,
@@ -912,16 +917,12 @@ impl Repo {
     pub async fn find_own_commit(&self, step_id: &str) -> Result<Option<OwnCommit>, GitError> {
         self.fetch().await?;
         let log = self.own_log().await?;
-        for (i, (commit, subject, trailers)) in log.iter().enumerate() {
-            if trailer(trailers, TRAILER_STEP) != Some(step_id) {
+        for (i, e) in log.iter().enumerate() {
+            if trailer(&e.trailers, TRAILER_STEP) != Some(step_id) {
                 continue;
             }
-            let reverted_by = log[..i]
-                .iter()
-                .rev()
-                .find(|(_, _, t)| trailer(t, TRAILER_REVERTS).is_some_and(|r| same_commit(r, commit)))
-                .map(|(c, _, _)| c.clone());
-            return Ok(Some(OwnCommit { commit: commit.clone(), subject: subject.clone(), reverted_by }));
+            let reverted_by = log[..i].iter().rev().find(|r| r.reverts(&e.commit)).map(|r| r.commit.clone());
+            return Ok(Some(OwnCommit { commit: e.commit.clone(), subject: e.subject.clone(), reverted_by }));
         }
         Ok(None)
     }
@@ -962,14 +963,9 @@ impl Repo {
                 branch: self.branch.clone(),
             });
         }
-        // Already reverted on the remote?
-        if let Some((by, _, _)) = self
-            .own_log()
-            .await?
-            .into_iter()
-            .find(|(_, _, t)| trailer(t, TRAILER_REVERTS).is_some_and(|r| same_commit(r, &full)))
-        {
-            return Ok(self.pushed(by, true, false, false));
+        // Already reverted on the remote (by the cockpit, or by hand with `git revert`)?
+        if let Some(by) = self.own_log().await?.into_iter().find(|e| e.reverts(&full)) {
+            return Ok(self.pushed(by.commit, true, false, false));
         }
         let (ahead, behind) = self.counts().await?;
         let pending = self.unpushed_own(ahead, behind).await?;
@@ -1034,6 +1030,39 @@ impl Repo {
     /// Local `HEAD` (no fetch); `None` on a branch without commits.
     pub async fn head(&self) -> Result<Option<String>, GitError> {
         self.rev("HEAD").await
+    }
+}
+
+/// One commit of [`Repo::own_log`].
+struct LogEntry {
+    commit: String,
+    subject: String,
+    trailers: Vec<(String, String)>,
+    /// Commits it reverts: `Cutover-Reverts` trailers and `git revert`'s "This reverts commit <sha>".
+    reverted: Vec<String>,
+}
+
+impl LogEntry {
+    fn parse(rec: &str) -> Option<LogEntry> {
+        let mut f = rec.trim_start_matches('\n').splitn(4, '\x1f');
+        let (commit, subject) = (f.next()?.trim(), f.next()?);
+        let (trailers, body) = (parse_trailers(f.next().unwrap_or("")), f.next().unwrap_or(""));
+        if commit.is_empty() {
+            return None;
+        }
+        let mut reverted: Vec<String> =
+            trailers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(TRAILER_REVERTS)).map(|(_, v)| v.clone()).collect();
+        for part in body.split("This reverts commit ").skip(1) {
+            let sha: String = part.chars().take_while(char::is_ascii_hexdigit).collect();
+            if sha.len() >= 7 {
+                reverted.push(sha);
+            }
+        }
+        Some(LogEntry { commit: commit.to_string(), subject: subject.to_string(), trailers, reverted })
+    }
+
+    fn reverts(&self, commit: &str) -> bool {
+        self.reverted.iter().any(|r| same_commit(r, commit))
     }
 }
 

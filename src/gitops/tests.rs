@@ -569,3 +569,34 @@ async fn time_limit_and_output_bound() {
     let e = repo.preview(&[file(VALUES, "x")]).await.expect_err("stdout over the bound");
     assert!(e.to_string().contains("more than 8 bytes"), "{e}");
 }
+
+#[tokio::test]
+async fn a_revert_made_by_hand_counts_as_the_rollback() {
+    let fx = Fx::new();
+    let repo = fx.repo(false).await;
+    let pushed = repo
+        .commit_and_push(&[file(APP, "kind: Application\n")], "Stage 1", TRAILERS, &NoJournal)
+        .await
+        .expect("pushed");
+    // The operator rolls back by hand in another clone, with git's own revert message.
+    let b = fx.clone_to("b");
+    sh(&b, &["revert", "--no-edit", &pushed.commit]);
+    sh(&b, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let by_hand = sh(&b, &["rev-parse", "HEAD"]);
+    let own = repo.find_own_commit("stage1-commit").await.expect("find").expect("found");
+    assert_eq!(own.reverted_by.as_deref(), Some(by_hand.as_str()));
+    let rec = Rec::new(&fx);
+    let r = repo.revert_and_push(&pushed.commit, "Roll back Stage 1", TRAILERS, &rec).await.expect("nothing to do");
+    assert!(r.unchanged && r.commit == by_hand, "{r:?}");
+    assert!(rec.actions().is_empty(), "{:?}", rec.actions());
+    assert_eq!(fx.origin_head(), by_hand);
+}
+
+#[test]
+fn long_file_lists_stay_one_short_line() {
+    let files: Vec<String> = (0..12).map(|i| format!("f{i}.txt")).collect();
+    let e = GitError::Dirty { files };
+    let text = e.to_string();
+    assert!(text.contains("f9.txt and 2 more;"), "{text}");
+    assert!(!text.contains("f10.txt"), "{text}");
+}
