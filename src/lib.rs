@@ -15,3 +15,4 @@ pub mod status;
 pub mod tempdir;
 pub mod tui;
 pub mod ui;
+pub mod validate;
