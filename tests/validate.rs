@@ -81,7 +81,6 @@ async fn validate(sim: &Sim, context: &str, relay: bool, args: &[&str]) -> (i32,
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
             .args(&argv)
-            .env("CUTOVER_CONFIG", "/nonexistent/cutover.toml")
             .output()
             .expect("run cutover validate");
         (
@@ -95,7 +94,7 @@ async fn validate(sim: &Sim, context: &str, relay: bool, args: &[&str]) -> (i32,
 }
 
 async fn report(sim: &Sim, args: &[&str]) -> (i32, Value) {
-    let mut a = vec!["-o", "json"];
+    let mut a = vec!["-o", "json", "--read-only"];
     a.extend_from_slice(args);
     let (code, out, err) = validate(sim, "sim-viewer", true, &a).await;
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json report ({e}): {out}\nstderr: {err}"));
@@ -146,7 +145,7 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     let lb = &r["checks"][4]["results"][0];
     assert_eq!(lb["subject"], "haproxy-ingress/haproxy-ingress");
     assert_eq!(lb["evidence"][0], "status.loadBalancer.ingress: 192.168.20.240");
-    // The viewer identity is read-only: the active checks are skipped for that reason.
+    // Read-only mode: the active checks are skipped for that reason.
     let skipped = r["skipped"].as_array().expect("skipped");
     assert_eq!(skipped.len(), 7, "{r:#}");
     assert!(skipped.iter().all(|s| s["reason"] == "read-only mode"), "{r:#}");
@@ -286,7 +285,6 @@ async fn bad_input_and_unreachable_have_their_exit_codes() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_cutover"))
             .args(["--kubeconfig", &kcs, "--log-file", "/dev/null", "validate", "--window", "1s"])
-            .env("CUTOVER_CONFIG", "/nonexistent/cutover.toml")
             .output()
             .expect("run")
     })
@@ -334,9 +332,8 @@ async fn junit_output_is_read_by_junitparser_with_the_right_counts() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_cutover"))
             .args(["--kubeconfig", &kc, "--context", "sim-viewer", "--log-file", "/dev/null", "--hubble-server", &closed])
-            .args(["validate", "--window", "1s", "-o", "junit"])
+            .args(["--read-only", "validate", "--window", "1s", "-o", "junit"])
             .args(["--only", "longhorn-csi,loadbalancer-ip,drops", "--only", "probe-clusterip", "probe-pod-to-pod"])
-            .env("CUTOVER_CONFIG", "/nonexistent/cutover.toml")
             .output()
             .expect("run")
     })

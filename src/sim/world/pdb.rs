@@ -1,9 +1,6 @@
 //! PodDisruptionBudget status (currentHealthy/desiredHealthy/disruptionsAllowed/expectedPods, the
 //! `PdbBlocking` fault), and Longhorn's instance managers: one pod per node, guarded by a PDB that
-//! Longhorn removes only when the node is cordoned and its replicas are safe elsewhere. Longhorn's
-//! driver deployer, once Ready, creates the CSI plugin DaemonSet (`longhorn-csi-plugin`, as the
-//! real one does: it is not in the Helm chart); the `LonghornCsiNotReady` fault makes its pod on a
-//! node fail readiness (see `pod_gate`).
+//! Longhorn removes only when the node is cordoned and its replicas are safe elsewhere.
 
 use std::collections::BTreeSet;
 
@@ -28,37 +25,6 @@ fn resolve(v: &Value, expected: i64, round_up: bool) -> i64 {
 
 pub fn im_name(node: &str) -> String {
     format!("instance-manager-{}", &o::sha_hex(&format!("instance-manager/{node}"))[..32])
-}
-
-/// The DaemonSet Longhorn's driver deployer creates.
-pub const CSI_PLUGIN: &str = "longhorn-csi-plugin";
-
-/// `longhorn-csi-plugin` as Longhorn 1.9's driver deployer writes it (trimmed to what the sim reads).
-fn csi_plugin_daemonset() -> Value {
-    let labels = json!({"app": CSI_PLUGIN});
-    let mut ds = super::seed::daemonset(
-        "longhorn-system",
-        CSI_PLUGIN,
-        labels,
-        json!({
-            "serviceAccountName": "longhorn-service-account",
-            "priorityClassName": "longhorn-critical",
-            "hostPID": true,
-            "containers": [
-                {"name": "node-driver-registrar", "image": "longhornio/csi-node-driver-registrar:v2.13.0",
-                 "args": ["--v=2", "--csi-address=$(ADDRESS)", "--kubelet-registration-path=/var/lib/kubelet/plugins/driver.longhorn.io/csi.sock"]},
-                {"name": "longhorn-liveness-probe", "image": "longhornio/livenessprobe:v2.15.0",
-                 "args": ["--v=4", "--csi-address=$(ADDRESS)", "--health-port=9808"]},
-                {"name": "longhorn-csi-plugin", "image": "longhornio/longhorn-manager:v1.9.0",
-                 "args": ["longhorn-manager", "-d", "csi", "--nodeid=$(NODE_ID)", "--endpoint=$(CSI_ENDPOINT)", "--drivername=driver.longhorn.io", "--manager-url=http://longhorn-backend:9500/v1"],
-                 "ports": [{"containerPort": 9808, "name": "healthz", "protocol": "TCP"}],
-                 "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}, "allowPrivilegeEscalation": true},
-                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "healthz"}, "initialDelaySeconds": 3, "periodSeconds": 5}},
-            ],
-        }),
-    );
-    ds["metadata"]["labels"]["longhorn.io/managed-by"] = json!("longhorn-manager");
-    ds
 }
 
 impl World {
@@ -143,15 +109,9 @@ impl World {
         total
     }
 
-    /// Longhorn's instance managers and their PDBs, and the CSI plugin DaemonSet.
+    /// Longhorn's instance managers and their PDBs.
     fn longhorn_tick(&mut self) {
         let (pods, _) = self.store.list(res(ids::PODS), Some("longhorn-system"));
-        let deployer_ready = pods.iter().any(|p| {
-            o::labels(p).get("app").map(String::as_str) == Some("longhorn-driver-deployer") && o::pod_ready(p)
-        });
-        if deployer_ready && self.store.get(res(ids::DAEMONSETS), "longhorn-system", CSI_PLUGIN).is_err() {
-            let _ = self.store.create(res(ids::DAEMONSETS), "longhorn-system", csi_plugin_daemonset());
-        }
         let (nodes, _) = self.store.list(res(ids::NODES), None);
         let manager_ready: BTreeSet<String> = pods
             .iter()

@@ -51,7 +51,7 @@ fn deployment(ns: &str, name: &str, labels: Value, replicas: i64, pod_spec: Valu
     })
 }
 
-pub(super) fn daemonset(ns: &str, name: &str, labels: Value, pod_spec: Value) -> Value {
+fn daemonset(ns: &str, name: &str, labels: Value, pod_spec: Value) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": name, "namespace": ns, "labels": labels},
