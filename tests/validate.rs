@@ -22,9 +22,8 @@ const SETTLE_POLLS: usize = 600;
 const PASSIVE: [&str; 5] = ["cross-node-flows", "dns-answers", "drops", "longhorn-csi", "loadbalancer-ip"];
 
 async fn migrated() -> Sim {
-    let sim = Sim::start(SimOptions { scenario: "migrated".into(), speed: SPEED, ..Default::default() })
-        .await
-        .expect("sim");
+    let sim =
+        Sim::start(SimOptions { scenario: "migrated".into(), speed: SPEED, ..Default::default() }).await.expect("sim");
     settle(&sim, "every pod Ready, the LoadBalancer IP assigned", |sim| all_ready(sim) && lb_ip(sim).is_some()).await;
     sim
 }
@@ -79,10 +78,7 @@ async fn validate(sim: &Sim, context: &str, relay: bool, args: &[&str]) -> (i32,
     argv.extend(["validate".into(), "--window".into(), WINDOW.into()]);
     argv.extend(args.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(&argv)
-            .output()
-            .expect("run cutover validate");
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover")).args(&argv).output().expect("run cutover validate");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -176,11 +172,9 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
 async fn each_fault_turns_exactly_its_checks_red() {
     type Ready = fn(&Sim) -> bool;
     let table: Vec<(Fault, &[&str], Ready)> = vec![
-        (
-            Fault::BrokenPath { a: "homelab-w1".into(), b: "homelab-w2".into() },
-            &["cross-node-flows", "drops"],
-            |_| true,
-        ),
+        (Fault::BrokenPath { a: "homelab-w1".into(), b: "homelab-w2".into() }, &["cross-node-flows", "drops"], |_| {
+            true
+        }),
         (Fault::DnsBroken, &["dns-answers"], |_| true),
         (
             Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() },
@@ -209,8 +203,7 @@ async fn each_fault_turns_exactly_its_checks_red() {
         let (code, r) = report(&sim, &[]).await;
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
         assert_eq!(checks_in(&r, "red"), expected, "{fault:?}: {r:#}");
-        let green: BTreeSet<String> =
-            PASSIVE.iter().map(|s| s.to_string()).filter(|s| !expected.contains(s)).collect();
+        let green: BTreeSet<String> = PASSIVE.iter().map(|s| s.to_string()).filter(|s| !expected.contains(s)).collect();
         assert_eq!(checks_in(&r, "green"), green, "{fault:?}: {r:#}");
         assert_eq!(code, 1, "{fault:?}");
         match &fault {
@@ -255,9 +248,8 @@ async fn passive_makes_no_mutating_request_also_through_the_port_forward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_unreachable_have_their_exit_codes() {
-    let sim = Sim::start(SimOptions { scenario: "migrated".into(), speed: SPEED, ..Default::default() })
-        .await
-        .expect("sim");
+    let sim =
+        Sim::start(SimOptions { scenario: "migrated".into(), speed: SPEED, ..Default::default() }).await.expect("sim");
     let (code, out, err) = validate(&sim, "sim-viewer", true, &["--only", "dns"]).await;
     assert_eq!(code, 2, "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -273,7 +265,8 @@ async fn bad_input_and_unreachable_have_their_exit_codes() {
 
     // An API nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let kc = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-closed-{}.kubeconfig", std::process::id()));
+    let kc =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-closed-{}.kubeconfig", std::process::id()));
     std::fs::write(
         &kc,
         format!(
@@ -322,7 +315,9 @@ async fn junit_output_is_read_by_junitparser_with_the_right_counts() {
     sim.inject(&Fault::LonghornCsiNotReady { node: "homelab-w2".into() });
     settle(&sim, "the CSI plugin on homelab-w2 not Ready", |sim| {
         items(sim, "pods").iter().any(|p| {
-            p["metadata"]["labels"]["app"] == "longhorn-csi-plugin" && p["spec"]["nodeName"] == "homelab-w2" && !ready(p)
+            p["metadata"]["labels"]["app"] == "longhorn-csi-plugin"
+                && p["spec"]["nodeName"] == "homelab-w2"
+                && !ready(p)
         })
     })
     .await;
@@ -331,7 +326,16 @@ async fn junit_output_is_read_by_junitparser_with_the_right_counts() {
     let kc = sim.kubeconfig.to_string_lossy().into_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["--kubeconfig", &kc, "--context", "sim-viewer", "--log-file", "/dev/null", "--hubble-server", &closed])
+            .args([
+                "--kubeconfig",
+                &kc,
+                "--context",
+                "sim-viewer",
+                "--log-file",
+                "/dev/null",
+                "--hubble-server",
+                &closed,
+            ])
             .args(["--read-only", "validate", "--window", "1s", "-o", "junit"])
             .args(["--only", "longhorn-csi,loadbalancer-ip,drops", "--only", "probe-clusterip", "probe-pod-to-pod"])
             .output()

@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn new_faults_parse_with_defaults_and_clear() {
         let f: Fault = serde_json::from_str(r#"{"fault":"load-balancer-ip-lost"}"#).unwrap();
-        assert_eq!(f, Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() });
+        assert_eq!(
+            f,
+            Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() }
+        );
         let g: Fault = serde_json::from_str(r#"{"fault":"longhorn-csi-not-ready","node":"w1"}"#).unwrap();
         let mut a = ActiveFaults::default();
         a.apply(&f, 1.0);

@@ -149,11 +149,7 @@ impl Placement {
 /// Why the flow window cannot make anything green, if it cannot.
 fn window_too_thin(w: &FlowWindow) -> Option<String> {
     if let Some(e) = &w.ended_early {
-        return Some(format!(
-            "the flow stream ended after {} of the {} window: {e}",
-            secs(w.elapsed),
-            secs(w.window)
-        ));
+        return Some(format!("the flow stream ended after {} of the {} window: {e}", secs(w.elapsed), secs(w.window)));
     }
     if w.seen < MIN_WINDOW_FLOWS {
         return Some(format!(
@@ -163,14 +159,24 @@ fn window_too_thin(w: &FlowWindow) -> Option<String> {
         ));
     }
     if w.not_kept > 0 {
-        return Some(format!("{} flow(s) arrived after the first {} and were not evaluated", w.not_kept, w.facts.len()));
+        return Some(format!(
+            "{} flow(s) arrived after the first {} and were not evaluated",
+            w.not_kept,
+            w.facts.len()
+        ));
     }
     None
 }
 
 pub(crate) fn secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{:.1}s", d.as_secs_f64()) }
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 /// Greens become unknown (with the reason) when the window is too thin; reds stay red.
@@ -200,9 +206,7 @@ fn push_sample(samples: &mut Vec<String>, line: &str) {
 fn flows_or_unknown(check: PassiveCheck, obs: &Observation) -> Result<&FlowWindow, CheckResult> {
     match &obs.flows {
         Some(Ok(w)) => Ok(w),
-        Some(Err(e)) => {
-            Err(cannot(check, State::Unknown, format!("cannot read the flow stream: {e}"), Duration::ZERO))
-        }
+        Some(Err(e)) => Err(cannot(check, State::Unknown, format!("cannot read the flow stream: {e}"), Duration::ZERO)),
         None => Err(cannot(check, State::Unknown, "the flow stream was not read".into(), Duration::ZERO)),
     }
 }
@@ -424,7 +428,11 @@ pub fn dns_answers(obs: &Observation) -> CheckResult {
         } else if t.queries >= MIN_UNANSWERED_QUERIES {
             (
                 State::Red,
-                vec![format!("{} DNS query packet(s) to CoreDNS, no answer in the {} window", t.queries, secs(w.window))],
+                vec![format!(
+                    "{} DNS query packet(s) to CoreDNS, no answer in the {} window",
+                    t.queries,
+                    secs(w.window)
+                )],
             )
         } else if t.queries > 0 {
             (State::Unknown, vec![format!("{} DNS query packet(s), no answer yet: too few to judge", t.queries)])
@@ -437,10 +445,7 @@ pub fn dns_answers(obs: &Observation) -> CheckResult {
         results.push(sub(node, state, evidence, w.elapsed));
     }
     downgrade_greens(&mut results, &window_too_thin(w));
-    let notes = vec![format!(
-        "CoreDNS pods: {}",
-        coredns.iter().map(|p| pod_key(p).1).collect::<Vec<_>>().join(", ")
-    )];
+    let notes = vec![format!("CoreDNS pods: {}", coredns.iter().map(|p| pod_key(p).1).collect::<Vec<_>>().join(", "))];
     CheckResult::new(check, sorted(results), notes)
 }
 
@@ -492,7 +497,8 @@ pub fn drops(obs: &Observation) -> CheckResult {
     for node in subjects {
         let t = tally.remove(&node).unwrap_or_default();
         let dropped: u64 = t.drops.values().sum();
-        let policy = (!t.policy.is_empty()).then(|| format!("not counted (network policy): {}", reasons_text(&t.policy)));
+        let policy =
+            (!t.policy.is_empty()).then(|| format!("not counted (network policy): {}", reasons_text(&t.policy)));
         let (state, mut evidence) = if dropped > 0 {
             let mut e = vec![format!("{dropped} drop(s) of {} flow(s): {}", t.flows, reasons_text(&t.drops))];
             e.extend(policy);
@@ -505,7 +511,10 @@ pub fn drops(obs: &Observation) -> CheckResult {
             e.extend(policy);
             (State::Green, e)
         } else if t.flows > 0 {
-            (State::Unknown, vec![format!("only {} flow(s) from this node (at least {MIN_NODE_FLOWS} needed)", t.flows)])
+            (
+                State::Unknown,
+                vec![format!("only {} flow(s) from this node (at least {MIN_NODE_FLOWS} needed)", t.flows)],
+            )
         } else {
             (State::Unknown, vec![format!("no flows from this node in the {} window", secs(w.window))])
         };

@@ -298,7 +298,11 @@ pub fn report_from(observation: &observe::Observation, opts: &PassiveOptions) ->
     let skipped = ACTIVE_CHECKS
         .iter()
         .filter(|(id, _)| opts.selection.includes(id))
-        .map(|(id, title)| Skipped { id: (*id).into(), title: (*title).into(), reason: opts.active_skip.reason().into() })
+        .map(|(id, title)| Skipped {
+            id: (*id).into(),
+            title: (*title).into(),
+            reason: opts.active_skip.reason().into(),
+        })
         .collect();
     let flows_seen = observation.flows.as_ref().and_then(|f| f.as_ref().ok()).map(|w| w.seen);
     Report { checks, skipped, window: opts.window, flows_seen }

@@ -195,12 +195,13 @@ where
     match tokio::time::timeout(LIST_TIMEOUT, api.list(&ListParams::default())).await {
         Ok(Ok(l)) => Ok(Listed { items: l.items.into_iter().map(strip).collect(), took: start.elapsed() }),
         Ok(Err(e)) if unreachable_error(&e) => Err(ListError::Unreachable(format!("cannot list {what}: {e}"))),
-        Ok(Err(kube::Error::Api(s))) => Err(ListError::Other(format!("cannot list {what}: {} ({})", s.message, s.code))),
+        Ok(Err(kube::Error::Api(s))) => {
+            Err(ListError::Other(format!("cannot list {what}: {} ({})", s.message, s.code)))
+        }
         Ok(Err(e)) => Err(ListError::Other(format!("cannot list {what}: {e}"))),
-        Err(_) => Err(ListError::Unreachable(format!(
-            "cannot list {what}: no answer within {}s",
-            LIST_TIMEOUT.as_secs()
-        ))),
+        Err(_) => {
+            Err(ListError::Unreachable(format!("cannot list {what}: no answer within {}s", LIST_TIMEOUT.as_secs())))
+        }
     }
 }
 
@@ -255,8 +256,7 @@ pub async fn read_flows(relay: &RelayTarget, window: Duration) -> Result<FlowWin
         }
     };
     let req = GetFlowsRequest { number: 0, follow: true, ..Default::default() };
-    let mut stream = match tokio::time::timeout(RELAY_CONNECT_TIMEOUT, client::get_flows(&channel, &label, req)).await
-    {
+    let mut stream = match tokio::time::timeout(RELAY_CONNECT_TIMEOUT, client::get_flows(&channel, &label, req)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => {
@@ -322,9 +322,11 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .filter_map(|l| match serde_json::from_str::<GetFlowsResponse>(l).expect("a GetFlowsResponse").response_types {
-                Some(ResponseTypes::Flow(f)) => Some(f),
-                _ => None,
+            .filter_map(|l| {
+                match serde_json::from_str::<GetFlowsResponse>(l).expect("a GetFlowsResponse").response_types {
+                    Some(ResponseTypes::Flow(f)) => Some(f),
+                    _ => None,
+                }
             })
             .collect()
     }

@@ -85,9 +85,9 @@ pub fn junit(report: &Report) -> String {
             total += r.duration;
             let body = xml_escape(&r.evidence.join("\n"));
             let first = xml_escape(r.evidence.first().map(String::as_str).unwrap_or(""));
-            let _ = write!(
+            let _ = writeln!(
                 cases,
-                "    <testcase classname=\"cutover-validate.{}\" name=\"{}\" time=\"{}\">\n",
+                "    <testcase classname=\"cutover-validate.{}\" name=\"{}\" time=\"{}\">",
                 xml_escape(&c.id),
                 xml_escape(&format!("{}: {}", c.id, r.subject)),
                 seconds(r.duration)
@@ -157,7 +157,11 @@ mod tests {
                 CheckResult::new(
                     PassiveCheck::CrossNodeFlows,
                     vec![
-                        sub("a → b", State::Red, &["3 dropped (STALE_OR_UNROUTABLE_IP ×3)", "x <> y & \"z\" <'q'>\u{1}"]),
+                        sub(
+                            "a → b",
+                            State::Red,
+                            &["3 dropped (STALE_OR_UNROUTABLE_IP ×3)", "x <> y & \"z\" <'q'>\u{1}"],
+                        ),
                         sub("b → a", State::Green, &["9 forwarded"]),
                     ],
                     vec!["no traffic: a → c".into()],
@@ -173,7 +177,10 @@ mod tests {
     #[test]
     fn junit_counts_and_escapes() {
         let xml = junit(&report());
-        assert!(xml.contains("<testsuite name=\"cutover-validate\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\""), "{xml}");
+        assert!(
+            xml.contains("<testsuite name=\"cutover-validate\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\""),
+            "{xml}"
+        );
         assert!(xml.contains("name=\"cross-node-flows: a → b\""), "{xml}");
         assert!(xml.contains("x &lt;&gt; y &amp; &quot;z&quot; &lt;&apos;q&apos;&gt;\u{FFFD}"), "{xml}");
         assert!(xml.contains("<skipped message=\"unknown: no DNS traffic\"/>"), "{xml}");

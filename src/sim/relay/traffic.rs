@@ -503,16 +503,8 @@ impl TrafficGen {
         let cross = matches!((sn, dn), (Some(a), Some(b)) if a != b);
         if self.path_broken_between(t, faults, c.src, c.dst) {
             if let Some(a) = sn {
-                let f = self.l34(
-                    t,
-                    c,
-                    a,
-                    4,
-                    None,
-                    None,
-                    Some(DropReason::StaleOrUnroutableIp),
-                    TrafficDirection::Egress,
-                );
+                let f =
+                    self.l34(t, c, a, 4, None, None, Some(DropReason::StaleOrUnroutableIp), TrafficDirection::Egress);
                 out.push((a, f));
             }
             return;
@@ -520,7 +512,8 @@ impl TrafficGen {
         if let Some(a) = sn
             && cross
         {
-            let f = self.l34(t, c, a, cross_node_point(t.routing, true), Some(false), None, None, TrafficDirection::Egress);
+            let f =
+                self.l34(t, c, a, cross_node_point(t.routing, true), Some(false), None, None, TrafficDirection::Egress);
             out.push((a, f));
         }
         if let Some(b) = dn {

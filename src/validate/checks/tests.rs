@@ -140,7 +140,10 @@ fn cross_node_flows_per_ordered_pair() {
     );
     let red = &r.results[0];
     assert_eq!(red.evidence[0], "2 dropped (STALE_OR_UNROUTABLE_IP ×2), 0 forwarded");
-    assert!(red.evidence[1].contains("default/a:40001") && red.evidence[1].contains("Stale or unroutable IP DROPPED"), "{red:?}");
+    assert!(
+        red.evidence[1].contains("default/a:40001") && red.evidence[1].contains("Stale or unroutable IP DROPPED"),
+        "{red:?}"
+    );
     assert!(red.evidence[1].contains(" [homelab/n1]: "), "the observing node is printed: {red:?}");
     assert_eq!(red.duration, Duration::from_secs(2));
     assert_eq!(r.results[2].evidence[0], "6 forwarded, none dropped");
@@ -164,7 +167,7 @@ fn cross_node_flows_is_never_green_by_absence() {
     w.elapsed = Duration::from_millis(500);
     let r = cross_node_flows(&obs(&["n1", "n2"], vec![a.clone(), b.clone()], vec![], Some(w)));
     assert_eq!(r.state, State::Unknown);
-    assert!(r.results[0].evidence[0].contains("ended after 0.5s of the 2s window: hubble-relay went away"), "{r:?}");
+    assert!(r.results[0].evidence[0].contains("ended after 500ms of the 2s window: hubble-relay went away"), "{r:?}");
     // The relay could not be read.
     let mut o = obs(&["n1"], vec![a.clone()], vec![], None);
     o.flows = Some(Err("hubble-relay at 127.0.0.1:1 is unreachable: refused".into()));
@@ -199,8 +202,12 @@ fn dns_answer_l7(at: &str, dns: &Pod, client: &Pod, rcode: u32) -> Flow {
 #[test]
 fn dns_answers_per_node_of_the_asking_pod() {
     let dns = coredns("n1", "10.0.1.2");
-    let (a, b, c, d) =
-        (app("a", "n1", "10.0.1.5"), app("b", "n2", "10.0.2.5"), app("c", "n3", "10.0.3.5"), app("d", "n4", "10.0.4.5"));
+    let (a, b, c, d) = (
+        app("a", "n1", "10.0.1.5"),
+        app("b", "n2", "10.0.2.5"),
+        app("c", "n3", "10.0.3.5"),
+        app("d", "n4", "10.0.4.5"),
+    );
     let e = app("e", "n5", "10.0.5.5");
     let mut flows = vec![
         // n1: an L3/L4 answer from port 53.
@@ -259,7 +266,8 @@ fn dns_answers_dropped_queries_and_missing_coredns() {
 #[test]
 fn dns_answers_on_real_flows() {
     // cilium/hubble-otel testdata (tests/fixtures/SOURCES.md): node-local-dns asks kube-dns.
-    let path = format!("{}/tests/fixtures/hubble/hubble-otel-basic-sample-5-dns-flows.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let path =
+        format!("{}/tests/fixtures/hubble/hubble-otel-basic-sample-5-dns-flows.jsonl", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap();
     let flows: Vec<Flow> = text
         .lines()
@@ -271,8 +279,10 @@ fn dns_answers_on_real_flows() {
             }
         })
         .collect();
-    let dns = pod("kube-system", "kube-dns-b4f5c58c7-vnx5s", "gke-a", "10.156.2.3", json!({"k8s-app": "kube-dns"}), true);
-    let client = pod("kube-system", "node-local-dns-88zrp", "gke-b", "10.156.2.2", json!({"k8s-app": "node-local-dns"}), true);
+    let dns =
+        pod("kube-system", "kube-dns-b4f5c58c7-vnx5s", "gke-a", "10.156.2.3", json!({"k8s-app": "kube-dns"}), true);
+    let client =
+        pod("kube-system", "node-local-dns-88zrp", "gke-b", "10.156.2.2", json!({"k8s-app": "node-local-dns"}), true);
     let mut w = window(&flows);
     w.seen = 50; // the fixture is short; the window is not what this test is about
     let r = dns_answers(&obs(&["gke-a", "gke-b"], vec![dns, client], vec![], Some(w)));
@@ -306,11 +316,17 @@ fn drops_per_observing_node_excluding_policy() {
             ("n1".to_string(), State::Green),
         ]
     );
-    assert_eq!(r.results[0].evidence[0], "3 drop(s) of 9 flow(s): STALE_OR_UNROUTABLE_IP ×2, SERVICE_BACKEND_NOT_FOUND ×1");
+    assert_eq!(
+        r.results[0].evidence[0],
+        "3 drop(s) of 9 flow(s): STALE_OR_UNROUTABLE_IP ×2, SERVICE_BACKEND_NOT_FOUND ×1"
+    );
     assert_eq!(r.results[0].evidence.len(), 4, "the reason line and three sample lines");
     assert_eq!(
         r.results[4].evidence,
-        ["12 flow(s), no drops other than policy denials", "not counted (network policy): POLICY_DENIED ×1, POLICY_DENY ×1"]
+        [
+            "12 flow(s), no drops other than policy denials",
+            "not counted (network policy): POLICY_DENIED ×1, POLICY_DENY ×1"
+        ]
     );
     assert!(r.results[3].evidence[0].contains("unavailable"));
     assert!(r.notes.iter().any(|n| n.starts_with("7 event(s) reported lost")));
@@ -321,7 +337,8 @@ fn longhorn_csi_on_every_node() {
     let csi = |name: &str, node: &str, ready: bool| {
         pod(LONGHORN_NAMESPACE, name, node, "10.0.9.9", json!({"app": "longhorn-csi-plugin"}), ready)
     };
-    let other = pod(LONGHORN_NAMESPACE, "longhorn-manager-x", "n3", "10.0.3.3", json!({"app": "longhorn-manager"}), true);
+    let other =
+        pod(LONGHORN_NAMESPACE, "longhorn-manager-x", "n3", "10.0.3.3", json!({"app": "longhorn-manager"}), true);
     let o = obs(&["n1", "n2", "n3"], vec![csi("csi-1", "n1", true), csi("csi-2", "n2", false), other], vec![], None);
     let r = longhorn_csi(&o);
     assert_eq!(
@@ -361,7 +378,8 @@ fn lb(name: &str, requested: Option<&str>, ingress: &[&str]) -> Service {
 #[test]
 fn loadbalancer_ip_assigned_and_as_requested() {
     let cluster_ip: Service =
-        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"type": "ClusterIP"}})).unwrap();
+        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {"type": "ClusterIP"}}))
+            .unwrap();
     let o = obs(
         &[],
         vec![],
