@@ -153,9 +153,11 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     assert_eq!(v["checks"].as_array().map(Vec::len), Some(1));
     assert_eq!(v["skipped"][0]["id"], "probe-clusterip");
     assert_eq!(v["skipped"][0]["reason"], "active checks are not built in this version");
-    let (_, out, _) = validate(&sim, "sim", true, &["-o", "json", "--passive", "--only", "probe-hubble-flows"]).await;
+    let (code, out, _) =
+        validate(&sim, "sim", true, &["-o", "json", "--passive", "--only", "probe-hubble-flows"]).await;
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["skipped"][0]["reason"], "--passive");
+    assert_eq!(code, 1, "nothing ran, nothing is green");
 
     // The text report names every check and the skipped ones.
     let (code, text, _) = validate(&sim, "sim-viewer", true, &[]).await;

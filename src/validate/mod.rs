@@ -231,18 +231,19 @@ impl Report {
         self.checks.iter().map(|c| c.state).max()
     }
 
-    /// 0 all green (or nothing ran), 1 any red or unknown.
+    /// 0 every check that ran is green, 1 any red or unknown — or no check ran at all (only
+    /// skipped ones were selected): nothing was shown to be green.
     pub fn exit_code(&self) -> u8 {
         match self.state() {
-            Some(State::Red | State::Unknown) => EXIT_NOT_GREEN,
-            _ => EXIT_GREEN,
+            Some(State::Green) => EXIT_GREEN,
+            _ => EXIT_NOT_GREEN,
         }
     }
 }
 
 /// Exit code: every check that ran is green.
 pub const EXIT_GREEN: u8 = 0;
-/// Exit code: a check is red or unknown.
+/// Exit code: a check is red or unknown, or no check ran.
 pub const EXIT_NOT_GREEN: u8 = 1;
 /// Exit code: bad input (unknown check id, bad window).
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -325,7 +326,7 @@ pub enum Output {
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Exit codes:\n  \
     0  every check that ran is green\n  \
-    1  a check is red or unknown\n  \
+    1  a check is red or unknown, or no check ran (only skipped ones selected)\n  \
     2  bad input (unknown check id, bad --window)\n  \
     3  cannot read the cluster (no kubeconfig, API unreachable); one line on stderr")]
 pub struct ValidateArgs {
@@ -445,7 +446,8 @@ mod tests {
         assert_eq!(report(&[State::Green, State::Green]).exit_code(), 0);
         assert_eq!(report(&[State::Green, State::Unknown]).exit_code(), 1);
         assert_eq!(report(&[State::Red, State::Green]).exit_code(), 1);
-        assert_eq!(report(&[]).exit_code(), 0);
+        // Only skipped checks selected: nothing was shown green.
+        assert_eq!(report(&[]).exit_code(), 1);
         // A check without subjects is unknown, never green.
         assert_eq!(CheckResult::new(PassiveCheck::Drops, vec![], vec![]).state, State::Unknown);
     }
