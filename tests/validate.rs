@@ -227,6 +227,9 @@ async fn each_fault_turns_exactly_its_checks_red() {
             }
             _ => {}
         }
+        // Clearing the fault heals the world: MetalLB assigns the IP again, the CSI pod is Ready.
+        sim.inject(&Fault::Clear);
+        settle(&sim, &format!("recovery from {fault:?}"), |sim| all_ready(sim) && lb_ip(sim).is_some()).await;
     }
 }
 
@@ -238,10 +241,9 @@ async fn passive_makes_no_mutating_request_also_through_the_port_forward() {
     let (code, out, err) = validate(&sim, "sim", false, &["--passive", "-o", "json"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let requests = sim.requests();
-    let ours: Vec<_> = requests[before..]
-        .iter()
-        .filter(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with("cutover/")))
-        .collect();
+    // Everything the API server answered since: only the binary talks to it.
+    let ours: Vec<_> = requests[before..].iter().collect();
+    assert!(ours.iter().all(|r| r.user_agent.as_deref().is_some_and(|ua| ua.starts_with("cutover/"))), "{ours:?}");
     assert!(ours.iter().any(|r| r.path.ends_with("/portforward")), "the relay was reached by port-forward: {ours:?}");
     assert!(ours.iter().any(|r| r.verb == "list" && r.path == "/api/v1/pods"), "{ours:?}");
     let mutating: Vec<_> = ours.iter().filter(|r| r.is_mutating()).collect();
