@@ -223,6 +223,9 @@ pub struct Report {
     /// Flows read from the relay in the window (`None` when no flow check ran or the relay could
     /// not be read).
     pub flows_seen: Option<u64>,
+    /// How long the whole run took (lists, the flow window, evaluation).
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
 }
 
 impl Report {
@@ -286,10 +289,13 @@ pub async fn run_passive(
     relay: &RelayTarget,
     opts: &PassiveOptions,
 ) -> Result<Report, ValidateError> {
+    let start = std::time::Instant::now();
     let selected = opts.selection.passive();
     let needs_flows = selected.iter().any(|c| checks::uses_flows(*c));
     let observation = observe::observe(client, needs_flows.then_some(relay), opts.window).await?;
-    Ok(report_from(&observation, opts))
+    let mut report = report_from(&observation, opts);
+    report.elapsed = start.elapsed();
+    Ok(report)
 }
 
 /// The report for an observation (what [`run_passive`] does after reading).
@@ -306,7 +312,7 @@ pub fn report_from(observation: &observe::Observation, opts: &PassiveOptions) ->
         })
         .collect();
     let flows_seen = observation.flows.as_ref().and_then(|f| f.as_ref().ok()).map(|w| w.seen);
-    Report { checks, skipped, window: opts.window, flows_seen }
+    Report { checks, skipped, window: opts.window, flows_seen, elapsed: Duration::ZERO }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,6 +448,7 @@ mod tests {
             skipped: vec![],
             window: DEFAULT_WINDOW,
             flows_seen: None,
+            elapsed: Duration::ZERO,
         };
         assert_eq!(report(&[State::Green, State::Green]).exit_code(), 0);
         assert_eq!(report(&[State::Green, State::Unknown]).exit_code(), 1);

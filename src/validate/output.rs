@@ -78,11 +78,9 @@ fn seconds(d: std::time::Duration) -> String {
 pub fn junit(report: &Report) -> String {
     let mut cases = String::new();
     let (mut tests, mut failures, mut skipped) = (0usize, 0usize, 0usize);
-    let mut total = std::time::Duration::ZERO;
     for c in &report.checks {
         for r in &c.results {
             tests += 1;
-            total += r.duration;
             let body = xml_escape(&r.evidence.join("\n"));
             let first = xml_escape(r.evidence.first().map(String::as_str).unwrap_or(""));
             let _ = writeln!(
@@ -126,12 +124,12 @@ pub fn junit(report: &Report) -> String {
     let _ = writeln!(
         s,
         "<testsuites name=\"cutover validate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{t}\">",
-        t = seconds(total)
+        t = seconds(report.elapsed)
     );
     let _ = writeln!(
         s,
         "  <testsuite name=\"cutover-validate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{t}\">",
-        t = seconds(total)
+        t = seconds(report.elapsed)
     );
     s.push_str(&cases);
     s.push_str("  </testsuite>\n</testsuites>\n");
@@ -171,6 +169,7 @@ mod tests {
             skipped: vec![Skipped { id: "probe-clusterip".into(), title: "t".into(), reason: "--passive".into() }],
             window: Duration::from_secs(2),
             flows_seen: Some(42),
+            elapsed: Duration::from_millis(2100),
         }
     }
 
@@ -178,7 +177,7 @@ mod tests {
     fn junit_counts_and_escapes() {
         let xml = junit(&report());
         assert!(
-            xml.contains("<testsuite name=\"cutover-validate\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\""),
+            xml.contains("<testsuite name=\"cutover-validate\" tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\" time=\"2.100\""),
             "{xml}"
         );
         assert!(xml.contains("name=\"cross-node-flows: a → b\""), "{xml}");
