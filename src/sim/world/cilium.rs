@@ -745,7 +745,8 @@ impl World {
     }
 
     /// Readiness gates: agents need the CRDs (registered by the operator) and come up node by
-    /// node; the relay needs a Ready agent.
+    /// node; the relay needs a Ready agent; Longhorn's CSI plugin is not Ready on a node under the
+    /// `LonghornCsiNotReady` fault.
     pub(crate) fn pod_gate(&self, pod: &Value, _rt: &PodRt) -> Gate {
         let labels = o::labels(pod);
         if is_agent(pod) {
