@@ -16,3 +16,4 @@ pub mod status;
 pub mod tempdir;
 pub mod tui;
 pub mod ui;
+pub mod validate;

@@ -36,6 +36,9 @@ enum Cmd {
     Status(cutover::status::StatusArgs),
     /// Read-only pre-flight checks of the cluster against the plan (exit 0 pass, 1 fail, 2 warn).
     Preflight(cutover::checks::PreflightArgs),
+    /// The validation checklist: passive checks from the flow stream and the cluster's state
+    /// (exit 0 all green, 1 red or unknown, 2 bad input, 3 unreachable).
+    Validate(cutover::validate::ValidateArgs),
     /// Render the Argo CD Application, Cilium values, Hubble UI Ingress and k3s config for a stage.
     Render(cutover::manifests::render::RenderArgs),
     /// Check a Cilium values file against the pinned chart (removed keys, invalid values, crashes).
@@ -229,6 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sim(args) => sim(args).await,
         Cmd::Status(args) => cutover::status::run(args, &global).await,
         Cmd::Preflight(args) => cutover::checks::run(args, &global).await,
+        Cmd::Validate(args) => cutover::validate::run(args, &global).await,
         Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
         Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
         Cmd::Flows(args) => cutover::hubble::cli::run(args, &global).await,

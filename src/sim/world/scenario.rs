@@ -425,6 +425,18 @@ cilium:
     }
 
     #[test]
+    fn validation_faults_in_files() {
+        let text = "base: migrated\nfaults:\n  - {at: 5, fault: load-balancer-ip-lost}\n  - {fault: longhorn-csi-not-ready, node: homelab-w1}\n  - {fault: dns-broken}\n";
+        let s = Scenario::parse(text, Path::new("v.yaml"), None).unwrap();
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() }
+        );
+        assert_eq!(s.faults[1].fault, Fault::LonghornCsiNotReady { node: "homelab-w1".into() });
+        assert_eq!(s.faults[2].fault, Fault::DnsBroken);
+    }
+
+    #[test]
     fn bad_files_say_why() {
         let e = Scenario::parse("base: nope", Path::new("a.yaml"), None).unwrap_err().to_string();
         assert!(e.contains("unknown base"), "{e}");
