@@ -38,6 +38,16 @@ pub enum Fault {
     BrokenPath { a: String, b: String },
     /// DNS answers fail (coredns unreachable: drops / timeouts in flows).
     DnsBroken,
+    /// The node's SSH server refuses connections (its listener is closed, open sessions end).
+    SshUnreachable { node: String },
+    /// The node's SSH server presents a different host key (a reinstalled machine, or a
+    /// man-in-the-middle): known_hosts no longer matches. Open sessions end.
+    SshHostKeyChanged { node: String },
+    /// sudo on the node wants a password (no NOPASSWD rule for the SSH user).
+    SudoPassword { node: String },
+    /// Commands on the node that start with `command` (the words after `sudo`, e.g.
+    /// `systemctl restart`) exit 1 with that command's own failure message.
+    CommandFails { node: String, command: String },
     /// Removes every active fault.
     Clear,
 }
@@ -60,6 +70,11 @@ pub struct ActiveFaults {
     /// Node pairs, stored with the smaller name first.
     pub broken_paths: BTreeSet<(String, String)>,
     pub dns_broken: bool,
+    pub ssh_unreachable: BTreeSet<String>,
+    pub ssh_host_key_changed: BTreeSet<String>,
+    pub sudo_password: BTreeSet<String>,
+    /// (node, command prefix) pairs.
+    pub failing_commands: BTreeSet<(String, String)>,
 }
 
 impl ActiveFaults {
@@ -116,6 +131,18 @@ impl ActiveFaults {
                 self.broken_paths.insert(key);
             }
             Fault::DnsBroken => self.dns_broken = true,
+            Fault::SshUnreachable { node } => {
+                self.ssh_unreachable.insert(node.clone());
+            }
+            Fault::SshHostKeyChanged { node } => {
+                self.ssh_host_key_changed.insert(node.clone());
+            }
+            Fault::SudoPassword { node } => {
+                self.sudo_password.insert(node.clone());
+            }
+            Fault::CommandFails { node, command } => {
+                self.failing_commands.insert((node.clone(), command.clone()));
+            }
             Fault::Clear => {
                 let generation = self.watch_cut_generation;
                 *self = ActiveFaults { watch_cut_generation: generation, ..Default::default() };

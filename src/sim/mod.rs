@@ -8,6 +8,7 @@ pub mod api;
 pub mod faults;
 pub mod registry;
 pub mod relay;
+pub mod ssh;
 pub mod store;
 pub mod topology;
 pub mod world;
@@ -201,6 +202,8 @@ pub struct SimInfo {
     pub seed: u64,
     /// The simulated Git repository the sim's Argo CD reads (commit to `main` to deploy).
     pub git_repo: Option<PathBuf>,
+    /// The nodes' SSH servers: `ssh -F <ssh.config> <node> COMMAND`.
+    pub ssh: ssh::SshInfo,
 }
 
 /// A running simulated cluster. Dropping it stops every task.
@@ -213,6 +216,8 @@ pub struct Sim {
     /// kubeconfig over https with the per-start CA (`ca.crt` beside it), for kubectl.
     pub kubeconfig_tls: Option<PathBuf>,
     pub scenario: String,
+    /// The nodes' SSH servers and the client files (`sim-ssh/` next to the kubeconfig).
+    pub ssh: ssh::SshInfo,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<TempDir>,
 }
@@ -270,6 +275,9 @@ impl Sim {
             }
             None => None,
         };
+        let ssh_dir = kubeconfig.parent().unwrap_or(std::path::Path::new(".")).join("sim-ssh");
+        let (ssh, ssh_tasks) = ssh::start(shared.clone(), &ssh_dir).await?;
+        tasks.extend(ssh_tasks);
         Ok(Sim {
             shared,
             api_addr,
@@ -277,6 +285,7 @@ impl Sim {
             kubeconfig,
             kubeconfig_tls,
             scenario: opts.scenario.clone(),
+            ssh,
             tasks,
             _tmp: tmp,
         })
@@ -297,6 +306,7 @@ impl Sim {
             scenario: self.scenario.clone(),
             seed: self.shared.seed,
             git_repo: world::git_repo(&self.shared),
+            ssh: self.ssh.clone(),
         }
     }
 
@@ -359,7 +369,7 @@ pub fn write_kubeconfig_with_ca(
 }
 
 /// Writes a file readable by the owner only (it holds tokens).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -95,6 +95,20 @@ pub enum NodeOp {
     /// What an operator would look at on the node: k3s state and args, flannel/kube-proxy
     /// leftovers, containerd CNI dirs and the files in them.
     Inspect,
+    /// Write `/etc/rancher/k3s/config.yaml.d/<name>` (raw text, stored as given: k3s parses the
+    /// drop-ins, in lexical order after config.yaml, at its next start).
+    WriteDropin { name: String, content: String },
+    /// `cat /etc/rancher/k3s/config.yaml.d/<name>` (Err when absent).
+    ReadDropin { name: String },
+    /// `rm /etc/rancher/k3s/config.yaml.d/<name>` (Err when absent).
+    RemoveDropin { name: String },
+    /// The file names in `/etc/rancher/k3s/config.yaml.d/`, one a line.
+    ListDropins,
+    /// `journalctl -u k3s|k3s-agent -n <lines>`: the unit's last journal lines.
+    Journal { lines: usize },
+    /// `systemctl status k3s|k3s-agent`: the unit's state (Err = the unit is not active, as
+    /// `systemctl status` exits 3).
+    Status,
 }
 
 /// Simulated clock: `offset + elapsed wall time × speed`.
@@ -338,6 +352,7 @@ pub fn start(shared: Arc<SimShared>, scenario: &Scenario) -> Result<Vec<JoinHand
     };
     let mut w = World::new(shared.store.clone(), scenario.clone(), shared.seed);
     w.seed(&git_dir).map_err(|e| SimError::Other(format!("seeding scenario {}: {e}", scenario.name)))?;
+    w.journal_boot();
     w.events.enabled = true;
     w.timeline_origin = w.now;
     w.live = true;
