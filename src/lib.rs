@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod duration;
 pub mod hubble;
 pub mod manifests;
+pub mod node;
 pub mod paths;
 pub mod runbook;
 pub mod settings;

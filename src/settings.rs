@@ -1223,6 +1223,47 @@ mod tests {
     }
 
     #[test]
+    fn ssh_defaults_and_overrides() {
+        let s = Settings::default().ssh;
+        assert_eq!((s.config_file, s.user, s.port), (None, None, None));
+        assert_eq!((s.connect_timeout, s.command_timeout, s.server_alive_interval), (10, 120, 15));
+        assert_eq!(s.commands.dropin_path, "/etc/rancher/k3s/config.yaml.d/90-cutover-stage{stage}.yaml");
+        assert_eq!(s.commands.write_dropin, "sudo -n tee {path} >/dev/null");
+        assert_eq!(s.commands.read_dropin, "sudo -n cat {path}");
+        assert_eq!(s.commands.remove_dropin, "sudo -n rm -f {path}");
+        assert_eq!(s.commands.restart, "sudo -n systemctl restart {unit}");
+        assert_eq!(s.commands.reboot, "sudo -n systemctl reboot");
+        assert_eq!(s.commands.logs, "sudo -n journalctl -u {unit} -n {lines} --no-pager");
+        assert!(s.nodes.is_empty());
+
+        let text = "[ssh]\nconfig_file = \"/etc/cutover/ssh_config\"\nuser = \"ops\"\nport = 2222\ncommand_timeout = 300\n\n[ssh.nodes.\"homelab-w1\"]\nhost = \"w1.lan\"\nport = 22\n";
+        let s = Settings::from_toml(text, Path::new("c.toml")).expect("parses").ssh;
+        assert_eq!(s.config_file.as_deref(), Some(Path::new("/etc/cutover/ssh_config")));
+        assert_eq!((s.user.as_deref(), s.port, s.command_timeout, s.connect_timeout), (Some("ops"), Some(2222), 300, 10));
+        let w1 = &s.nodes["homelab-w1"];
+        assert_eq!((w1.host.as_deref(), w1.user.as_deref(), w1.port), (Some("w1.lan"), None, Some(22)));
+    }
+
+    #[test]
+    fn ssh_settings_are_checked() {
+        let e = err("[ssh.nodes.\"homelab-w1\"]\nhots = \"x\"\n");
+        assert!(e.starts_with("c.toml:2: unknown key \"ssh.nodes.homelab-w1.hots\""), "{e}");
+        let e = err("[ssh]\nconect_timeout = 5\n");
+        assert!(e.contains("did you mean \"ssh.connect_timeout\""), "{e}");
+        let e = err("[ssh.commands]\nrestart = \"sudo -n systemctl restart {service}\"\n");
+        assert!(e.starts_with("c.toml:2: ssh.commands.restart: unknown placeholder {service}"), "{e}");
+        let e = err("[ssh.commands]\ndropin_path = \"/etc/x/{unit}.yaml\"\n");
+        assert!(e.contains("ssh.commands.dropin_path: unknown placeholder {unit}"), "{e}");
+        let e = err("[ssh.commands]\ndropin_path = \"relative/{stage}.yaml\"\n");
+        assert!(e.contains("must be an absolute path"), "{e}");
+        let e = err("[ssh.nodes.w1]\nhost = \"-oProxyCommand=sh\"\n");
+        assert!(e.contains("must not start with `-`"), "{e}");
+        let e = err("[ssh]\ncommand_timeout = 0\n");
+        assert!(e.starts_with("c.toml:2: ssh.command_timeout:"), "{e}");
+        assert_eq!(check_template("a {lines", &["lines"]), Err("unclosed `{` in \"a {lines\"".into()));
+    }
+
+    #[test]
     fn context_overrides() {
         let text = "[contexts.\"prod\"]\nread_only = true\n";
         let s = Settings::from_toml(text, Path::new("c.toml")).unwrap_or_default();

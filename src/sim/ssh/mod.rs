@@ -6,7 +6,8 @@
 //! `ssh-host-key-changed` fault holds), one ed25519 client key (the only key accepted, for the
 //! user `cutover`), and three files in `sim-ssh/` next to the kubeconfig: the client key
 //! (`id_ed25519`, 0600), `known_hosts` (`[127.0.0.1]:PORT ssh-ed25519 …` per node) and
-//! `ssh_config` (one `Host <node>` entry per node), so that
+//! `ssh_config` (one `Host <node> <InternalIP>` entry per node: the node's name and its simulated
+//! address both lead to its loopback port, never to the address itself), so that
 //! `ssh -F …/sim-ssh/ssh_config homelab-w1 sudo -n systemctl restart k3s-agent` works by hand.
 //!
 //! Exec requests run through [`shell`], which applies node operations to the world
@@ -154,8 +155,9 @@ pub async fn start(shared: Arc<SimShared>, dir: &Path) -> Result<(SshInfo, Vec<J
         let fingerprint = host_key.fingerprint(HashAlg::Sha256).to_string();
         known_hosts.push_str(&format!("[127.0.0.1]:{} {}\n", addr.port(), openssh_public(&host_key)?));
         config.push_str(&format!(
-            "\nHost {name}\n    HostName 127.0.0.1\n    Port {port}\n    User {USER}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    UserKnownHostsFile {kh}\n    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n",
+            "\nHost {name} {ip}\n    HostName 127.0.0.1\n    Port {port}\n    User {USER}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    UserKnownHostsFile {kh}\n    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n",
             name = rt.name,
+            ip = rt.ip,
             port = addr.port(),
             id = config_path(&identity),
             kh = config_path(&known_hosts_path),

@@ -521,6 +521,7 @@ impl K3sNode {
         NodeRuntime {
             name: self.name.clone(),
             role: self.role,
+            ip: self.ip.clone(),
             state: state.into(),
             failure,
             config_file: self.file.to_yaml(),
@@ -549,6 +550,8 @@ impl K3sNode {
 pub struct NodeRuntime {
     pub name: String,
     pub role: NodeRole,
+    /// InternalIP (data only: the sim never contacts it).
+    pub ip: String,
     /// `up`, `starting`, `rebooting` or `failed`.
     pub state: String,
     pub failure: Option<String>,
