@@ -779,7 +779,9 @@ impl Settings {
             check_template(template, allowed).map_err(|m| invalid("ssh.commands", key, m))?;
         }
         let p = &ssh.commands.dropin_path;
-        if !p.starts_with('/') || p.contains("..") || !p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-{}".contains(c))
+        if !p.starts_with('/')
+            || p.contains("..")
+            || !p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-{}".contains(c))
         {
             return Err(invalid(
                 "ssh.commands",
@@ -1239,7 +1241,10 @@ mod tests {
         let text = "[ssh]\nconfig_file = \"/etc/cutover/ssh_config\"\nuser = \"ops\"\nport = 2222\ncommand_timeout = 300\n\n[ssh.nodes.\"homelab-w1\"]\nhost = \"w1.lan\"\nport = 22\n";
         let s = Settings::from_toml(text, Path::new("c.toml")).expect("parses").ssh;
         assert_eq!(s.config_file.as_deref(), Some(Path::new("/etc/cutover/ssh_config")));
-        assert_eq!((s.user.as_deref(), s.port, s.command_timeout, s.connect_timeout), (Some("ops"), Some(2222), 300, 10));
+        assert_eq!(
+            (s.user.as_deref(), s.port, s.command_timeout, s.connect_timeout),
+            (Some("ops"), Some(2222), 300, 10)
+        );
         let w1 = &s.nodes["homelab-w1"];
         assert_eq!((w1.host.as_deref(), w1.user.as_deref(), w1.port), (Some("w1.lan"), None, Some(22)));
     }

@@ -231,7 +231,9 @@ async fn unreachable_and_host_key_failures_are_typed() {
     let ssh3 = SshClient::new(&s3).expect("client").without_control_master();
     let cp1 = shell(&sim, &s3, &ssh3, "homelab-cp1");
     match cp1.logs(5).await {
-        Err(SshError::AuthFailed { detail, .. }) => assert!(detail.starts_with("Permission denied (publickey"), "{detail}"),
+        Err(SshError::AuthFailed { detail, .. }) => {
+            assert!(detail.starts_with("Permission denied (publickey"), "{detail}")
+        }
         other => panic!("wrong user: {other:?}"),
     }
 }

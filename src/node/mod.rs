@@ -65,7 +65,10 @@ impl NodeCommand {
     pub fn writes(self) -> bool {
         matches!(
             self,
-            NodeCommand::WriteDropin { .. } | NodeCommand::RemoveDropin { .. } | NodeCommand::Restart | NodeCommand::Reboot
+            NodeCommand::WriteDropin { .. }
+                | NodeCommand::RemoveDropin { .. }
+                | NodeCommand::Restart
+                | NodeCommand::Reboot
         )
     }
 }
@@ -153,7 +156,9 @@ impl NodeShell {
                         format!("{line}  # stdin: {} bytes, {} lines", text.len(), text.lines().count())
                     }
                     (NodeCommand::Reboot, _) => {
-                        format!("{line}  # recommended over a restart: clears flannel.1, cni0 and the old iptables rules")
+                        format!(
+                            "{line}  # recommended over a restart: clears flannel.1, cni0 and the old iptables rules"
+                        )
                     }
                     _ => line,
                 }
@@ -190,7 +195,9 @@ impl NodeShell {
     pub async fn reboot(&self, _write: &NodeWrite) -> Result<Output, SshError> {
         let line = self.remote_command(NodeCommand::Reboot);
         match self.client.run(&self.target, &line, None, self.timeout, &self.sudoers).await {
-            Err(SshError::Unreachable { reason, .. }) if reason.contains("closed by the node") || reason.contains("reset") => {
+            Err(SshError::Unreachable { reason, .. })
+                if reason.contains("closed by the node") || reason.contains("reset") =>
+            {
                 Ok(Output {
                     code: 0,
                     stdout: Vec::new(),
@@ -255,9 +262,11 @@ pub fn all_commands(commands: &SshCommands) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for role in [NodeRole::Server, NodeRole::Agent] {
         for stage in [Stage::One, Stage::Two] {
-            for c in
-                [NodeCommand::WriteDropin { stage }, NodeCommand::ReadDropin { stage }, NodeCommand::RemoveDropin { stage }]
-            {
+            for c in [
+                NodeCommand::WriteDropin { stage },
+                NodeCommand::ReadDropin { stage },
+                NodeCommand::RemoveDropin { stage },
+            ] {
                 out.push(remote_command(commands, role, c));
             }
         }
@@ -333,8 +342,14 @@ mod tests {
             remote_command(&c, NodeRole::Server, NodeCommand::WriteDropin { stage: Stage::Two }),
             format!("sudo -n tee {p} >/dev/null")
         );
-        assert_eq!(remote_command(&c, NodeRole::Agent, NodeCommand::ReadDropin { stage: Stage::Two }), format!("sudo -n cat {p}"));
-        assert_eq!(remote_command(&c, NodeRole::Agent, NodeCommand::RemoveDropin { stage: Stage::Two }), format!("sudo -n rm -f {p}"));
+        assert_eq!(
+            remote_command(&c, NodeRole::Agent, NodeCommand::ReadDropin { stage: Stage::Two }),
+            format!("sudo -n cat {p}")
+        );
+        assert_eq!(
+            remote_command(&c, NodeRole::Agent, NodeCommand::RemoveDropin { stage: Stage::Two }),
+            format!("sudo -n rm -f {p}")
+        );
         assert_eq!(remote_command(&c, NodeRole::Server, NodeCommand::Restart), "sudo -n systemctl restart k3s");
         assert_eq!(remote_command(&c, NodeRole::Agent, NodeCommand::Restart), "sudo -n systemctl restart k3s-agent");
         assert_eq!(remote_command(&c, NodeRole::Agent, NodeCommand::Reboot), "sudo -n systemctl reboot");
@@ -362,7 +377,8 @@ mod tests {
     #[test]
     fn node_overrides_and_preview() {
         let tmp = crate::tempdir::TempDir::new().expect("temp dir");
-        let mut s = SshSettings { control_dir: Some(tmp.path.join("ssh")), user: Some("ops".into()), ..SshSettings::default() };
+        let mut s =
+            SshSettings { control_dir: Some(tmp.path.join("ssh")), user: Some("ops".into()), ..SshSettings::default() };
         s.nodes.insert(
             "homelab-w1".into(),
             crate::settings::SshNodeSettings { host: Some("w1.lan".into()), user: None, port: Some(2222) },
@@ -372,11 +388,15 @@ mod tests {
         assert_eq!(w1.target(), &SshTarget { host: "w1.lan".into(), user: Some("ops".into()), port: Some(2222) });
         let cp = NodeShell::new(&client, &s, "homelab-cp1", "192.168.20.11", NodeRole::Server).expect("shell");
         assert_eq!(cp.target().host, "192.168.20.11");
-        let p = w1.preview(&[NodeCommand::WriteDropin { stage: Stage::One }, NodeCommand::Restart], Some("a: 1\nb: 2\n"));
+        let p =
+            w1.preview(&[NodeCommand::WriteDropin { stage: Stage::One }, NodeCommand::Restart], Some("a: 1\nb: 2\n"));
         assert_eq!(p.len(), 2);
         assert!(p[0].ends_with("w1.lan 'sudo -n tee /etc/rancher/k3s/config.yaml.d/90-cutover-stage1.yaml >/dev/null'  # stdin: 10 bytes, 2 lines"), "{}", p[0]);
         assert!(p[1].ends_with("'sudo -n systemctl restart k3s-agent'"), "{}", p[1]);
-        s.nodes.insert("bad".into(), crate::settings::SshNodeSettings { host: Some("-oProxyCommand=x".into()), ..Default::default() });
+        s.nodes.insert(
+            "bad".into(),
+            crate::settings::SshNodeSettings { host: Some("-oProxyCommand=x".into()), ..Default::default() },
+        );
         assert!(NodeShell::new(&client, &s, "bad", "1.2.3.4", NodeRole::Agent).is_err());
         assert!(NodeCommand::Restart.writes() && !NodeCommand::Logs { lines: 1 }.writes());
     }

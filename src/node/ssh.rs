@@ -66,7 +66,9 @@ pub enum SshError {
         after.as_secs()
     )]
     Timeout { host: String, command: String, after: Duration },
-    #[error("cannot run {program}: {source}; install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client)")]
+    #[error(
+        "cannot run {program}: {source}; install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client)"
+    )]
     Spawn { program: String, source: std::io::Error },
     #[error("cannot create the ControlMaster directory {dir}: {source}")]
     ControlDir { dir: PathBuf, source: std::io::Error },
@@ -135,10 +137,14 @@ impl SshClient {
                         d.display()
                     )));
                 }
-                crate::paths::create_private_dir(&d).map_err(|source| SshError::ControlDir { dir: d.clone(), source })?;
+                crate::paths::create_private_dir(&d)
+                    .map_err(|source| SshError::ControlDir { dir: d.clone(), source })?;
                 (d, None)
             }
-            None => match crate::paths::state_dir().map(|s| s.join("ssh")).filter(|d| d.as_os_str().len() <= CONTROL_DIR_MAX) {
+            None => match crate::paths::state_dir()
+                .map(|s| s.join("ssh"))
+                .filter(|d| d.as_os_str().len() <= CONTROL_DIR_MAX)
+            {
                 Some(d) if crate::paths::create_private_dir(&d).is_ok() => (d, None),
                 _ => {
                     let t = crate::tempdir::TempDir::new()
@@ -274,7 +280,11 @@ impl SshClient {
             }
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(SshError::Timeout { host: target.host.clone(), command: command.to_string(), after: timeout });
+                return Err(SshError::Timeout {
+                    host: target.host.clone(),
+                    command: command.to_string(),
+                    after: timeout,
+                });
             }
         };
         let drain = |t: tokio::task::JoinHandle<(Vec<u8>, bool)>| async move {
@@ -287,7 +297,10 @@ impl SshClient {
         let (stderr_bytes, stderr_truncated) = drain(stderr_task).await;
         let stderr = String::from_utf8_lossy(&stderr_bytes).into_owned();
         let Some(code) = status.code() else {
-            return Err(SshError::Ssh { host: target.host.clone(), message: format!("ssh ended by a signal ({status})") });
+            return Err(SshError::Ssh {
+                host: target.host.clone(),
+                message: format!("ssh ended by a signal ({status})"),
+            });
         };
         if code == 255
             && let Some(e) = classify(&target.host, target.port, &stderr)
@@ -333,7 +346,8 @@ pub fn check(target: &SshTarget, command: &str, out: Output, sudoers: &str) -> R
 
 /// sudo's own words when it would need to prompt.
 pub fn is_sudo_password(stderr: &str) -> bool {
-    stderr.contains("sudo: a password is required") || stderr.contains("sudo: a terminal is required to read the password")
+    stderr.contains("sudo: a password is required")
+        || stderr.contains("sudo: a terminal is required to read the password")
 }
 
 /// The last non-empty lines of `text`, joined with ` / `, at most about `max` characters.
@@ -383,11 +397,17 @@ async fn read_bounded<R: AsyncRead + Unpin>(pipe: Option<&mut R>, max: usize) ->
 /// the failures recognized here (the remote command may itself have exited 255).
 pub fn classify(host: &str, port: Option<u16>, stderr: &str) -> Option<SshError> {
     let host = host.to_string();
-    let fingerprint = stderr.split_whitespace().find(|w| w.starts_with("SHA256:")).map(|w| w.trim_end_matches('.').to_string());
-    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || stderr.contains("has changed and you have requested strict checking") {
-        let known_hosts = stderr
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Offending ").and_then(|r| r.split_once(" key in ")).map(|(_, f)| f.trim().to_string()));
+    let fingerprint =
+        stderr.split_whitespace().find(|w| w.starts_with("SHA256:")).map(|w| w.trim_end_matches('.').to_string());
+    if stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || stderr.contains("has changed and you have requested strict checking")
+    {
+        let known_hosts = stderr.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("Offending ")
+                .and_then(|r| r.split_once(" key in "))
+                .map(|(_, f)| f.trim().to_string())
+        });
         return Some(SshError::HostKeyChanged { host, fingerprint, known_hosts });
     }
     if stderr.contains("host key is known for")
@@ -403,7 +423,8 @@ pub fn classify(host: &str, port: Option<u16>, stderr: &str) -> Option<SshError>
     if stderr.contains("Too many authentication failures") {
         return Some(SshError::AuthFailed { host, detail: "Too many authentication failures".into() });
     }
-    let unreachable = |reason: &str| Some(SshError::Unreachable { host: host.clone(), port, reason: reason.to_string() });
+    let unreachable =
+        |reason: &str| Some(SshError::Unreachable { host: host.clone(), port, reason: reason.to_string() });
     for (needle, reason) in [
         ("Connection refused", "connection refused"),
         ("Connection timed out", "connection timed out"),
@@ -502,7 +523,10 @@ Host key verification failed.
             ("ssh: connect to host 192.168.20.21 port 22: No route to host\n", "no route to host"),
             ("ssh: Could not resolve hostname homelab-w9: Name or service not known\n", "name unknown"),
             ("ssh: Could not resolve hostname x: Temporary failure in name resolution\n", "name unknown"),
-            ("kex_exchange_identification: read: Connection reset by peer\nConnection reset by 127.0.0.1 port 2222\n", "connection reset by the node"),
+            (
+                "kex_exchange_identification: read: Connection reset by peer\nConnection reset by 127.0.0.1 port 2222\n",
+                "connection reset by the node",
+            ),
         ] {
             match classify("h", Some(22), text) {
                 Some(SshError::Unreachable { reason: r, .. }) => assert_eq!(r, reason, "{text}"),

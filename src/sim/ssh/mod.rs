@@ -133,10 +133,13 @@ pub async fn start(shared: Arc<SimShared>, dir: &Path) -> Result<(SshInfo, Vec<J
     crate::paths::create_private_dir(dir).map_err(|e| write_err(dir, e))?;
     let client = ed25519_key()?;
     let identity = dir.join("id_ed25519");
-    let pem = client.to_openssh(LineEnding::LF).map_err(|e| SimError::Other(format!("encoding the sim's client key: {e}")))?;
+    let pem = client
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| SimError::Other(format!("encoding the sim's client key: {e}")))?;
     super::write_private(&identity, pem.as_bytes()).map_err(|e| write_err(&identity, e))?;
     let pub_path = dir.join("id_ed25519.pub");
-    std::fs::write(&pub_path, format!("{} cutover-sim\n", openssh_public(&client)?)).map_err(|e| write_err(&pub_path, e))?;
+    std::fs::write(&pub_path, format!("{} cutover-sim\n", openssh_public(&client)?))
+        .map_err(|e| write_err(&pub_path, e))?;
 
     let mut nodes = Vec::new();
     let mut tasks = Vec::new();
@@ -179,8 +182,7 @@ pub async fn start(shared: Arc<SimShared>, dir: &Path) -> Result<(SshInfo, Vec<J
     }
     std::fs::write(&known_hosts_path, known_hosts).map_err(|e| write_err(&known_hosts_path, e))?;
     std::fs::write(&config_file, config).map_err(|e| write_err(&config_file, e))?;
-    let info =
-        SshInfo { config: config_file, known_hosts: known_hosts_path, identity, user: USER.to_string(), nodes };
+    let info = SshInfo { config: config_file, known_hosts: known_hosts_path, identity, user: USER.to_string(), nodes };
     Ok((info, tasks))
 }
 
@@ -310,7 +312,12 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let line = String::from_utf8_lossy(data).into_owned();
         session.channel_success(channel)?;
         if shell::reads_stdin(&line) {
@@ -355,7 +362,9 @@ impl russh::server::Handler for Conn {
             if c.overflow {
                 let handle = session.handle();
                 tokio::spawn(async move {
-                    let _ = handle.extended_data(channel, 1, &b"bash: standard input too large for the simulated node\n"[..]).await;
+                    let _ = handle
+                        .extended_data(channel, 1, &b"bash: standard input too large for the simulated node\n"[..])
+                        .await;
                     finish(&handle, channel, 1).await;
                 });
             } else {

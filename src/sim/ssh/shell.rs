@@ -55,23 +55,24 @@ pub fn parse(line: &str) -> Result<Invocation, ParseError> {
     let mut in_word = false;
     let mut redirect_pending = false;
     let mut chars = line.chars().peekable();
-    let finish = |cur: &mut String, in_word: &mut bool, words: &mut Vec<String>, redirect: &mut bool, null: &mut bool| {
-        if !*in_word {
-            return Ok(());
-        }
-        let w = std::mem::take(cur);
-        *in_word = false;
-        if *redirect {
-            if w != "/dev/null" {
-                return Err(ParseError::Unsupported(format!("> {w}")));
+    let finish =
+        |cur: &mut String, in_word: &mut bool, words: &mut Vec<String>, redirect: &mut bool, null: &mut bool| {
+            if !*in_word {
+                return Ok(());
             }
-            *redirect = false;
-            *null = true;
-        } else {
-            words.push(w);
-        }
-        Ok(())
-    };
+            let w = std::mem::take(cur);
+            *in_word = false;
+            if *redirect {
+                if w != "/dev/null" {
+                    return Err(ParseError::Unsupported(format!("> {w}")));
+                }
+                *redirect = false;
+                *null = true;
+            } else {
+                words.push(w);
+            }
+            Ok(())
+        };
     while let Some(c) = chars.next() {
         match c {
             ' ' | '\t' => finish(&mut cur, &mut in_word, &mut words, &mut redirect_pending, &mut stdout_null)?,
@@ -79,7 +80,12 @@ pub fn parse(line: &str) -> Result<Invocation, ParseError> {
             '|' => return Err(ParseError::Unsupported(if chars.peek() == Some(&'|') { "||" } else { "|" }.into())),
             '&' => return Err(ParseError::Unsupported(if chars.peek() == Some(&'&') { "&&" } else { "&" }.into())),
             '`' => return Err(ParseError::Unsupported("`".into())),
-            '$' => return Err(ParseError::Unsupported(format!("${}", chars.peek().map(|c| c.to_string()).unwrap_or_default()))),
+            '$' => {
+                return Err(ParseError::Unsupported(format!(
+                    "${}",
+                    chars.peek().map(|c| c.to_string()).unwrap_or_default()
+                )));
+            }
             '<' | '(' | ')' | '{' | '}' => return Err(ParseError::Unsupported(c.to_string())),
             '*' | '?' | '[' => return Err(ParseError::Unsupported(format!("glob {c}"))),
             '#' if !in_word => break,
@@ -310,10 +316,7 @@ fn sudo(m: &dyn Machine, args: &[String], stdin: &[u8], root: bool) -> Outcome {
     }
     let cmd = &args[i.min(args.len())..];
     if cmd.is_empty() {
-        return Outcome::err(
-            1,
-            "usage: sudo -h | -K | -k | -V\nusage: sudo [-AbEHknPS] [-u user] [command [arg ...]]",
-        );
+        return Outcome::err(1, "usage: sudo -h | -K | -k | -V\nusage: sudo [-AbEHknPS] [-u user] [command [arg ...]]");
     }
     if !root && m.sudo_needs_password() {
         if non_interactive {
@@ -466,9 +469,9 @@ fn tee(m: &dyn Machine, args: &[String], stdin: &[u8], root: bool) -> Outcome {
                 } else {
                     text.clone()
                 };
-                m.op(NodeOp::WriteDropin { name, content }).map(drop).map_err(|e| {
-                    e.rsplit(": ").next().unwrap_or("Input/output error").to_string()
-                })
+                m.op(NodeOp::WriteDropin { name, content })
+                    .map(drop)
+                    .map_err(|e| e.rsplit(": ").next().unwrap_or("Input/output error").to_string())
             }
             Place::Hostname => Err("Read-only file system".to_string()),
             Place::Scratch => {
@@ -515,7 +518,9 @@ fn rm(m: &dyn Machine, args: &[String], root: bool) -> Outcome {
             }
             _ if !root && !user_writable(&path) => Err("Permission denied"),
             Place::Config => Err("Operation not permitted (the simulated node keeps its config.yaml)"),
-            Place::Dropin(name) => m.op(NodeOp::RemoveDropin { name }).map(drop).map_err(|_| "No such file or directory"),
+            Place::Dropin(name) => {
+                m.op(NodeOp::RemoveDropin { name }).map(drop).map_err(|_| "No such file or directory")
+            }
             Place::Hostname => Err("Read-only file system"),
             Place::Scratch => {
                 m.scratch_remove(&path);
@@ -618,7 +623,9 @@ fn systemctl(m: &dyn Machine, args: &[String], root: bool) -> Outcome {
         "reboot" => reboot(m, root, "systemctl reboot"),
         "start" | "stop" | "enable" | "disable" | "daemon-reload" => Outcome::err(
             1,
-            format!("systemctl {verb}: not simulated on this node (the sim's k3s units take restart, status, is-active)"),
+            format!(
+                "systemctl {verb}: not simulated on this node (the sim's k3s units take restart, status, is-active)"
+            ),
         ),
         "" => Outcome::err(1, "systemctl: a verb is required (the sim takes restart, status, is-active, reboot)"),
         other => Outcome::err(1, format!("Unknown command verb '{other}'.")),
@@ -664,7 +671,10 @@ fn journalctl(m: &dyn Machine, args: &[String], root: bool) -> Outcome {
                 } else if let Some(u) = other.strip_prefix("--unit=").or_else(|| other.strip_prefix("-u")) {
                     unit = Some(u.to_string());
                 } else {
-                    return Outcome::err(1, format!("journalctl: option '{other}' is not simulated (-u UNIT -n N --no-pager)"));
+                    return Outcome::err(
+                        1,
+                        format!("journalctl: option '{other}' is not simulated (-u UNIT -n N --no-pager)"),
+                    );
                 }
             }
         }
@@ -830,12 +840,18 @@ mod tests {
     fn sudo_password_and_unknown_commands() {
         let m = Fake { needs_password: true, ..Default::default() };
         let r = run(&m, "sudo -n systemctl restart k3s-agent", b"");
-        assert_eq!((r.code, String::from_utf8_lossy(&r.stderr).into_owned()), (1, "sudo: a password is required\n".into()));
+        assert_eq!(
+            (r.code, String::from_utf8_lossy(&r.stderr).into_owned()),
+            (1, "sudo: a password is required\n".into())
+        );
         let r = run(&m, "sudo systemctl restart k3s-agent", b"");
         assert_eq!(r.code, 1);
         assert!(String::from_utf8_lossy(&r.stderr).ends_with("sudo: a password is required\n"));
         let r = run(&m, "kubectl get nodes", b"");
-        assert_eq!((r.code, String::from_utf8_lossy(&r.stderr).into_owned()), (127, "bash: kubectl: command not found\n".into()));
+        assert_eq!(
+            (r.code, String::from_utf8_lossy(&r.stderr).into_owned()),
+            (127, "bash: kubectl: command not found\n".into())
+        );
         let r = run(&m, "cat a | grep b", b"");
         assert_eq!(r.code, 2);
     }

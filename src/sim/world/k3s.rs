@@ -928,7 +928,9 @@ impl World {
             self.k3s_log(
                 name,
                 "info",
-                &format!("Running kube-proxy --cluster-cidr=10.42.0.0/16 --hostname-override={name} --proxy-mode=iptables"),
+                &format!(
+                    "Running kube-proxy --cluster-cidr=10.42.0.0/16 --hostname-override={name} --proxy-mode=iptables"
+                ),
             );
         }
         self.journal(name, "systemd", &format!("Started {unit}.service - Lightweight Kubernetes."));
@@ -1007,9 +1009,7 @@ impl World {
                 }
             }
             NodeOp::ListDropins => Ok(k.dropins.keys().map(|f| format!("{f}\n")).collect()),
-            NodeOp::Journal { lines } => {
-                Ok(k.journal_tail(*lines).into_iter().map(|l| format!("{l}\n")).collect())
-            }
+            NodeOp::Journal { lines } => Ok(k.journal_tail(*lines).into_iter().map(|l| format!("{l}\n")).collect()),
             NodeOp::Status => {
                 let text = self.unit_status(name);
                 if k.posting() { Ok(text) } else { Err(text) }
@@ -1116,12 +1116,17 @@ impl World {
         let Some(k) = self.nodes.get(name) else { return String::new() };
         let unit = k.unit();
         let (active, main) = match &k.state {
-            ProcState::Up | ProcState::Starting { .. } => {
-                (format!("active (running) since {}", k.last_start), format!("Main PID: {} (k3s-{})", k.pid, if k.role == NodeRole::Server { "server" } else { "agent" }))
-            }
+            ProcState::Up | ProcState::Starting { .. } => (
+                format!("active (running) since {}", k.last_start),
+                format!("Main PID: {} (k3s-{})", k.pid, if k.role == NodeRole::Server { "server" } else { "agent" }),
+            ),
             ProcState::Failed { .. } => (
                 "activating (auto-restart) (Result: exit-code)".to_string(),
-                format!("Process: {} ExecStart=/usr/local/bin/k3s {} (code=exited, status=1/FAILURE)", k.pid, if k.role == NodeRole::Server { "server" } else { "agent" }),
+                format!(
+                    "Process: {} ExecStart=/usr/local/bin/k3s {} (code=exited, status=1/FAILURE)",
+                    k.pid,
+                    if k.role == NodeRole::Server { "server" } else { "agent" }
+                ),
             ),
             ProcState::Rebooting { .. } => ("inactive (dead)".to_string(), String::new()),
         };
@@ -1558,6 +1563,31 @@ mod tests {
         assert_eq!(c.str_or("write-kubeconfig-mode", ""), "0644");
         assert_eq!(c.str_or("z-flag", ""), "yes");
         assert_eq!(K3sConfig::parse("").unwrap(), K3sConfig::default());
+    }
+
+    #[test]
+    fn dropins_merge_in_lexical_order_after_config_yaml() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let scenario = Scenario::load("fresh").expect("built-in");
+        let mut nodes = nodes_from_scenario(&scenario, &mut rng);
+        let k = nodes.get_mut("homelab-cp1").expect("cp1");
+        k.dropins
+            .insert("90-cutover-stage1.yaml".into(), "flannel-backend: none\ndisable-network-policy: true\n".into());
+        k.dropins.insert("50-x.yaml".into(), "flannel-backend: host-gw\ndisable+:\n  - metrics-server\n".into());
+        k.dropins.insert("README".into(), "not: yaml: at all: [".into());
+        let c = k.effective_config().expect("merges");
+        assert_eq!(c.str_or("flannel-backend", ""), "none", "the later file wins");
+        assert!(c.flag("disable-network-policy"));
+        assert_eq!(
+            c.get("disable"),
+            Some(&ConfigValue::List(vec!["traefik".into(), "servicelb".into(), "metrics-server".into()]))
+        );
+        let args = c.node_args(NodeRole::Server);
+        assert!(args.windows(2).any(|w| w[0] == "--flannel-backend" && w[1] == "none"), "{args:?}");
+        k.dropins.insert("95-broken.yaml".into(), "a: [\n".into());
+        let e = k.effective_config().expect_err("k3s exits");
+        assert!(e.starts_with("failed to parse /etc/rancher/k3s/config.yaml.d/95-broken.yaml"), "{e}");
+        assert!(valid_dropin_name("90-cutover-stage1.yaml") && !valid_dropin_name("../x") && !valid_dropin_name(".x"));
     }
 
     #[test]
