@@ -275,7 +275,10 @@ impl Sim {
             }
             None => None,
         };
-        let ssh_dir = kubeconfig.parent().unwrap_or(std::path::Path::new(".")).join("sim-ssh");
+        // Absolute: the ssh_config names the key and known_hosts files by these paths.
+        let kube_dir = kubeconfig.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let kube_dir = std::path::absolute(kube_dir).unwrap_or_else(|_| kube_dir.to_path_buf());
+        let ssh_dir = kube_dir.join("sim-ssh");
         let (ssh, ssh_tasks) = ssh::start(shared.clone(), &ssh_dir).await?;
         tasks.extend(ssh_tasks);
         Ok(Sim {
