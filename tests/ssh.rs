@@ -4,6 +4,7 @@
 //! hand, and each failure (unreachable, unknown or changed host key, refused key, sudo password,
 //! a failing command, an unknown command, a timeout) comes back as its own typed error.
 #![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // the tests play the runbook executor's part (NodeWrite)
 
 use std::path::Path;
 use std::time::Duration;

@@ -36,7 +36,8 @@ impl NodeRole {
 }
 
 /// Permission to change a node. Only the runbook executor creates one, after it holds the lock
-/// and the operator confirmed the step; read-only code paths never have one.
+/// and the operator confirmed the step; read-only code paths never have one. `clippy.toml`
+/// disallows [`NodeWrite::confirmed_by_runbook`] elsewhere (CI fails on another call site).
 #[derive(Debug)]
 pub struct NodeWrite {
     _private: (),
@@ -385,6 +386,7 @@ mod tests {
         );
         let client = SshClient::new(&s).expect("client");
         let w1 = NodeShell::new(&client, &s, "homelab-w1", "192.168.20.12", NodeRole::Agent).expect("shell");
+        assert!(w1.sudoers_line().starts_with("ops ALL=(root) NOPASSWD: /usr/bin/tee "));
         assert_eq!(w1.target(), &SshTarget { host: "w1.lan".into(), user: Some("ops".into()), port: Some(2222) });
         let cp = NodeShell::new(&client, &s, "homelab-cp1", "192.168.20.11", NodeRole::Server).expect("shell");
         assert_eq!(cp.target().host, "192.168.20.11");

@@ -121,7 +121,7 @@ struct Inner {
     command_timeout: Duration,
     control_dir: Option<PathBuf>,
     /// Keeps a fallback temp directory for the sockets alive (removed on drop).
-    _control_tmp: Option<crate::tempdir::TempDir>,
+    _control_tmp: Option<Arc<crate::tempdir::TempDir>>,
 }
 
 impl SshClient {
@@ -149,7 +149,7 @@ impl SshClient {
                 _ => {
                     let t = crate::tempdir::TempDir::new()
                         .map_err(|source| SshError::ControlDir { dir: std::env::temp_dir(), source })?;
-                    (t.path.clone(), Some(t))
+                    (t.path.clone(), Some(Arc::new(t)))
                 }
             },
         };
@@ -164,6 +164,22 @@ impl SshClient {
                 _control_tmp: tmp,
             }),
         })
+    }
+
+    /// The same client running another OpenSSH-compatible program (a path, or a name on `$PATH`).
+    pub fn with_program(&self, program: impl Into<OsString>) -> SshClient {
+        let i = &self.inner;
+        SshClient {
+            inner: Arc::new(Inner {
+                program: program.into(),
+                config_file: i.config_file.clone(),
+                connect_timeout: i.connect_timeout,
+                server_alive_interval: i.server_alive_interval,
+                command_timeout: i.command_timeout,
+                control_dir: i.control_dir.clone(),
+                _control_tmp: i._control_tmp.clone(),
+            }),
+        }
     }
 
     /// The same client without connection reuse (each command opens its own connection).
@@ -589,6 +605,12 @@ Host key verification failed.
             assert_eq!(mode, 0o700);
         }
         assert!(c.without_control_master().command_line(&t, "true").contains("ControlMaster=no"));
+        let missing = c.with_program("/nonexistent/ssh");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        match rt.block_on(missing.exec(&t, "true", None, Duration::from_secs(5))) {
+            Err(e @ SshError::Spawn { .. }) => assert!(e.to_string().contains("apt-get install openssh-client"), "{e}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(tail("a\n\nb\nc\n", 100), "a / b / c");
     }
 }
