@@ -156,6 +156,14 @@ async fn the_sim_ssh_config_works_by_hand() {
     let out = ssh_by_hand(cfg, &["homelab-w1", "rm", path]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // A login shell is not offered, and says so.
+    let out = ssh_by_hand(cfg, &["homelab-w1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs single commands"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Pipes are not run.
     let out = ssh_by_hand(cfg, &["homelab-w1", "cat /etc/hostname | tr a-z A-Z"]);
     assert_eq!(out.status.code(), Some(2));

@@ -329,6 +329,24 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
+    /// No terminals on the simulated nodes: OpenSSH then says "PTY allocation request failed"
+    /// and goes on without one.
+    #[allow(clippy::too_many_arguments)] // the trait's signature
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
         let msg = format!(
