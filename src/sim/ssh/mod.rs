@@ -19,7 +19,7 @@ pub mod shell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ struct NodeServer {
     scratch: Mutex<BTreeMap<String, Vec<u8>>>,
     sessions: Mutex<Vec<(u64, russh::server::Handle)>>,
     next_session: AtomicU64,
+    /// The last answer to "is the node rebooting".
+    rebooting: AtomicBool,
 }
 
 impl NodeServer {
@@ -87,10 +89,19 @@ impl NodeServer {
         }
     }
 
-    /// The node does not answer SSH: faulted unreachable, or rebooting.
+    /// The node does not answer SSH: faulted unreachable, or rebooting. Never waits for the
+    /// world's lock (a busy world keeps the last answer).
     fn down(&self) -> bool {
-        self.shared.faults.borrow().ssh_unreachable.contains(&self.name)
-            || world::node_runtime(&self.shared, &self.name).is_some_and(|r| r.state == "rebooting")
+        if self.shared.faults.borrow().ssh_unreachable.contains(&self.name) {
+            return true;
+        }
+        match world::node_rebooting_now(&self.shared, &self.name) {
+            Some(r) => {
+                self.rebooting.store(r, Ordering::Relaxed);
+                r
+            }
+            None => self.rebooting.load(Ordering::Relaxed),
+        }
     }
 
     fn key_changed(&self) -> bool {
@@ -176,6 +187,7 @@ pub async fn start(shared: Arc<SimShared>, dir: &Path) -> Result<(SshInfo, Vec<J
             scratch: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(Vec::new()),
             next_session: AtomicU64::new(1),
+            rebooting: AtomicBool::new(false),
         });
         nodes.push(SshNodeInfo { name: rt.name.clone(), port: addr.port(), host_key_fingerprint: fingerprint });
         tasks.push(tokio::spawn(serve(server, listener)));
@@ -187,7 +199,7 @@ pub async fn start(shared: Arc<SimShared>, dir: &Path) -> Result<(SshInfo, Vec<J
 }
 
 /// How often a node re-checks whether it is down (rebooting) while nothing else happens.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(250);
 
 /// The node's accept loop: closes the listener while the node is down, re-opens it on the same
 /// port when it is back, and ends open sessions when the host key changes.
@@ -406,7 +418,12 @@ async fn finish(handle: &russh::server::Handle, channel: ChannelId, code: u32) {
 
 /// Runs one command line and sends its output and exit status.
 async fn run(node: Arc<NodeServer>, handle: russh::server::Handle, channel: ChannelId, line: String, stdin: Vec<u8>) {
-    let out = shell::run(&SimMachine { node: &node }, &line, &stdin);
+    // Node ops take the world's lock: off the async workers.
+    let (n, l) = (node.clone(), line.clone());
+    let Ok(out) = tokio::task::spawn_blocking(move || shell::run(&SimMachine { node: &n }, &l, &stdin)).await else {
+        finish(&handle, channel, 1).await;
+        return;
+    };
     // The command line is the tool's (templates with fixed values); stdin (file contents) is
     // never logged.
     tracing::info!(node = %node.name, command = %line, code = out.code, "sim ssh: exec");

@@ -498,6 +498,19 @@ pub fn node_runtime(shared: &SimShared, node: &str) -> Option<NodeRuntime> {
     handle_for(shared).and_then(|h| h.lock().nodes.get(node).map(k3s::K3sNode::runtime))
 }
 
+/// Whether the node is rebooting, without waiting for the world: `None` while the controllers
+/// hold it (or for an unknown node). For pollers on the async runtime (the SSH servers), which
+/// must not block a worker thread on the world's lock.
+pub fn node_rebooting_now(shared: &SimShared, node: &str) -> Option<bool> {
+    let h = handle_for(shared)?;
+    let w = match h.world.try_lock() {
+        Ok(w) => w,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    w.nodes.get(node).map(|k| matches!(k.state, k3s::ProcState::Rebooting { .. }))
+}
+
 /// Every node's runtime, by name.
 pub fn node_runtimes(shared: &SimShared) -> Vec<NodeRuntime> {
     handle_for(shared).map(|h| h.lock().nodes.values().map(k3s::K3sNode::runtime).collect()).unwrap_or_default()
