@@ -7,6 +7,7 @@ pub mod duration;
 pub mod gitops;
 pub mod hubble;
 pub mod manifests;
+pub mod node;
 pub mod paths;
 pub mod runbook;
 pub mod settings;

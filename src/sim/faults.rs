@@ -50,6 +50,16 @@ pub enum Fault {
     /// Longhorn's CSI plugin pod on this node is not Ready (its containers keep failing their
     /// probes).
     LonghornCsiNotReady { node: String },
+    /// The node's SSH server refuses connections (its listener is closed, open sessions end).
+    SshUnreachable { node: String },
+    /// The node's SSH server presents a different host key (a reinstalled machine, or a
+    /// man-in-the-middle): known_hosts no longer matches. Open sessions end.
+    SshHostKeyChanged { node: String },
+    /// sudo on the node wants a password (no NOPASSWD rule for the SSH user).
+    SudoPassword { node: String },
+    /// Commands on the node that start with `command` (the words after `sudo`, e.g.
+    /// `systemctl restart`) exit 1 with that command's own failure message.
+    CommandFails { node: String, command: String },
     /// Removes every active fault.
     Clear,
 }
@@ -81,6 +91,11 @@ pub struct ActiveFaults {
     pub lb_ip_lost: BTreeSet<(String, String)>,
     /// Nodes whose Longhorn CSI plugin pod is not Ready.
     pub longhorn_csi_not_ready: BTreeSet<String>,
+    pub ssh_unreachable: BTreeSet<String>,
+    pub ssh_host_key_changed: BTreeSet<String>,
+    pub sudo_password: BTreeSet<String>,
+    /// (node, command prefix) pairs.
+    pub failing_commands: BTreeSet<(String, String)>,
 }
 
 impl ActiveFaults {
@@ -142,6 +157,18 @@ impl ActiveFaults {
             }
             Fault::LonghornCsiNotReady { node } => {
                 self.longhorn_csi_not_ready.insert(node.clone());
+            }
+            Fault::SshUnreachable { node } => {
+                self.ssh_unreachable.insert(node.clone());
+            }
+            Fault::SshHostKeyChanged { node } => {
+                self.ssh_host_key_changed.insert(node.clone());
+            }
+            Fault::SudoPassword { node } => {
+                self.sudo_password.insert(node.clone());
+            }
+            Fault::CommandFails { node, command } => {
+                self.failing_commands.insert((node.clone(), command.clone()));
             }
             Fault::Clear => {
                 let generation = self.watch_cut_generation;
