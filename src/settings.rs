@@ -489,11 +489,19 @@ pub struct RunbookSettings {
     /// How long the cluster lock lasts without renewal (renewed every third of it; taken over
     /// only when stale: twice this). Go duration.
     pub lock_duration: String,
+    /// How long the `validate` step reads the flow stream (Go duration).
+    pub validate_window: String,
 }
 
 impl Default for RunbookSettings {
     fn default() -> Self {
-        RunbookSettings { node_order: Vec::new(), file: None, wait_timeout: "15m".into(), lock_duration: "30s".into() }
+        RunbookSettings {
+            node_order: Vec::new(),
+            file: None,
+            wait_timeout: "15m".into(),
+            lock_duration: "30s".into(),
+            validate_window: "30s".into(),
+        }
     }
 }
 
@@ -501,6 +509,11 @@ impl RunbookSettings {
     /// `wait_timeout` as a duration (validated when the settings are read).
     pub fn wait_timeout(&self) -> std::time::Duration {
         crate::duration::parse_non_negative(&self.wait_timeout).unwrap_or(std::time::Duration::from_secs(900))
+    }
+
+    /// `validate_window` as a duration (validated when the settings are read).
+    pub fn validate_window(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.validate_window).unwrap_or(std::time::Duration::from_secs(30))
     }
 
     /// `lock_duration` as a duration (validated when the settings are read).
@@ -887,6 +900,7 @@ impl Settings {
         for (key, value, min) in [
             ("wait_timeout", &self.runbook.wait_timeout, std::time::Duration::from_secs(1)),
             ("lock_duration", &self.runbook.lock_duration, std::time::Duration::from_secs(1)),
+            ("validate_window", &self.runbook.validate_window, std::time::Duration::from_secs(1)),
         ] {
             match crate::duration::parse_non_negative(value) {
                 Ok(d) if d >= min => {}

@@ -401,9 +401,10 @@ pub fn evaluate_gate(
             GateState::Red,
             "unavailable: the per-node k3s step over SSH is not built in this version; do it by hand (docs/operator-guide.md)".into(),
         ),
-        Gate::ValidateAvailable => {
-            r(GateState::Red, "unavailable: the automated validation checklist is not built in this version".into())
-        }
+        Gate::ValidateAvailable => r(
+            GateState::Green,
+            "the passive checks run (read-only); the active probe checks are not built in this version".into(),
+        ),
     }
 }
 
@@ -433,7 +434,7 @@ struct StepView<'a> {
 
 /// A step's state from its gates: `ready` (all green), `blocked` (a red gate), `unknown`.
 fn step_state(gates: &[GateResult]) -> &'static str {
-    if gates.iter().any(|g| g.gate == Gate::NodeStepAvailable || g.gate == Gate::ValidateAvailable) {
+    if gates.iter().any(|g| g.gate == Gate::NodeStepAvailable && g.state != GateState::Green) {
         "unavailable"
     } else if gates.iter().any(|g| g.state == GateState::Red) {
         "blocked"
