@@ -353,6 +353,29 @@ fn run_commands(
                     let _ = tx.send(AppEvent::Runbook(result.map(Box::new))).await;
                 });
             }
+            Command::RunValidate => {
+                // The same code as `cutover validate --passive` (and the runbook's validate step).
+                let client = conn.client.clone();
+                let relay = env.relay.clone();
+                let window = env.validate_window;
+                let read_only = conn.read_only;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    use crate::validate::{ActiveSkip, PassiveOptions};
+                    let result = match relay {
+                        None => Err("no hubble-relay configured: the flow checks cannot run".to_string()),
+                        Some(relay) => {
+                            let skip = if read_only { ActiveSkip::ReadOnly } else { ActiveSkip::NotBuilt };
+                            let opts = PassiveOptions { window, active_skip: skip, ..Default::default() };
+                            crate::validate::run_passive(&client, &relay, &opts)
+                                .await
+                                .map(Box::new)
+                                .map_err(|e| e.to_string())
+                        }
+                    };
+                    let _ = tx.send(AppEvent::Validated(result)).await;
+                });
+            }
             Command::PreviewStep(id) => {
                 let client = conn.client.clone();
                 let env = env.clone();

@@ -36,6 +36,8 @@ pub enum Action {
     FlowDetail,
     /// The runbook view.
     Runbook,
+    /// The passive validation checks (read-only), in an overlay.
+    Validate,
     /// Preview the runbook's next step (and run it after its confirmation).
     NextStep,
     /// Preview the current stage's rollback (and run its next step after confirmation).
@@ -116,6 +118,13 @@ pub static KEYMAP: &[Binding] = &[
         G,
         Action::Events,
         "events, full screen: repeats grouped, the selected one in full (↑↓ PgUp PgDn)",
+    ),
+    key(
+        KeyCode::Char('v'),
+        "v",
+        G,
+        Action::Validate,
+        "validation: the passive checks (flows, DNS, drops, Longhorn CSI, LB IP), read-only; v again reruns",
     ),
     key(
         KeyCode::Char('b'),

@@ -364,6 +364,9 @@ pub struct UiState {
     /// The pre-flight overlay is open (and its scroll offset).
     pub preflight_open: bool,
     pub preflight_scroll: usize,
+    /// The validation overlay (`v`).
+    pub validate_open: bool,
+    pub validate_scroll: usize,
     /// The manifest preview is open for this stage (1 or 2), and its scroll offset.
     pub preview_stage: Option<u8>,
     pub preview_scroll: usize,
@@ -429,6 +432,10 @@ pub struct AppState {
     pub planning: Option<String>,
     /// The runbook view (`b`): steps, their states, the next step and the rollback.
     pub runbook: super::runbook::RunbookView,
+    /// The last validation (`v`): when, and the report or why it failed.
+    pub validation: Option<(Timestamp, Result<crate::validate::Report, String>)>,
+    /// A validation is reading now (since when).
+    pub validating: Option<Timestamp>,
 }
 
 const LOG_CAP: usize = 500;
@@ -466,6 +473,8 @@ impl AppState {
             planning: None,
             preview: None,
             runbook: Default::default(),
+            validation: None,
+            validating: None,
         }
     }
 

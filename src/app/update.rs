@@ -50,6 +50,8 @@ pub enum AppEvent {
     Drawn(Box<Drawn>),
     /// The runbook was read: every step's preview and the journal's position.
     Runbook(Result<Box<super::runbook::RunbookRead>, String>),
+    /// A validation run (`v`) finished.
+    Validated(Result<Box<crate::validate::Report>, String>),
     /// One step's preview, read for its confirmation.
     StepPreviewed {
         id: String,
@@ -91,6 +93,8 @@ pub enum Command {
     ReadRunbook,
     /// Read one step's preview for its confirmation.
     PreviewStep(String),
+    /// Run the passive validation checks in the background (reads only).
+    RunValidate,
     Quit,
 }
 
@@ -204,6 +208,26 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             state.runbook.read = Some(result.map(|b| *b));
             Vec::new()
         }
+        AppEvent::Validated(result) => {
+            state.validating = None;
+            match &result {
+                Ok(r) => {
+                    let red = r.checks.iter().filter(|c| c.state == crate::validate::State::Red).count();
+                    let unknown = r.checks.iter().filter(|c| c.state == crate::validate::State::Unknown).count();
+                    let level = if red > 0 {
+                        Level::Error
+                    } else if unknown > 0 {
+                        Level::Warn
+                    } else {
+                        Level::Info
+                    };
+                    state.log(level, format!("validation: {} checks, {red} red, {unknown} unknown", r.checks.len()));
+                }
+                Err(e) => state.log(Level::Error, format!("validation failed: {e}")),
+            }
+            state.validation = Some((state.now, result.map(|b| *b)));
+            Vec::new()
+        }
         AppEvent::StepPreviewed { id, result } => {
             if state.runbook.previewing.as_deref() != Some(id.as_str()) {
                 return Vec::new();
@@ -287,7 +311,7 @@ fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             state.runbook.reading = true;
             return vec![Command::ReadRunbook];
         }
-        KeyCode::Char(c @ ('n' | 'R' | 'x' | '?' | 'e' | 'p')) => {
+        KeyCode::Char(c @ ('n' | 'R' | 'x' | '?' | 'e' | 'p' | 'v')) => {
             // The runbook's own keys and the global ones that still make sense here.
             let Some(binding) = keymap::lookup(&KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE), state.ui.focus)
             else {
@@ -306,6 +330,14 @@ fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 }
                 Action::Events => state.ui.view.events_open = true,
                 Action::Cancel => return cancel_running(state),
+                Action::Validate => {
+                    state.ui.validate_open = true;
+                    state.ui.validate_scroll = 0;
+                    if state.validating.is_none() {
+                        state.validating = Some(state.now);
+                        return vec![Command::RunValidate];
+                    }
+                }
                 Action::Preflight => {
                     state.ui.preflight_open = true;
                     state.ui.preflight_scroll = 0;
@@ -420,7 +452,12 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         return Vec::new();
     }
-    if state.runbook.open && !state.ui.view.events_open && !state.ui.preflight_open && !state.ui.help {
+    if state.runbook.open
+        && !state.ui.view.events_open
+        && !state.ui.preflight_open
+        && !state.ui.validate_open
+        && !state.ui.help
+    {
         return on_runbook_key(state, key);
     }
     if state.ui.view.events_open {
@@ -452,6 +489,24 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 return request_quit(state);
             }
             _ => state.ui.preview_stage = None,
+        }
+        return Vec::new();
+    }
+    if state.ui.validate_open {
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => state.ui.validate_scroll = state.ui.validate_scroll.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => state.ui.validate_scroll += 1,
+            KeyCode::PageUp => state.ui.validate_scroll = state.ui.validate_scroll.saturating_sub(10),
+            KeyCode::PageDown => state.ui.validate_scroll += 10,
+            // Again: runs once more, unless it is reading now.
+            KeyCode::Char('v') => {
+                if state.validating.is_none() {
+                    state.validating = Some(state.now);
+                    return vec![Command::RunValidate];
+                }
+            }
+            KeyCode::Char('q') => return request_quit(state),
+            _ => state.ui.validate_open = false,
         }
         return Vec::new();
     }
@@ -501,6 +556,14 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         Action::NextStep => return preview_step(state, false),
         Action::Rollback => return preview_step(state, true),
+        Action::Validate => {
+            state.ui.validate_open = true;
+            state.ui.validate_scroll = 0;
+            if state.validating.is_none() {
+                state.validating = Some(state.now);
+                return vec![Command::RunValidate];
+            }
+        }
         Action::Help => {
             state.ui.help = true;
             state.ui.view.help_scroll = 0;

@@ -60,6 +60,9 @@ pub fn draw(frame: &mut Frame, state: &AppState, theme: &Theme) -> Drawn {
     if state.ui.preflight_open {
         overlays::preflight(frame, body, state, theme);
     }
+    if state.ui.validate_open {
+        overlays::validation(frame, body, state, theme);
+    }
     if let Some(stage) = state.ui.preview_stage {
         overlays::preview(frame, body, state, stage, theme);
     }

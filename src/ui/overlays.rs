@@ -377,6 +377,50 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
     );
 }
 
+/// The validation overlay (`v`): the passive checks as `cutover validate` prints them.
+pub fn validation(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
+    let mut lines: Vec<Line> = Vec::new();
+    let header = match (&state.validation, state.validating) {
+        (_, Some(since)) => format!(
+            "running since {} (reads only: nodes, pods, Services and the flow stream for the window)",
+            since.strftime("%H:%M:%S")
+        ),
+        (Some((at, Ok(r))), None) => {
+            let word = if r.exit_code() == crate::validate::EXIT_GREEN { "all green" } else { "NOT green" };
+            format!("at {} · {word} · v runs again", at.strftime("%H:%M:%S"))
+        }
+        (Some((_, Err(e))), None) => format!("failed: {e}"),
+        (None, None) => "not run yet · v runs it".to_string(),
+    };
+    lines.push(Line::from(Span::styled(header, theme.dim())));
+    if let Some((_, Ok(r))) = &state.validation {
+        let w = area.width.saturating_sub(6) as usize;
+        for l in crate::validate::output::text(r).lines() {
+            let t = l.trim_start();
+            let style = if t.starts_with("red ") {
+                theme.bad()
+            } else if t.starts_with("unknown ") {
+                theme.warn()
+            } else if t.starts_with("green ") {
+                theme.ok()
+            } else {
+                Style::new()
+            };
+            lines.push(Line::from(Span::styled(fit(l, w), style)));
+        }
+    }
+    let r = crate::ui::inset(area, 2, 1);
+    let visible = r.height.saturating_sub(2) as usize;
+    let scroll = state.ui.validate_scroll.min(lines.len().saturating_sub(visible));
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
+    frame.render_widget(Clear, r);
+    let title = fit(
+        " validation (read-only) · ↑↓ scroll · v again · any other key closes ",
+        r.width.saturating_sub(2) as usize,
+    );
+    frame.render_widget(Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(title)), r);
+}
+
 /// The manifest preview: what `cutover render --stage N` would write, from the settings and the
 /// cluster (API versions, nodes). Writes nothing.
 pub fn preview(frame: &mut Frame, area: Rect, state: &AppState, stage: u8, theme: &Theme) {

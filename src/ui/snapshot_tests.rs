@@ -959,3 +959,50 @@ fn runbook_blocked_step_opens_a_confirmation_that_cannot_run_and_read_only_refus
     let cmds = update(&mut ro, AppEvent::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE)));
     assert!(cmds.is_empty() && ro.ui.confirm.is_none());
 }
+
+#[test]
+fn validation_overlay_names_the_red_pair() {
+    use crate::validate::{CheckResult, PassiveCheck, Report, Skipped, State, SubResult};
+    use std::time::Duration;
+    let sub = |subject: &str, state: State, ev: &str| SubResult {
+        subject: subject.into(),
+        state,
+        evidence: vec![ev.into()],
+        duration: Duration::from_secs(3),
+    };
+    let report = Report {
+        checks: vec![
+            CheckResult::new(
+                PassiveCheck::CrossNodeFlows,
+                vec![
+                    sub("homelab-cp1 → homelab-w1", State::Green, "120 forwarded, none dropped"),
+                    sub("homelab-w1 → homelab-w2", State::Red, "0 forwarded, 14 dropped (UNKNOWN_L3_TARGET_ADDRESS)"),
+                ],
+                vec![],
+            ),
+            CheckResult::new(
+                PassiveCheck::LoadBalancerIp,
+                vec![sub("haproxy-ingress/haproxy-ingress", State::Green, "192.168.20.240")],
+                vec![],
+            ),
+        ],
+        skipped: vec![Skipped {
+            id: "probe-clusterip".into(),
+            title: "ClusterIP from every node".into(),
+            reason: "active checks are not built in this version".into(),
+        }],
+        window: Duration::from_secs(3),
+        flows_seen: Some(2931),
+        elapsed: Duration::from_secs(4),
+    };
+    let mut s = typical(Mode::Armed);
+    let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Char('v'), KeyModifiers::NONE)));
+    assert_eq!(cmds, vec![crate::app::update::Command::RunValidate]);
+    assert!(s.ui.validate_open && s.validating.is_some());
+    // Pressing v again while it reads does not start a second run.
+    let again = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Char('v'), KeyModifiers::NONE)));
+    assert!(again.is_empty());
+    update(&mut s, AppEvent::Validated(Ok(Box::new(report))));
+    assert!(s.validating.is_none());
+    insta::assert_snapshot!(render(&s, 100, 30));
+}
