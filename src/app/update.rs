@@ -324,29 +324,37 @@ fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             match binding.action {
                 Action::NextStep => return preview_step(state, false),
                 Action::Rollback => return preview_step(state, true),
-                Action::Help => {
-                    state.ui.help = true;
-                    state.ui.view.help_scroll = 0;
-                }
-                Action::Events => state.ui.view.events_open = true,
-                Action::Cancel => return cancel_running(state),
-                Action::Validate => {
-                    state.ui.validate_open = true;
-                    state.ui.validate_scroll = 0;
-                    if state.validating.is_none() {
-                        state.validating = Some(state.now);
-                        return vec![Command::RunValidate];
-                    }
-                }
-                Action::Preflight => {
-                    state.ui.preflight_open = true;
-                    state.ui.preflight_scroll = 0;
-                    if !state.preflight_running {
-                        state.preflight_running = true;
-                        return vec![Command::RunPreflight];
-                    }
-                }
-                _ => {}
+                other => return overlay_action(state, other),
+            }
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// The keys that open an overlay or stop the running operation, wherever they are pressed.
+fn overlay_action(state: &mut AppState, action: Action) -> Vec<Command> {
+    match action {
+        Action::Cancel => return cancel_running(state),
+        Action::Help => {
+            state.ui.help = true;
+            state.ui.view.help_scroll = 0;
+        }
+        Action::Events => state.ui.view.events_open = true,
+        Action::Validate => {
+            state.ui.validate_open = true;
+            state.ui.validate_scroll = 0;
+            if state.validating.is_none() {
+                state.validating = Some(state.now);
+                return vec![Command::RunValidate];
+            }
+        }
+        Action::Preflight => {
+            state.ui.preflight_open = true;
+            state.ui.preflight_scroll = 0;
+            if !state.preflight_running {
+                state.preflight_running = true;
+                return vec![Command::RunPreflight];
             }
         }
         _ => {}
@@ -546,7 +554,9 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     }
     match binding.action {
         Action::Quit => return request_quit(state),
-        Action::Cancel => return cancel_running(state),
+        Action::Cancel | Action::Validate | Action::Help | Action::Events | Action::Preflight => {
+            return overlay_action(state, binding.action);
+        }
         Action::Runbook => {
             state.runbook.open = true;
             if !state.runbook.reading {
@@ -556,19 +566,6 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         Action::NextStep => return preview_step(state, false),
         Action::Rollback => return preview_step(state, true),
-        Action::Validate => {
-            state.ui.validate_open = true;
-            state.ui.validate_scroll = 0;
-            if state.validating.is_none() {
-                state.validating = Some(state.now);
-                return vec![Command::RunValidate];
-            }
-        }
-        Action::Help => {
-            state.ui.help = true;
-            state.ui.view.help_scroll = 0;
-        }
-        Action::Events => state.ui.view.events_open = true,
         Action::FlowDetail => {
             // The flow the last frame drew highlighted, exactly as it was.
             match state.ui.view.drawn.as_ref().and_then(|d| d.flow.clone()) {
@@ -582,14 +579,6 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             state.ui.preview_stage = Some(stage);
             state.ui.preview_scroll = 0;
             return vec![Command::RenderPreview(stage)];
-        }
-        Action::Preflight => {
-            state.ui.preflight_open = true;
-            state.ui.preflight_scroll = 0;
-            if !state.preflight_running {
-                state.preflight_running = true;
-                return vec![Command::RunPreflight];
-            }
         }
         Action::FocusNext => state.ui.focus = state.ui.focus.next(),
         Action::FocusPrev => state.ui.focus = state.ui.focus.prev(),

@@ -100,14 +100,22 @@ pub fn select<'a>(runbook: &'a Runbook, targets: &[String]) -> Result<Vec<(&'a S
     Ok(chosen)
 }
 
-pub async fn run(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode> {
+/// The settings and the runbook, or the exit code of a runbook file that does not read.
+fn load(common: &StepArgs, global: &GlobalArgs) -> Result<Result<(Settings, Runbook), ExitCode>> {
     let settings = Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")?;
-    let runbook = match load_runbook(args.common.runbook.as_deref(), &settings) {
-        Ok(r) => r,
+    Ok(match load_runbook(common.runbook.as_deref(), &settings) {
+        Ok(r) => Ok((settings, r)),
         Err(e) => {
             say(&format!("cutover: {e}"));
-            return Ok(ExitCode::from(2));
+            Err(ExitCode::from(2))
         }
+    })
+}
+
+pub async fn run(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode> {
+    let (settings, runbook) = match load(&args.common, global)? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
     };
     let mut chosen: Vec<(Stage, Step)> = match select(&runbook, &args.targets) {
         Ok(c) => c.into_iter().map(|(a, b)| (a.clone(), b.clone())).collect(),
@@ -129,13 +137,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode> {
 }
 
 pub async fn rollback(args: RollbackArgs, global: &GlobalArgs) -> Result<ExitCode> {
-    let settings = Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")?;
-    let runbook = match load_runbook(args.common.runbook.as_deref(), &settings) {
-        Ok(r) => r,
-        Err(e) => {
-            say(&format!("cutover: {e}"));
-            return Ok(ExitCode::from(2));
-        }
+    let (settings, runbook) = match load(&args.common, global)? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
     };
     let Some(rb) = steps::rollback_for(&runbook, &args.stage) else {
         say(&format!(
