@@ -600,6 +600,10 @@ fn plan_step(
             row.files.clear();
         } else if matches!(preview.state, StepState::Done(_)) {
             row.why = format!("{} (journal {})", row.why, j.time);
+        } else {
+            // A commit's truth is the branch: done in the journal, gone from Git (reverted by hand?).
+            let said = format!("the journal says done at {}, but Git says otherwise", j.time);
+            row.why = if row.why.is_empty() { said } else { format!("{said}; {}", row.why) };
         }
     }
     row
