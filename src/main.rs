@@ -36,6 +36,9 @@ enum Cmd {
     Status(cutover::status::StatusArgs),
     /// Read-only pre-flight checks of the cluster against the plan (exit 0 pass, 1 fail, 2 warn).
     Preflight(cutover::checks::PreflightArgs),
+    /// The validation checklist: passive checks from the flow stream and the cluster's state
+    /// (exit 0 all green, 1 red or unknown, 2 bad input, 3 unreachable).
+    Validate(cutover::validate::ValidateArgs),
     /// Render the Argo CD Application, Cilium values, Hubble UI Ingress and k3s config for a stage.
     Render(cutover::manifests::render::RenderArgs),
     /// Check a Cilium values file against the pinned chart (removed keys, invalid values, crashes).
@@ -220,7 +223,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .wrap_err("cannot connect to the cluster")?;
             let relay = relay_starter(&global, &conn, &settings);
-            cutover::tui::run(conn, Some(relay), tui_options(&args, &settings)?).await?;
+            let mut opts = tui_options(&args, &settings)?;
+            opts.relay_target = Some(relay_target(&global, &conn, &settings));
+            cutover::tui::run(conn, Some(relay), opts).await?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "sim")]
@@ -229,6 +234,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Sim(args) => sim(args).await,
         Cmd::Status(args) => cutover::status::run(args, &global).await,
         Cmd::Preflight(args) => cutover::checks::run(args, &global).await,
+        Cmd::Validate(args) => cutover::validate::run(args, &global).await,
         Cmd::Render(args) => cutover::manifests::render::run(args, &global).await,
         Cmd::Lint(args) => cutover::manifests::lint::run(args, &global).await,
         Cmd::Flows(args) => cutover::hubble::cli::run(args, &global).await,
@@ -265,21 +271,29 @@ fn tui_options(args: &TuiArgs, settings: &cutover::settings::Settings) -> Result
         journal: None,
         runbook: std::sync::Arc::new(runbook),
         dry_run: args.dry_run,
+        relay_target: None,
     })
 }
 
 /// The relay: `--hubble-server`, else a port-forward through the API to Service hubble-relay.
+fn relay_target(
+    global: &GlobalArgs,
+    conn: &cutover::cluster::client::ClusterConn,
+    settings: &cutover::settings::Settings,
+) -> cutover::hubble::client::RelayTarget {
+    use cutover::hubble::client::RelayTarget;
+    match &global.hubble_server {
+        Some(addr) => RelayTarget::Address(addr.clone()),
+        None => RelayTarget::Kube { client: conn.client.clone(), namespace: settings.cilium.namespace.clone() },
+    }
+}
+
 fn relay_starter(
     global: &GlobalArgs,
     conn: &cutover::cluster::client::ClusterConn,
     settings: &cutover::settings::Settings,
 ) -> cutover::tui::RelayStarter {
-    use cutover::hubble::client::RelayTarget;
-    let target = match &global.hubble_server {
-        Some(addr) => RelayTarget::Address(addr.clone()),
-        None => RelayTarget::Kube { client: conn.client.clone(), namespace: settings.cilium.namespace.clone() },
-    };
-    cutover::tui::hubble_source(target, 200)
+    cutover::tui::hubble_source(relay_target(global, conn, settings), 200)
 }
 
 #[cfg(feature = "sim")]
@@ -306,7 +320,9 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         .await
         .wrap_err("cannot connect to the simulated cluster")?;
     let relay = relay_starter(&global, &conn, &settings);
-    cutover::tui::run(conn, Some(relay), tui_options(&args.tui, &settings)?).await?;
+    let mut opts = tui_options(&args.tui, &settings)?;
+    opts.relay_target = Some(relay_target(&global, &conn, &settings));
+    cutover::tui::run(conn, Some(relay), opts).await?;
     sim.stop();
     drop(clone_dir);
     Ok(ExitCode::SUCCESS)

@@ -220,6 +220,8 @@ pub struct Settings {
     pub argo: ArgoSettings,
     pub hubble: HubbleSettings,
     pub runbook: RunbookSettings,
+    /// How the runbook reaches the nodes (the system `ssh`).
+    pub ssh: SshSettings,
     /// Per kubeconfig-context overrides, e.g. `[contexts."homelab"] read_only = true`.
     pub contexts: BTreeMap<String, ContextSettings>,
     /// Where these settings were read from (not a key of the file).
@@ -487,11 +489,19 @@ pub struct RunbookSettings {
     /// How long the cluster lock lasts without renewal (renewed every third of it; taken over
     /// only when stale: twice this). Go duration.
     pub lock_duration: String,
+    /// How long the `validate` step reads the flow stream (Go duration).
+    pub validate_window: String,
 }
 
 impl Default for RunbookSettings {
     fn default() -> Self {
-        RunbookSettings { node_order: Vec::new(), file: None, wait_timeout: "15m".into(), lock_duration: "30s".into() }
+        RunbookSettings {
+            node_order: Vec::new(),
+            file: None,
+            wait_timeout: "15m".into(),
+            lock_duration: "30s".into(),
+            validate_window: "30s".into(),
+        }
     }
 }
 
@@ -501,10 +511,168 @@ impl RunbookSettings {
         crate::duration::parse_non_negative(&self.wait_timeout).unwrap_or(std::time::Duration::from_secs(900))
     }
 
+    /// `validate_window` as a duration (validated when the settings are read).
+    pub fn validate_window(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.validate_window).unwrap_or(std::time::Duration::from_secs(30))
+    }
+
     /// `lock_duration` as a duration (validated when the settings are read).
     pub fn lock_duration(&self) -> std::time::Duration {
         crate::duration::parse_non_negative(&self.lock_duration).unwrap_or(std::time::Duration::from_secs(30))
     }
+}
+
+/// How node commands reach the nodes: the operator's system OpenSSH client (`ssh`), so that
+/// `~/.ssh/config`, the agent, ProxyJump and known_hosts apply. Unset keys leave the choice to
+/// ssh and its config files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshSettings {
+    /// `ssh -F FILE` (unset: ssh's own `~/.ssh/config` and `/etc/ssh/ssh_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// `ssh -l USER` for every node (unset: ssh's default, from its config or the local user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `ssh -p PORT` for every node (unset: ssh's default, from its config or 22).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `ConnectTimeout`, seconds.
+    pub connect_timeout: u64,
+    /// Longest a node command may run, seconds (ssh is stopped after that).
+    pub command_timeout: u64,
+    /// `ServerAliveInterval`, seconds (a dead connection is noticed after 3 of them).
+    pub server_alive_interval: u64,
+    /// Directory of the ControlMaster sockets (0700; one connection per node is reused). Unset:
+    /// `ssh/` in the state directory, or a private temp directory when that path is too long for
+    /// a socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_dir: Option<PathBuf>,
+    /// The command lines sent to the nodes.
+    pub commands: SshCommands,
+    /// Per-node overrides by Kubernetes node name, e.g. `[ssh.nodes."homelab-w1"] host = "w1.lan"`.
+    pub nodes: BTreeMap<String, SshNodeSettings>,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            config_file: None,
+            user: None,
+            port: None,
+            connect_timeout: 10,
+            command_timeout: 120,
+            server_alive_interval: 15,
+            control_dir: None,
+            commands: SshCommands::default(),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The command templates. Placeholders come from a fixed set with values the tool controls:
+/// `{stage}` (1 or 2), `{path}` (the drop-in path), `{unit}` (`k3s` or `k3s-agent`), `{lines}` (a
+/// number). File content never appears in a command line: it goes to the command's stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshCommands {
+    /// The stage's k3s config drop-in (only `{stage}`).
+    pub dropin_path: String,
+    /// Writes stdin to the drop-in.
+    pub write_dropin: String,
+    /// Prints the drop-in (compared with what was written).
+    pub read_dropin: String,
+    /// Removes the drop-in (rollback).
+    pub remove_dropin: String,
+    /// Restarts k3s so that it reads its configuration again.
+    pub restart: String,
+    /// Reboots the node (clears flannel.1, cni0 and old iptables rules).
+    pub reboot: String,
+    /// The k3s unit's last `{lines}` journal lines.
+    pub logs: String,
+}
+
+impl Default for SshCommands {
+    fn default() -> Self {
+        SshCommands {
+            dropin_path: "/etc/rancher/k3s/config.yaml.d/90-cutover-stage{stage}.yaml".into(),
+            write_dropin: "sudo -n tee {path} >/dev/null".into(),
+            read_dropin: "sudo -n cat {path}".into(),
+            remove_dropin: "sudo -n rm -f {path}".into(),
+            restart: "sudo -n systemctl restart {unit}".into(),
+            reboot: "sudo -n systemctl reboot".into(),
+            logs: "sudo -n journalctl -u {unit} -n {lines} --no-pager".into(),
+        }
+    }
+}
+
+impl SshCommands {
+    /// Each template with the placeholders it may use, as `(key, template, allowed)`.
+    pub fn templates(&self) -> [(&'static str, &str, &'static [&'static str]); 7] {
+        const ALL: &[&str] = &["stage", "path", "unit", "lines"];
+        [
+            ("dropin_path", &self.dropin_path, &["stage"]),
+            ("write_dropin", &self.write_dropin, ALL),
+            ("read_dropin", &self.read_dropin, ALL),
+            ("remove_dropin", &self.remove_dropin, ALL),
+            ("restart", &self.restart, ALL),
+            ("reboot", &self.reboot, ALL),
+            ("logs", &self.logs, ALL),
+        ]
+    }
+}
+
+/// Checks a command template: balanced braces, only the allowed placeholders, one line.
+pub fn check_template(template: &str, allowed: &[&str]) -> Result<(), String> {
+    if template.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if template.contains(['\n', '\r']) {
+        return Err("must be one line".into());
+    }
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest[i..].starts_with('}') {
+            return Err(format!("unmatched `}}` in {template:?}"));
+        }
+        let Some(end) = rest[i..].find('}') else { return Err(format!("unclosed `{{` in {template:?}")) };
+        let name = &rest[i + 1..i + end];
+        if !allowed.contains(&name) {
+            let known: Vec<String> = allowed.iter().map(|a| format!("{{{a}}}")).collect();
+            return Err(format!("unknown placeholder {{{name}}} (allowed here: {})", known.join(", ")));
+        }
+        rest = &rest[i + end + 1..];
+    }
+    Ok(())
+}
+
+/// SSH overrides for one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshNodeSettings {
+    /// What ssh connects to (a name from `~/.ssh/config`, a DNS name or an address). Unset: the
+    /// node's InternalIP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// Whether `s` may be given to ssh as a host or user name: not empty, not an option (`-…`), no
+/// whitespace, quotes or shell characters.
+pub fn check_ssh_word(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.starts_with('-') {
+        return Err(format!("{s:?} must not start with `-`"));
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-@:[]%".contains(*c))) {
+        return Err(format!("{s:?}: character {c:?} is not allowed"));
+    }
+    Ok(())
 }
 
 /// Overrides for one kubeconfig context.
@@ -622,6 +790,57 @@ impl Settings {
         format!("{}.yaml", self.argo.cilium_app)
     }
 
+    fn validate_ssh(&self, text: &str, path: &Path) -> Result<(), SettingsError> {
+        let invalid = |section: &str, key: &str, message: String| SettingsError::Invalid {
+            path: path.to_path_buf(),
+            line: find_key_line(text, section, key),
+            key: format!("{section}.{key}"),
+            message,
+        };
+        let ssh = &self.ssh;
+        if let Some(u) = &ssh.user {
+            check_ssh_word(u).map_err(|m| invalid("ssh", "user", m))?;
+        }
+        if ssh.port == Some(0) {
+            return Err(invalid("ssh", "port", "must be a port number (1-65535)".into()));
+        }
+        for (key, v) in [
+            ("connect_timeout", ssh.connect_timeout),
+            ("command_timeout", ssh.command_timeout),
+            ("server_alive_interval", ssh.server_alive_interval),
+        ] {
+            if v == 0 || v > 86_400 {
+                return Err(invalid("ssh", key, "must be 1-86400 seconds".into()));
+            }
+        }
+        for (key, template, allowed) in ssh.commands.templates() {
+            check_template(template, allowed).map_err(|m| invalid("ssh.commands", key, m))?;
+        }
+        let p = &ssh.commands.dropin_path;
+        if !p.starts_with('/')
+            || p.contains("..")
+            || !p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-{}".contains(c))
+        {
+            return Err(invalid(
+                "ssh.commands",
+                "dropin_path",
+                format!("{p:?} must be an absolute path of letters, digits and / . _ -"),
+            ));
+        }
+        for (node, n) in &ssh.nodes {
+            let section = format!("ssh.nodes.{}", dotted("", node));
+            for (key, v) in [("host", &n.host), ("user", &n.user)] {
+                if let Some(v) = v {
+                    check_ssh_word(v).map_err(|m| invalid(&section, key, m))?;
+                }
+            }
+            if n.port == Some(0) {
+                return Err(invalid(&section, "port", "must be a port number (1-65535)".into()));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, text: &str, path: &Path) -> Result<(), SettingsError> {
         let invalid = |section: &str, key: &str, message: String| SettingsError::Invalid {
             path: path.to_path_buf(),
@@ -663,6 +882,7 @@ impl Settings {
         for cidr in self.hubble.whitelist.split(',') {
             Ipv4Cidr::parse(cidr.trim()).map_err(|m| invalid("hubble", "whitelist", m))?;
         }
+        self.validate_ssh(text, path)?;
         for (key, value) in [
             ("apps_path", &self.git.apps_path),
             ("values_path", &self.git.values_path),
@@ -680,6 +900,7 @@ impl Settings {
         for (key, value, min) in [
             ("wait_timeout", &self.runbook.wait_timeout, std::time::Duration::from_secs(1)),
             ("lock_duration", &self.runbook.lock_duration, std::time::Duration::from_secs(1)),
+            ("validate_window", &self.runbook.validate_window, std::time::Duration::from_secs(1)),
         ] {
             match crate::duration::parse_non_negative(value) {
                 Ok(d) if d >= min => {}
@@ -815,14 +1036,40 @@ struct Unknown {
 /// the serialized defaults (every key has one); `contexts` holds any context name, each with the
 /// keys of `ContextSettings`.
 fn first_unknown_key(doc: &DeTable<'_>) -> Option<Unknown> {
-    let schema = toml::Table::try_from(Settings::default()).ok()?;
-    let context = toml::Table::try_from(ContextSettings::default()).ok()?;
+    // The optional keys have no default value to serialize: the schema takes them from an example.
+    let example = Settings {
+        ssh: SshSettings {
+            config_file: Some(PathBuf::from("x")),
+            user: Some("x".into()),
+            port: Some(22),
+            control_dir: Some(PathBuf::from("x")),
+            ..SshSettings::default()
+        },
+        ..Settings::default()
+    };
+    let schema = toml::Table::try_from(example).ok()?;
+    let maps = Maps {
+        context: toml::Table::try_from(ContextSettings::default()).ok()?,
+        ssh_node: toml::Table::try_from(SshNodeSettings {
+            host: Some("x".into()),
+            user: Some("x".into()),
+            port: Some(22),
+        })
+        .ok()?,
+    };
     let mut found = Vec::new();
-    unknown_keys(doc, &schema, &context, "", &mut found);
+    unknown_keys(doc, &schema, &maps, "", &mut found);
     found.into_iter().min_by_key(|u| u.offset)
 }
 
-fn unknown_keys(doc: &DeTable<'_>, schema: &toml::Table, context: &toml::Table, prefix: &str, out: &mut Vec<Unknown>) {
+/// Tables whose keys are names the operator chooses (contexts, nodes), each holding the keys of
+/// one schema.
+struct Maps {
+    context: toml::Table,
+    ssh_node: toml::Table,
+}
+
+fn unknown_keys(doc: &DeTable<'_>, schema: &toml::Table, maps: &Maps, prefix: &str, out: &mut Vec<Unknown>) {
     for (k, v) in doc {
         let name: &str = k.get_ref();
         let key = dotted(prefix, name);
@@ -843,14 +1090,19 @@ fn unknown_keys(doc: &DeTable<'_>, schema: &toml::Table, context: &toml::Table, 
             Some(toml::Value::Table(sub)) => {
                 // A value of another type is a type error, reported by serde with its key.
                 let DeValue::Table(table) = v.get_ref() else { continue };
-                if prefix.is_empty() && name == "contexts" {
-                    for (ctx, settings) in table {
+                let named = match (prefix, name) {
+                    ("", "contexts") => Some(&maps.context),
+                    ("ssh", "nodes") => Some(&maps.ssh_node),
+                    _ => None,
+                };
+                if let Some(entry_schema) = named {
+                    for (entry, settings) in table {
                         if let DeValue::Table(t) = settings.get_ref() {
-                            unknown_keys(t, context, context, &dotted(&key, ctx.get_ref()), out);
+                            unknown_keys(t, entry_schema, maps, &dotted(&key, entry.get_ref()), out);
                         }
                     }
                 } else {
-                    unknown_keys(table, sub, context, &key, out);
+                    unknown_keys(table, sub, maps, &key, out);
                 }
             }
             Some(_) => {}
@@ -1019,6 +1271,50 @@ mod tests {
         let text = "[cilium]\nchart_version = \"latest\"\n";
         let err = Settings::from_toml(text, Path::new("c.toml")).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("cilium.chart_version"), "{err}");
+    }
+
+    #[test]
+    fn ssh_defaults_and_overrides() {
+        let s = Settings::default().ssh;
+        assert_eq!((s.config_file, s.user, s.port), (None, None, None));
+        assert_eq!((s.connect_timeout, s.command_timeout, s.server_alive_interval), (10, 120, 15));
+        assert_eq!(s.commands.dropin_path, "/etc/rancher/k3s/config.yaml.d/90-cutover-stage{stage}.yaml");
+        assert_eq!(s.commands.write_dropin, "sudo -n tee {path} >/dev/null");
+        assert_eq!(s.commands.read_dropin, "sudo -n cat {path}");
+        assert_eq!(s.commands.remove_dropin, "sudo -n rm -f {path}");
+        assert_eq!(s.commands.restart, "sudo -n systemctl restart {unit}");
+        assert_eq!(s.commands.reboot, "sudo -n systemctl reboot");
+        assert_eq!(s.commands.logs, "sudo -n journalctl -u {unit} -n {lines} --no-pager");
+        assert!(s.nodes.is_empty());
+
+        let text = "[ssh]\nconfig_file = \"/etc/cutover/ssh_config\"\nuser = \"ops\"\nport = 2222\ncommand_timeout = 300\n\n[ssh.nodes.\"homelab-w1\"]\nhost = \"w1.lan\"\nport = 22\n";
+        let s = Settings::from_toml(text, Path::new("c.toml")).expect("parses").ssh;
+        assert_eq!(s.config_file.as_deref(), Some(Path::new("/etc/cutover/ssh_config")));
+        assert_eq!(
+            (s.user.as_deref(), s.port, s.command_timeout, s.connect_timeout),
+            (Some("ops"), Some(2222), 300, 10)
+        );
+        let w1 = &s.nodes["homelab-w1"];
+        assert_eq!((w1.host.as_deref(), w1.user.as_deref(), w1.port), (Some("w1.lan"), None, Some(22)));
+    }
+
+    #[test]
+    fn ssh_settings_are_checked() {
+        let e = err("[ssh.nodes.\"homelab-w1\"]\nhots = \"x\"\n");
+        assert!(e.starts_with("c.toml:2: unknown key \"ssh.nodes.homelab-w1.hots\""), "{e}");
+        let e = err("[ssh]\nconect_timeout = 5\n");
+        assert!(e.contains("did you mean \"ssh.connect_timeout\""), "{e}");
+        let e = err("[ssh.commands]\nrestart = \"sudo -n systemctl restart {service}\"\n");
+        assert!(e.starts_with("c.toml:2: ssh.commands.restart: unknown placeholder {service}"), "{e}");
+        let e = err("[ssh.commands]\ndropin_path = \"/etc/x/{unit}.yaml\"\n");
+        assert!(e.contains("ssh.commands.dropin_path: unknown placeholder {unit}"), "{e}");
+        let e = err("[ssh.commands]\ndropin_path = \"relative/{stage}.yaml\"\n");
+        assert!(e.contains("must be an absolute path"), "{e}");
+        let e = err("[ssh.nodes.w1]\nhost = \"-oProxyCommand=sh\"\n");
+        assert!(e.contains("must not start with `-`"), "{e}");
+        let e = err("[ssh]\ncommand_timeout = 0\n");
+        assert!(e.starts_with("c.toml:2: ssh.command_timeout:"), "{e}");
+        assert_eq!(check_template("a {lines", &["lines"]), Err("unclosed `{` in \"a {lines\"".into()));
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct TuiOptions {
     pub runbook: std::sync::Arc<crate::runbook::plan::Runbook>,
     /// Previews only: confirming sends nothing (`--dry-run`).
     pub dry_run: bool,
+    /// Where the runbook's `validate` step reads flows.
+    pub relay_target: Option<crate::hubble::client::RelayTarget>,
 }
 
 impl Default for TuiOptions {
@@ -85,6 +87,7 @@ impl Default for TuiOptions {
             journal: None,
             runbook: std::sync::Arc::new(crate::runbook::plan::Runbook::built_in()),
             dry_run: false,
+            relay_target: None,
         }
     }
 }
@@ -134,7 +137,10 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
         .map_err(|e| color_eyre::eyre::eyre!(e))
         .wrap_err("cannot build the write client")?;
     runner.lease_config_mut().duration = opts.settings.runbook.lock_duration();
-    let step_env = crate::runbook::steps::StepEnv::new(opts.settings.clone(), opts.runbook.clone());
+    let mut step_env = crate::runbook::steps::StepEnv::new(opts.settings.clone(), opts.runbook.clone());
+    if let Some(t) = opts.relay_target.clone() {
+        step_env = step_env.with_relay(t);
+    }
     runner.enable_runbook(step_env.clone());
     let mut signals = Signals::new().wrap_err("cannot watch for SIGHUP/SIGTERM")?;
 

@@ -36,31 +36,11 @@ impl Rehearsal {
     /// A fresh sim whose pre-flight fail (the bare netshoot pod) the operator has fixed, a
     /// clone of its origin and a settings file pointing at it.
     async fn start(seed: u64) -> Rehearsal {
-        let sim = Sim::start(SimOptions { scenario: "fresh".into(), seed, speed: 20.0, ..Default::default() })
-            .await
-            .expect("sim starts");
-        let c = admin(&sim).await;
-        Api::<Pod>::namespaced(c, "default")
-            .delete("netshoot", &DeleteParams::default())
-            .await
-            .expect("delete netshoot");
-        let tmp = TempDir::new().expect("temp dir");
-        let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
-        let mut s = Settings::default();
-        sim.point_settings_at(&mut s, clone.clone());
-        let settings = tmp.path.join("cutover.toml");
-        let toml = format!(
-            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\n",
-            clone.display().to_string(),
-            s.git.repo_url,
-            s.git.apps_path,
-            s.git.values_path
-        );
-        std::fs::write(&settings, toml).expect("settings");
-        let origin = sim.info().git_repo.expect("origin");
-        let r = Rehearsal { sim, tmp, clone, origin, settings };
-        // As an operator would: wait until pre-flight has no fail (Longhorn's instance-manager
-        // PDBs allow no disruption until its volumes settle).
+        let r = Rehearsal::on("fresh", seed, 20.0).await;
+        let pods = Api::<Pod>::namespaced(admin(&r.sim).await, "default");
+        pods.delete("netshoot", &DeleteParams::default()).await.expect("delete netshoot");
+        // As an operator would: wait until pre-flight has no fail (netshoot gone; Longhorn's
+        // instance-manager PDBs allow no disruption until its volumes settle).
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (code, out, _) = r.run(&["preflight"]).await;
@@ -73,12 +53,36 @@ impl Rehearsal {
         r
     }
 
+    /// A sim running `scenario`, a clone of its origin and a settings file pointing at it.
+    async fn on(scenario: &str, seed: u64, speed: f64) -> Rehearsal {
+        let sim = Sim::start(SimOptions { scenario: scenario.into(), seed, speed, ..Default::default() })
+            .await
+            .expect("sim starts");
+        let tmp = TempDir::new().expect("temp dir");
+        let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
+        let mut s = Settings::default();
+        sim.point_settings_at(&mut s, clone.clone());
+        let settings = tmp.path.join("cutover.toml");
+        let toml = format!(
+            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\nvalidate_window = \"3s\"\n",
+            clone.display().to_string(),
+            s.git.repo_url,
+            s.git.apps_path,
+            s.git.values_path
+        );
+        std::fs::write(&settings, toml).expect("settings");
+        let origin = sim.info().git_repo.expect("origin");
+        Rehearsal { sim, tmp, clone, origin, settings }
+    }
+
     fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
         cmd.arg("--kubeconfig")
             .arg(&self.sim.kubeconfig)
             .args(["--context", "sim", "--log-file", "/dev/null", "--settings"])
             .arg(&self.settings)
+            .arg("--hubble-server")
+            .arg(self.sim.relay_addr.to_string())
             .args(args)
             .env("XDG_STATE_HOME", self.tmp.path.join("state"))
             .env("XDG_CONFIG_HOME", self.tmp.path.join("config"))
@@ -218,8 +222,12 @@ async fn a_run_killed_in_the_middle_of_a_wait_resumes_from_the_journal() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     // A node that is not Ready keeps the Cilium agent there unavailable: the wait waits.
     r.sim.inject(&Fault::NodeNotReady { node: "homelab-w2".into() });
-    let mut child =
-        r.command(&["run", "--yes", "--until", "stage1-wait"]).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = r
+        .command(&["run", "--yes", "--until", "stage1-wait"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut seen = Vec::new();
     let waiting = tokio::time::timeout(WAIT, async {
@@ -246,6 +254,7 @@ async fn a_run_killed_in_the_middle_of_a_wait_resumes_from_the_journal() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(err.contains("interrupted at stage1-wait"), "{err}");
     assert!(err.contains("done     stage1-commit"), "{err}");
+    assert!(out.contains("ok       stage1-appear"), "a wait waits again: {out}");
     assert!(out.contains("ok       stage1-wait"), "{out}");
     let (code, _, err) = r.run(&["journal", "--verify"]).await;
     assert_eq!(code, Some(0), "{err}");
@@ -268,4 +277,28 @@ async fn a_broken_runbook_file_names_its_line_and_read_only_refuses_to_run() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("read-only") && err.contains("--dry-run"), "{err}");
     assert_eq!((r.mutating(), r.origin_head()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on_a_broken_pair() {
+    let r = Rehearsal::on("migrated", 1, 8.0).await;
+    let before = r.sim.requests().len();
+    let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("ok       stage1-validate") && out.contains("5 passive check(s) green"), "{out}");
+    assert!(out.contains("active check(s) not run"), "{out}");
+    r.sim.inject(&Fault::BrokenPath { a: "homelab-w1".into(), b: "homelab-w2".into() });
+    let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(err.contains("the runbook stops at stage1-validate") && err.contains("cross-node-flows"), "{err}");
+    // Only the cluster lock was written: a validation reads.
+    let writes: Vec<String> = r
+        .sim
+        .requests()
+        .iter()
+        .skip(before)
+        .filter(|q| q.is_mutating() && !q.path.contains("/leases"))
+        .map(|q| format!("{} {}", q.method, q.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
 }

@@ -403,9 +403,10 @@ pub fn evaluate_gate(
             GateState::Red,
             "unavailable: the per-node k3s step over SSH is not built in this version; do it by hand (docs/operator-guide.md)".into(),
         ),
-        Gate::ValidateAvailable => {
-            r(GateState::Red, "unavailable: the automated validation checklist is not built in this version".into())
-        }
+        Gate::ValidateAvailable => r(
+            GateState::Green,
+            "the passive checks run (read-only); the active probe checks are not built in this version".into(),
+        ),
     }
 }
 
@@ -592,12 +593,20 @@ fn plan_step(
             "started {time} and has no result in the journal; `cutover run` re-checks its gates and runs it again"
         );
     } else if let Some(j) = done.get(id.as_str()) {
-        if row.kind != StepKind::GitCommit {
+        // As `cutover run` judges it: acknowledgements and Argo requests are done once journaled;
+        // waits and validation only read and run again; commits (and node changes) are judged by
+        // the branch (and the nodes), which the preview reads.
+        if matches!(row.kind, StepKind::OperatorCheck | StepKind::ArgoRefresh | StepKind::ArgoSync) {
             row.state = "done";
             row.why = format!("journal {}: {}", j.time, j.message);
-            // It ran: what a run would send now is not what is planned.
+            // It ran: a run sends nothing for it again.
             row.changes.clear();
             row.files.clear();
+        } else if matches!(row.kind, StepKind::ArgoWait | StepKind::Validate) {
+            row.state = "done";
+            row.why = format!("journal {}: {}; it only reads: a run reads it again", j.time, j.message);
+        } else if row.kind == StepKind::NodeCutover {
+            row.why = format!("the journal says done at {}; the nodes are what count: {}", j.time, row.why);
         } else if matches!(preview.state, StepState::Done(_)) {
             row.why = format!("{} (journal {})", row.why, j.time);
         } else {

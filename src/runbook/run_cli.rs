@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::executor::ExecError;
 use super::journal::Journal;
-use super::plan::{Runbook, Stage, Step};
+use super::plan::{Runbook, Stage, Step, StepKind};
 use super::runner::{RunEvent, RunRequest, Runner};
 use super::steps::{self, Position, StepEnv, StepPreview, StepState};
 use crate::cli::GlobalArgs;
@@ -179,7 +179,14 @@ async fn drive(
         return Ok(ExitCode::from(3));
     }
     let settings = Arc::new(settings);
-    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone()));
+    let relay = match &global.hubble_server {
+        Some(addr) => crate::hubble::client::RelayTarget::Address(addr.clone()),
+        None => crate::hubble::client::RelayTarget::Kube {
+            client: conn.client.clone(),
+            namespace: settings.cilium.namespace.clone(),
+        },
+    };
+    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone())).with_relay(relay);
     let journal = Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
     let entries = match journal.read() {
         Ok(v) => v.entries,
@@ -204,8 +211,11 @@ async fn drive(
     let mut signals = crate::tui::Signals::new().wrap_err("cannot watch for signals")?;
 
     for (stage, step) in &chosen {
+        // Done in the journal: acknowledgements and Argo requests are not repeated. Commits and
+        // node changes are judged by the branch and the nodes; waits and validation only read,
+        // and their truth is now: they run again.
         if let Some(j) = position.done(&step.id)
-            && step.kind != super::plan::StepKind::GitCommit
+            && matches!(step.kind, StepKind::OperatorCheck | StepKind::ArgoRefresh | StepKind::ArgoSync)
         {
             say(&format!("done     {:<18} (journal {}: {})", step.id, j.time, j.message));
             continue;

@@ -25,19 +25,44 @@ use crate::checks::{Check, Status};
 use crate::settings::Settings;
 
 /// What the step engine needs besides the executor's clients.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepEnv {
     pub settings: Arc<Settings>,
     pub runbook: Arc<Runbook>,
     /// How long an `argo-wait` waits, and how often it looks.
     pub wait_timeout: Duration,
     pub wait_poll: Duration,
+    /// Where the `validate` step reads flows (`None`: the flow checks are unknown).
+    pub relay: Option<crate::hubble::client::RelayTarget>,
+    /// How long the `validate` step reads the flow stream.
+    pub validate_window: Duration,
+}
+
+impl std::fmt::Debug for StepEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepEnv")
+            .field("wait_timeout", &self.wait_timeout)
+            .field("wait_poll", &self.wait_poll)
+            .field("relay", &self.relay.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn settings_window(settings: &Settings) -> Duration {
+    settings.runbook.validate_window()
 }
 
 impl StepEnv {
     pub fn new(settings: Arc<Settings>, runbook: Arc<Runbook>) -> StepEnv {
         let wait_timeout = settings.runbook.wait_timeout();
-        StepEnv { settings, runbook, wait_timeout, wait_poll: Duration::from_secs(3) }
+        let validate_window = settings_window(&settings);
+        StepEnv { settings, runbook, wait_timeout, wait_poll: Duration::from_secs(3), relay: None, validate_window }
+    }
+
+    /// The relay the `validate` step reads flows from.
+    pub fn with_relay(mut self, relay: crate::hubble::client::RelayTarget) -> StepEnv {
+        self.relay = Some(relay);
+        self
     }
 
     /// The stage (or rollback sequence) and the step with this id.
@@ -269,7 +294,18 @@ pub async fn preview(
             ));
             changes.push("Nothing is sent: a wait only reads.".into());
         }
-        StepKind::NodeCutover | StepKind::Validate => {
+        StepKind::Validate => {
+            changes.push(format!(
+                "Read for {}: the passive checks {} (nothing is created; the runbook stops unless every one is green)",
+                crate::duration::format_short(env.validate_window),
+                crate::validate::PassiveCheck::ALL.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ")
+            ));
+            changes.push(format!(
+                "Not run: the active probe checks ({}): not built in this version",
+                crate::validate::ACTIVE_CHECKS.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        StepKind::NodeCutover => {
             changes.push("Not carried out by this version: the runbook stops here (see the operator guide).".into())
         }
     }
@@ -328,7 +364,8 @@ pub(crate) async fn run(
         StepKind::ArgoRefresh => exec.refresh(&app).await,
         StepKind::ArgoSync => exec.sync(&app).await,
         StepKind::ArgoWait => wait(env, read, step, progress, cancel).await,
-        StepKind::NodeCutover | StepKind::Validate => {
+        StepKind::Validate => validate(env, read, step, progress).await,
+        StepKind::NodeCutover => {
             Err(ExecError::Refused(format!("{id}: not carried out by this version; nothing was changed")))
         }
     }
@@ -438,6 +475,50 @@ async fn wait(
             }
             () = tokio::time::sleep(env.wait_poll) => {}
         }
+    }
+}
+
+/// `validate`: the passive checks, read-only; anything not green stops the runbook.
+async fn validate(env: &StepEnv, read: &kube::Client, step: &Step, progress: &Progress) -> Result<String, ExecError> {
+    use crate::validate::{ActiveSkip, PassiveOptions, State};
+    let Some(relay) = &env.relay else {
+        return Err(ExecError::Refused(format!(
+            "{}: no hubble-relay to read flows from (give --hubble-server or let the cockpit port-forward); nothing was changed",
+            step.id
+        )));
+    };
+    progress.say(format!(
+        "{}: reading the cluster and {} of flows",
+        step.id,
+        crate::duration::format_short(env.validate_window)
+    ));
+    let opts = PassiveOptions { window: env.validate_window, active_skip: ActiveSkip::NotBuilt, ..Default::default() };
+    let report = crate::validate::run_passive(read, relay, &opts)
+        .await
+        .map_err(|e| ExecError::Failed(format!("{}: {e}", step.id)))?;
+    let summary = |c: &crate::validate::CheckResult| {
+        let bad: Vec<String> = c
+            .results
+            .iter()
+            .filter(|r| r.state != State::Green)
+            .map(|r| format!("{} {}", r.subject, if r.state == State::Red { "red" } else { "unknown" }))
+            .collect();
+        format!("{} ({})", c.id, bad.join(", "))
+    };
+    let not_green: Vec<String> = report.checks.iter().filter(|c| c.state != State::Green).map(summary).collect();
+    let skipped = report.skipped.len();
+    if report.exit_code() == crate::validate::EXIT_GREEN {
+        Ok(format!(
+            "{}: {} passive check(s) green; {skipped} active check(s) not run (not built in this version)",
+            step.id,
+            report.checks.len()
+        ))
+    } else {
+        Err(ExecError::Failed(format!(
+            "{}: not green, the runbook stops (nothing was changed; `cutover validate` shows the evidence): {}",
+            step.id,
+            if not_green.is_empty() { "no check ran".to_string() } else { not_green.join("; ") }
+        )))
     }
 }
 
@@ -607,6 +688,9 @@ mod tests {
         let find = |id: &str| rb.stages.iter().flat_map(|s| &s.steps).find(|s| s.id == id).cloned().expect("step");
         let nodes = find("stage1-nodes");
         let g: Vec<GateResult> = nodes.gates.iter().map(|g| evaluate_gate(*g, &snap, &settings, &[])).collect();
+        let validate = find("stage1-validate");
+        let gv: Vec<GateResult> = validate.gates.iter().map(|g| evaluate_gate(*g, &snap, &settings, &[])).collect();
+        assert_eq!(gate_state(&validate, &gv), StepState::Ready, "the passive checks are available");
         assert!(matches!(gate_state(&nodes, &g), StepState::Unavailable(_)));
         let wait = find("stage1-wait");
         let g: Vec<GateResult> = wait.gates.iter().map(|g| evaluate_gate(*g, &snap, &settings, &[])).collect();

@@ -36,10 +36,37 @@ pub enum Fault {
     StuckPod { namespace: String, name: String },
     /// Traffic between pods on these two nodes is dropped (shows as drops in Hubble).
     BrokenPath { a: String, b: String },
-    /// DNS answers fail (coredns unreachable: drops / timeouts in flows).
+    /// CoreDNS stops answering (its upstream or plugin chain is broken): queries reach it, no
+    /// answer comes back. No drops: the packets are delivered.
     DnsBroken,
+    /// MetalLB withdraws the LoadBalancer IP of this Service (`status.loadBalancer.ingress`
+    /// emptied, not assigned again while the fault lasts). Default: the HAProxy ingress.
+    LoadBalancerIpLost {
+        #[serde(default = "haproxy_namespace")]
+        namespace: String,
+        #[serde(default = "haproxy_namespace")]
+        name: String,
+    },
+    /// Longhorn's CSI plugin pod on this node is not Ready (its containers keep failing their
+    /// probes).
+    LonghornCsiNotReady { node: String },
+    /// The node's SSH server refuses connections (its listener is closed, open sessions end).
+    SshUnreachable { node: String },
+    /// The node's SSH server presents a different host key (a reinstalled machine, or a
+    /// man-in-the-middle): known_hosts no longer matches. Open sessions end.
+    SshHostKeyChanged { node: String },
+    /// sudo on the node wants a password (no NOPASSWD rule for the SSH user).
+    SudoPassword { node: String },
+    /// Commands on the node that start with `command` (the words after `sudo`, e.g.
+    /// `systemctl restart`) exit 1 with that command's own failure message.
+    CommandFails { node: String, command: String },
     /// Removes every active fault.
     Clear,
+}
+
+/// The HAProxy ingress's namespace and Service name in the homelab.
+fn haproxy_namespace() -> String {
+    "haproxy-ingress".into()
 }
 
 /// Faults in force right now. Components subscribe through a `tokio::sync::watch` channel.
@@ -60,6 +87,15 @@ pub struct ActiveFaults {
     /// Node pairs, stored with the smaller name first.
     pub broken_paths: BTreeSet<(String, String)>,
     pub dns_broken: bool,
+    /// LoadBalancer Services (namespace, name) whose MetalLB IP is withdrawn.
+    pub lb_ip_lost: BTreeSet<(String, String)>,
+    /// Nodes whose Longhorn CSI plugin pod is not Ready.
+    pub longhorn_csi_not_ready: BTreeSet<String>,
+    pub ssh_unreachable: BTreeSet<String>,
+    pub ssh_host_key_changed: BTreeSet<String>,
+    pub sudo_password: BTreeSet<String>,
+    /// (node, command prefix) pairs.
+    pub failing_commands: BTreeSet<(String, String)>,
 }
 
 impl ActiveFaults {
@@ -116,10 +152,50 @@ impl ActiveFaults {
                 self.broken_paths.insert(key);
             }
             Fault::DnsBroken => self.dns_broken = true,
+            Fault::LoadBalancerIpLost { namespace, name } => {
+                self.lb_ip_lost.insert((namespace.clone(), name.clone()));
+            }
+            Fault::LonghornCsiNotReady { node } => {
+                self.longhorn_csi_not_ready.insert(node.clone());
+            }
+            Fault::SshUnreachable { node } => {
+                self.ssh_unreachable.insert(node.clone());
+            }
+            Fault::SshHostKeyChanged { node } => {
+                self.ssh_host_key_changed.insert(node.clone());
+            }
+            Fault::SudoPassword { node } => {
+                self.sudo_password.insert(node.clone());
+            }
+            Fault::CommandFails { node, command } => {
+                self.failing_commands.insert((node.clone(), command.clone()));
+            }
             Fault::Clear => {
                 let generation = self.watch_cut_generation;
                 *self = ActiveFaults { watch_cut_generation: generation, ..Default::default() };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_faults_parse_with_defaults_and_clear() {
+        let f: Fault = serde_json::from_str(r#"{"fault":"load-balancer-ip-lost"}"#).unwrap();
+        assert_eq!(
+            f,
+            Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() }
+        );
+        let g: Fault = serde_json::from_str(r#"{"fault":"longhorn-csi-not-ready","node":"w1"}"#).unwrap();
+        let mut a = ActiveFaults::default();
+        a.apply(&f, 1.0);
+        a.apply(&g, 1.0);
+        assert!(a.lb_ip_lost.contains(&("haproxy-ingress".into(), "haproxy-ingress".into())));
+        assert!(a.longhorn_csi_not_ready.contains("w1"));
+        a.apply(&Fault::Clear, 1.0);
+        assert!(a.lb_ip_lost.is_empty() && a.longhorn_csi_not_ready.is_empty());
     }
 }

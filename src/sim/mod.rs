@@ -8,6 +8,7 @@ pub mod api;
 pub mod faults;
 pub mod registry;
 pub mod relay;
+pub mod ssh;
 pub mod store;
 pub mod topology;
 pub mod world;
@@ -204,6 +205,8 @@ pub struct SimInfo {
     pub git_repo: Option<PathBuf>,
     /// The same origin as a `file://` URL.
     pub git_url: Option<String>,
+    /// The nodes' SSH servers: `ssh -F <ssh.config> <node> COMMAND`.
+    pub ssh: ssh::SshInfo,
 }
 
 /// A running simulated cluster. Dropping it stops every task.
@@ -216,6 +219,8 @@ pub struct Sim {
     /// kubeconfig over https with the per-start CA (`ca.crt` beside it), for kubectl.
     pub kubeconfig_tls: Option<PathBuf>,
     pub scenario: String,
+    /// The nodes' SSH servers and the client files (`sim-ssh/` next to the kubeconfig).
+    pub ssh: ssh::SshInfo,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<TempDir>,
 }
@@ -273,6 +278,12 @@ impl Sim {
             }
             None => None,
         };
+        // Absolute: the ssh_config names the key and known_hosts files by these paths.
+        let kube_dir = kubeconfig.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let kube_dir = std::path::absolute(kube_dir).unwrap_or_else(|_| kube_dir.to_path_buf());
+        let ssh_dir = kube_dir.join("sim-ssh");
+        let (ssh, ssh_tasks) = ssh::start(shared.clone(), &ssh_dir).await?;
+        tasks.extend(ssh_tasks);
         Ok(Sim {
             shared,
             api_addr,
@@ -280,6 +291,7 @@ impl Sim {
             kubeconfig,
             kubeconfig_tls,
             scenario: opts.scenario.clone(),
+            ssh,
             tasks,
             _tmp: tmp,
         })
@@ -301,6 +313,7 @@ impl Sim {
             seed: self.shared.seed,
             git_repo: world::git_repo(&self.shared),
             git_url: world::git_url(&self.shared),
+            ssh: self.ssh.clone(),
         }
     }
 
@@ -385,7 +398,7 @@ pub fn write_kubeconfig_with_ca(
 }
 
 /// Writes a file readable by the owner only (it holds tokens).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

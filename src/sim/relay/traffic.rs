@@ -496,6 +496,32 @@ impl TrafficGen {
         }
     }
 
+    /// The request packet of `c` only (UDP), as every node that sees it observes it: no reply.
+    fn one_way(&mut self, t: &TopoIndex, faults: &ActiveFaults, c: &Conv, out: &mut Observed) {
+        let sn = Self::node_of(t, c.src);
+        let dn = Self::node_of(t, c.dst);
+        let cross = matches!((sn, dn), (Some(a), Some(b)) if a != b);
+        if self.path_broken_between(t, faults, c.src, c.dst) {
+            if let Some(a) = sn {
+                let f =
+                    self.l34(t, c, a, 4, None, None, Some(DropReason::StaleOrUnroutableIp), TrafficDirection::Egress);
+                out.push((a, f));
+            }
+            return;
+        }
+        if let Some(a) = sn
+            && cross
+        {
+            let f =
+                self.l34(t, c, a, cross_node_point(t.routing, true), Some(false), None, None, TrafficDirection::Egress);
+            out.push((a, f));
+        }
+        if let Some(b) = dn {
+            let f = self.l34(t, c, b, 0, Some(false), None, None, TrafficDirection::Ingress);
+            out.push((b, f));
+        }
+    }
+
     fn dns(&mut self, t: &TopoIndex, faults: &ActiveFaults, out: &mut Observed) {
         let (Some(client), Some(server)) = (self.pick(&t.clients), self.pick(&t.coredns)) else { return };
         let external = self.rng.u32(0..4) == 0;
@@ -517,25 +543,13 @@ impl TrafficGen {
         let Some(at) = t.pods[client].node else { return };
         let l7 = t.pods[client].l7;
         if faults.dns_broken {
-            let f = self.l34(t, &c, at, 3, Some(false), None, None, TrafficDirection::Egress);
-            out.push((at, f));
+            // CoreDNS does not answer: the query is delivered (and retried), no reply comes back.
             if l7 {
                 let f = self.dns_l7(t, &c, at, &query, None);
                 out.push((at, f));
             }
-            if self.rng.u32(0..10) < 4 {
-                let f = self.l34(
-                    t,
-                    &c,
-                    at,
-                    3,
-                    None,
-                    None,
-                    Some(DropReason::ServiceBackendNotFound),
-                    TrafficDirection::Egress,
-                );
-                out.push((at, f));
-            }
+            self.one_way(t, faults, &c, out);
+            self.one_way(t, faults, &c, out);
             return;
         }
         if l7 {

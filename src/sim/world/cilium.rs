@@ -745,7 +745,8 @@ impl World {
     }
 
     /// Readiness gates: agents need the CRDs (registered by the operator) and come up node by
-    /// node; the relay needs a Ready agent.
+    /// node; the relay needs a Ready agent; Longhorn's CSI plugin is not Ready on a node under the
+    /// `LonghornCsiNotReady` fault.
     pub(crate) fn pod_gate(&self, pod: &Value, _rt: &PodRt) -> Gate {
         let labels = o::labels(pod);
         if is_agent(pod) {
@@ -754,6 +755,12 @@ impl World {
             }
             let idx = self.nodes.get(o::s(pod, "/spec/nodeName")).map(|k| k.index).unwrap_or(0) as f64;
             return Gate::ReadyAfter(timing::AGENT_READY + idx * timing::AGENT_STAGGER);
+        }
+        // The `LonghornCsiNotReady` fault: the CSI plugin on that node fails its probes.
+        if labels.get("app").map(String::as_str) == Some("longhorn-csi-plugin")
+            && self.faults.longhorn_csi_not_ready.contains(o::s(pod, "/spec/nodeName"))
+        {
+            return Gate::NotReady;
         }
         if labels.get("k8s-app").map(String::as_str) == Some("hubble-relay") {
             let (pods, _) = self.store.list(res(ids::PODS), Some(o::namespace(pod)));

@@ -388,6 +388,30 @@ pub struct K3sNode {
     pub last_lease: f64,
     pub flannel_mac: String,
     pub etcd_suffix: String,
+    /// `/etc/rancher/k3s/config.yaml.d/<name>` as on disk (raw text: parsed when k3s starts, as
+    /// k3s does; a broken drop-in makes k3s exit).
+    pub dropins: BTreeMap<String, String>,
+    /// The k3s unit's journal on this node (what `journalctl -u k3s` shows), oldest first.
+    pub journal: Vec<String>,
+    /// PID of the running k3s process (journal lines carry it).
+    pub pid: u32,
+    /// systemd's restart counter of the unit (automatic restarts after failures).
+    pub restart_counter: u32,
+}
+
+/// Where k3s reads its configuration drop-ins.
+pub const DROPIN_DIR: &str = "/etc/rancher/k3s/config.yaml.d";
+/// The journal keeps this many lines per node.
+const JOURNAL_MAX: usize = 2000;
+/// The commit k3s v1.32.6+k3s1 was built from (printed at start).
+const K3S_COMMIT: &str = "eb603acd";
+
+/// Whether `name` is a file name k3s' drop-in directory may hold (no path, no hidden file).
+pub fn valid_dropin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
 }
 
 impl K3sNode {
@@ -444,6 +468,48 @@ impl K3sNode {
         base32(&sha2_bytes(&text))
     }
 
+    /// The configuration k3s starts with: config.yaml, then the `*.yaml` / `*.yml` drop-ins in
+    /// lexical order, each key replacing the earlier value (`key+:` appends to a list), as k3s'
+    /// configfilearg merges them. Err = what k3s prints before exiting.
+    pub fn effective_config(&self) -> Result<K3sConfig, String> {
+        let mut merged = self.file.clone();
+        for (name, text) in &self.dropins {
+            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            let cfg = K3sConfig::parse(text).map_err(|e| format!("failed to parse {DROPIN_DIR}/{name}: {e}"))?;
+            for (key, value) in cfg.entries {
+                match key.strip_suffix('+') {
+                    Some(base) => {
+                        let mut items = match merged.get(base) {
+                            Some(ConfigValue::List(l)) => l.clone(),
+                            Some(other) => vec![other.as_string()],
+                            None => Vec::new(),
+                        };
+                        match value {
+                            ConfigValue::List(l) => items.extend(l),
+                            other => items.push(other.as_string()),
+                        }
+                        merged.set(base, ConfigValue::List(items));
+                    }
+                    None => merged.set(&key, value),
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The systemd unit of k3s on this node.
+    pub fn unit(&self) -> &'static str {
+        if self.role == NodeRole::Server { "k3s" } else { "k3s-agent" }
+    }
+
+    /// The last `lines` journal lines of the k3s unit.
+    pub fn journal_tail(&self, lines: usize) -> Vec<String> {
+        let skip = self.journal.len().saturating_sub(lines);
+        self.journal[skip..].to_vec()
+    }
+
     /// Public snapshot.
     pub fn runtime(&self) -> NodeRuntime {
         let (state, failure) = match &self.state {
@@ -455,6 +521,7 @@ impl K3sNode {
         NodeRuntime {
             name: self.name.clone(),
             role: self.role,
+            ip: self.ip.clone(),
             state: state.into(),
             failure,
             config_file: self.file.to_yaml(),
@@ -483,6 +550,8 @@ impl K3sNode {
 pub struct NodeRuntime {
     pub name: String,
     pub role: NodeRole,
+    /// InternalIP (data only: the sim never contacts it).
+    pub ip: String,
     /// `up`, `starting`, `rebooting` or `failed`.
     pub state: String,
     pub failure: Option<String>,
@@ -655,6 +724,10 @@ pub fn nodes_from_scenario(scenario: &Scenario, rng: &mut fastrand::Rng) -> BTre
             last_lease: -100.0,
             flannel_mac: mac(rng),
             etcd_suffix: hex(rng, 8),
+            dropins: BTreeMap::new(),
+            journal: Vec::new(),
+            pid: 800 + rng.u32(0..400),
+            restart_counter: 0,
         };
         out.insert(n.name.clone(), node);
     }
@@ -733,7 +806,18 @@ impl World {
     /// checks critical flags against the server it joins. Err = k3s exited (systemd will retry).
     fn start_k3s(&mut self, name: &str, reboot: bool) -> Result<String, String> {
         let Some(k) = self.nodes.get(name).cloned() else { return Err(format!("node {name} not found")) };
-        let (cfg, ignored) = k.file.for_role(k.role);
+        let unit = k.unit();
+        if reboot {
+            self.journal(name, "", &format!("-- Boot {} --", k.boot_id.replace('-', "")));
+        }
+        self.journal(name, "systemd", &format!("Starting {unit}.service - Lightweight Kubernetes..."));
+        let pid = 800 + self.rng.u32(0..60_000);
+        if let Some(km) = self.nodes.get_mut(name) {
+            km.pid = pid;
+        }
+        let agent = if k.role == NodeRole::Agent { " agent" } else { "" };
+        self.k3s_log(name, "info", &format!("Starting k3s{agent} {K3S_VERSION} ({K3S_COMMIT})"));
+        let (cfg, ignored) = k.effective_config()?.for_role(k.role);
         // The server this node talks to at start: its join target, else any other running server.
         let target = k
             .join
@@ -837,6 +921,22 @@ impl World {
         if kube_proxy {
             self.node_event(name, "Normal", "Starting", "", "kube-proxy");
         }
+        if net.flannel_backend.is_some() {
+            self.k3s_log(name, "info", &format!("Flannel found PodCIDR assigned for node {name}"));
+        }
+        if kube_proxy {
+            self.k3s_log(
+                name,
+                "info",
+                &format!(
+                    "Running kube-proxy --cluster-cidr=10.42.0.0/16 --hostname-override={name} --proxy-mode=iptables"
+                ),
+            );
+        }
+        self.journal(name, "systemd", &format!("Started {unit}.service - Lightweight Kubernetes."));
+        if let Some(km) = self.nodes.get_mut(name) {
+            km.restart_counter = 0;
+        }
         let mut line = format!(
             "{name}: k3s{} started ({}); flannel {}, kube-proxy {}, network policy {}",
             if role == NodeRole::Agent { "-agent" } else { "" },
@@ -881,11 +981,45 @@ impl World {
                 Ok(line)
             }
             NodeOp::ReadK3sConfig => Ok(k.file.to_yaml()),
+            NodeOp::WriteDropin { name: file, content } => {
+                if !valid_dropin_name(file) {
+                    return Err(format!("{name}: {DROPIN_DIR}/{file}: not a file name"));
+                }
+                if content.len() > 1024 * 1024 {
+                    return Err(format!("{name}: {DROPIN_DIR}/{file}: No space left on device"));
+                }
+                let bytes = content.len();
+                if let Some(k) = self.nodes.get_mut(name) {
+                    k.dropins.insert(file.clone(), content.clone());
+                }
+                Ok(format!(
+                    "{name}: wrote {DROPIN_DIR}/{file} ({bytes} bytes); takes effect at the next `systemctl restart {unit}`"
+                ))
+            }
+            NodeOp::ReadDropin { name: file } => {
+                k.dropins.get(file).cloned().ok_or_else(|| format!("{DROPIN_DIR}/{file}: No such file or directory"))
+            }
+            NodeOp::RemoveDropin { name: file } => {
+                let removed = self.nodes.get_mut(name).and_then(|k| k.dropins.remove(file));
+                match removed {
+                    Some(_) => Ok(format!(
+                        "{name}: removed {DROPIN_DIR}/{file}; takes effect at the next `systemctl restart {unit}`"
+                    )),
+                    None => Err(format!("{DROPIN_DIR}/{file}: No such file or directory")),
+                }
+            }
+            NodeOp::ListDropins => Ok(k.dropins.keys().map(|f| format!("{f}\n")).collect()),
+            NodeOp::Journal { lines } => Ok(k.journal_tail(*lines).into_iter().map(|l| format!("{l}\n")).collect()),
+            NodeOp::Status => {
+                let text = self.unit_status(name);
+                if k.posting() { Ok(text) } else { Err(text) }
+            }
             NodeOp::Inspect => Ok(self.inspect(name)),
             NodeOp::RestartK3s | NodeOp::Reboot => {
                 let reboot = matches!(op, NodeOp::Reboot);
                 let only_server = k.role == NodeRole::Server
                     && !self.nodes.values().any(|m| m.role == NodeRole::Server && m.name != name && m.posting());
+                self.journal_stop(name);
                 if reboot {
                     let until = self.now + timing::REBOOT_DOWN;
                     if let Some(k) = self.nodes.get_mut(name) {
@@ -923,7 +1057,49 @@ impl World {
         }
     }
 
+    /// A journal line of the node's k3s unit, as `journalctl -u` prints it (short format; empty
+    /// `ident` = a line of journalctl's own, such as a boot marker).
+    pub(crate) fn journal(&mut self, name: &str, ident: &str, text: &str) {
+        let stamp = self
+            .now_str
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.strftime("%b %d %H:%M:%S").to_string())
+            .unwrap_or_else(|_| self.now_str.clone());
+        let Some(k) = self.nodes.get_mut(name) else { return };
+        let line = match ident {
+            "" => text.to_string(),
+            "systemd" => format!("{stamp} {name} systemd[1]: {text}"),
+            other => format!("{stamp} {name} {other}[{}]: {text}", k.pid),
+        };
+        k.journal.push(line);
+        if k.journal.len() > JOURNAL_MAX {
+            let drop = k.journal.len() - JOURNAL_MAX;
+            k.journal.drain(..drop);
+        }
+    }
+
+    /// A k3s log line (logrus text format, as k3s writes to journald).
+    fn k3s_log(&mut self, name: &str, level: &str, msg: &str) {
+        let text = format!("time=\"{}\" level={level} msg=\"{}\"", self.now_str, msg.replace('"', "\\\""));
+        self.journal(name, "k3s", &text);
+    }
+
+    /// systemd stops the k3s unit (restart or shutdown).
+    fn journal_stop(&mut self, name: &str) {
+        let Some(unit) = self.nodes.get(name).map(K3sNode::unit) else { return };
+        if self.nodes.get(name).is_some_and(|k| k.posting()) {
+            self.journal(name, "systemd", &format!("Stopping {unit}.service - Lightweight Kubernetes..."));
+            self.journal(name, "systemd", &format!("{unit}.service: Deactivated successfully."));
+            self.journal(name, "systemd", &format!("Stopped {unit}.service - Lightweight Kubernetes."));
+        }
+    }
+
     fn k3s_failed(&mut self, name: &str, reason: &str) {
+        let unit = self.nodes.get(name).map(K3sNode::unit).unwrap_or("k3s");
+        self.k3s_log(name, "fatal", reason);
+        self.journal(name, "systemd", &format!("{unit}.service: Main process exited, code=exited, status=1/FAILURE"));
+        self.journal(name, "systemd", &format!("{unit}.service: Failed with result 'exit-code'."));
+        self.journal(name, "systemd", &format!("Failed to start {unit}.service - Lightweight Kubernetes."));
         let retry_at = self.now + timing::SYSTEMD_RESTART;
         let first = !matches!(self.nodes.get(name).map(|k| &k.state), Some(ProcState::Failed { .. }));
         if let Some(k) = self.nodes.get_mut(name) {
@@ -932,6 +1108,56 @@ impl World {
         if first {
             // Real k3s only logs this to journald; the sim also records it as a Node Event.
             self.node_event(name, "Warning", "K3sStartFailed", reason, "k3s");
+        }
+    }
+
+    /// `systemctl status` of the node's k3s unit.
+    fn unit_status(&self, name: &str) -> String {
+        let Some(k) = self.nodes.get(name) else { return String::new() };
+        let unit = k.unit();
+        let (active, main) = match &k.state {
+            ProcState::Up | ProcState::Starting { .. } => (
+                format!("active (running) since {}", k.last_start),
+                format!("Main PID: {} (k3s-{})", k.pid, if k.role == NodeRole::Server { "server" } else { "agent" }),
+            ),
+            ProcState::Failed { .. } => (
+                "activating (auto-restart) (Result: exit-code)".to_string(),
+                format!(
+                    "Process: {} ExecStart=/usr/local/bin/k3s {} (code=exited, status=1/FAILURE)",
+                    k.pid,
+                    if k.role == NodeRole::Server { "server" } else { "agent" }
+                ),
+            ),
+            ProcState::Rebooting { .. } => ("inactive (dead)".to_string(), String::new()),
+        };
+        let mut out = format!(
+            "\u{25cf} {unit}.service - Lightweight Kubernetes\n     Loaded: loaded (/etc/systemd/system/{unit}.service; enabled; preset: enabled)\n     Active: {active}\n       Docs: https://k3s.io\n"
+        );
+        if !main.is_empty() {
+            out.push_str(&format!("   {main}\n"));
+        }
+        out.push('\n');
+        for l in k.journal_tail(10) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Journal lines of the k3s start every node had before the sim started.
+    pub(crate) fn journal_boot(&mut self) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for name in &names {
+            let Some(k) = self.nodes.get(name).cloned() else { continue };
+            let unit = k.unit();
+            self.journal(name, "", &format!("-- Boot {} --", k.boot_id.replace('-', "")));
+            self.journal(name, "systemd", &format!("Starting {unit}.service - Lightweight Kubernetes..."));
+            let agent = if k.role == NodeRole::Agent { " agent" } else { "" };
+            self.k3s_log(name, "info", &format!("Starting k3s{agent} {K3S_VERSION} ({K3S_COMMIT})"));
+            if k.net.flannel_backend.is_some() {
+                self.k3s_log(name, "info", &format!("Flannel found PodCIDR assigned for node {name}"));
+            }
+            self.journal(name, "systemd", &format!("Started {unit}.service - Lightweight Kubernetes."));
         }
     }
 
@@ -1000,6 +1226,18 @@ impl World {
                     }
                 }
                 Some(ProcState::Failed { retry_at, .. }) if self.now >= retry_at => {
+                    let (unit, counter) = match self.nodes.get_mut(name) {
+                        Some(k) => {
+                            k.restart_counter += 1;
+                            (k.unit(), k.restart_counter)
+                        }
+                        None => ("k3s", 0),
+                    };
+                    self.journal(
+                        name,
+                        "systemd",
+                        &format!("{unit}.service: Scheduled restart job, restart counter is at {counter}."),
+                    );
                     if let Err(reason) = self.start_k3s(name, false) {
                         self.k3s_failed(name, &reason);
                         let only_server = self.nodes.get(name).is_some_and(|k| k.role == NodeRole::Server)
@@ -1325,6 +1563,31 @@ mod tests {
         assert_eq!(c.str_or("write-kubeconfig-mode", ""), "0644");
         assert_eq!(c.str_or("z-flag", ""), "yes");
         assert_eq!(K3sConfig::parse("").unwrap(), K3sConfig::default());
+    }
+
+    #[test]
+    fn dropins_merge_in_lexical_order_after_config_yaml() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let scenario = Scenario::load("fresh").expect("built-in");
+        let mut nodes = nodes_from_scenario(&scenario, &mut rng);
+        let k = nodes.get_mut("homelab-cp1").expect("cp1");
+        k.dropins
+            .insert("90-cutover-stage1.yaml".into(), "flannel-backend: none\ndisable-network-policy: true\n".into());
+        k.dropins.insert("50-x.yaml".into(), "flannel-backend: host-gw\ndisable+:\n  - metrics-server\n".into());
+        k.dropins.insert("README".into(), "not: yaml: at all: [".into());
+        let c = k.effective_config().expect("merges");
+        assert_eq!(c.str_or("flannel-backend", ""), "none", "the later file wins");
+        assert!(c.flag("disable-network-policy"));
+        assert_eq!(
+            c.get("disable"),
+            Some(&ConfigValue::List(vec!["traefik".into(), "servicelb".into(), "metrics-server".into()]))
+        );
+        let args = c.node_args(NodeRole::Server);
+        assert!(args.windows(2).any(|w| w[0] == "--flannel-backend" && w[1] == "none"), "{args:?}");
+        k.dropins.insert("95-broken.yaml".into(), "a: [\n".into());
+        let e = k.effective_config().expect_err("k3s exits");
+        assert!(e.starts_with("failed to parse /etc/rancher/k3s/config.yaml.d/95-broken.yaml"), "{e}");
+        assert!(valid_dropin_name("90-cutover-stage1.yaml") && !valid_dropin_name("../x") && !valid_dropin_name(".x"));
     }
 
     #[test]

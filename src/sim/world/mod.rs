@@ -95,6 +95,20 @@ pub enum NodeOp {
     /// What an operator would look at on the node: k3s state and args, flannel/kube-proxy
     /// leftovers, containerd CNI dirs and the files in them.
     Inspect,
+    /// Write `/etc/rancher/k3s/config.yaml.d/<name>` (raw text, stored as given: k3s parses the
+    /// drop-ins, in lexical order after config.yaml, at its next start).
+    WriteDropin { name: String, content: String },
+    /// `cat /etc/rancher/k3s/config.yaml.d/<name>` (Err when absent).
+    ReadDropin { name: String },
+    /// `rm /etc/rancher/k3s/config.yaml.d/<name>` (Err when absent).
+    RemoveDropin { name: String },
+    /// The file names in `/etc/rancher/k3s/config.yaml.d/`, one a line.
+    ListDropins,
+    /// `journalctl -u k3s|k3s-agent -n <lines>`: the unit's last journal lines.
+    Journal { lines: usize },
+    /// `systemctl status k3s|k3s-agent`: the unit's state (Err = the unit is not active, as
+    /// `systemctl status` exits 3).
+    Status,
 }
 
 /// Simulated clock: `offset + elapsed wall time × speed`.
@@ -338,6 +352,7 @@ pub fn start(shared: Arc<SimShared>, scenario: &Scenario) -> Result<Vec<JoinHand
     };
     let mut w = World::new(shared.store.clone(), scenario.clone(), shared.seed);
     w.seed(&git_dir).map_err(|e| SimError::Other(format!("seeding scenario {}: {e}", scenario.name)))?;
+    w.journal_boot();
     w.events.enabled = true;
     w.timeline_origin = w.now;
     w.live = true;
@@ -494,6 +509,19 @@ pub fn git_options(shared: &SimShared) -> Option<GitOptions> {
 /// CNI files). `None` for an unknown node or a stopped world.
 pub fn node_runtime(shared: &SimShared, node: &str) -> Option<NodeRuntime> {
     handle_for(shared).and_then(|h| h.lock().nodes.get(node).map(k3s::K3sNode::runtime))
+}
+
+/// Whether the node is rebooting, without waiting for the world: `None` while the controllers
+/// hold it (or for an unknown node). For pollers on the async runtime (the SSH servers), which
+/// must not block a worker thread on the world's lock.
+pub fn node_rebooting_now(shared: &SimShared, node: &str) -> Option<bool> {
+    let h = handle_for(shared)?;
+    let w = match h.world.try_lock() {
+        Ok(w) => w,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    w.nodes.get(node).map(|k| matches!(k.state, k3s::ProcState::Rebooting { .. }))
 }
 
 /// Every node's runtime, by name.

@@ -404,6 +404,10 @@ crds:
 faults:
   - {at: 5, fault: node-not-ready, node: w1}
   - {fault: pdb-blocking, namespace: blog, name: blog}
+  - {fault: ssh-unreachable, node: w1}
+  - {fault: ssh-host-key-changed, node: cp2}
+  - {fault: sudo-password, node: cp1}
+  - {fault: command-fails, node: w1, command: systemctl restart}
 node-ops:
   - {at: 10, node: cp2, op: restart-k3s}
 git:
@@ -418,10 +422,26 @@ cilium:
         assert_eq!(s.join_target("cp1"), None);
         assert_eq!(s.faults[0].fault, Fault::NodeNotReady { node: "w1".into() });
         assert_eq!(s.faults[1].at, 0.0);
+        assert_eq!(s.faults[2].fault, Fault::SshUnreachable { node: "w1".into() });
+        assert_eq!(s.faults[3].fault, Fault::SshHostKeyChanged { node: "cp2".into() });
+        assert_eq!(s.faults[4].fault, Fault::SudoPassword { node: "cp1".into() });
+        assert_eq!(s.faults[5].fault, Fault::CommandFails { node: "w1".into(), command: "systemctl restart".into() });
         assert_eq!(s.node_ops[0].op, NodeOp::RestartK3s);
         assert_eq!(s.git.path.as_deref(), Some(Path::new("/x/repo")));
         assert_eq!(s.cilium.chart_version, "1.16.19");
         assert!(s.crd_present("servicemonitors.monitoring.coreos.com", false));
+    }
+
+    #[test]
+    fn validation_faults_in_files() {
+        let text = "base: migrated\nfaults:\n  - {at: 5, fault: load-balancer-ip-lost}\n  - {fault: longhorn-csi-not-ready, node: homelab-w1}\n  - {fault: dns-broken}\n";
+        let s = Scenario::parse(text, Path::new("v.yaml"), None).unwrap();
+        assert_eq!(
+            s.faults[0].fault,
+            Fault::LoadBalancerIpLost { namespace: "haproxy-ingress".into(), name: "haproxy-ingress".into() }
+        );
+        assert_eq!(s.faults[1].fault, Fault::LonghornCsiNotReady { node: "homelab-w1".into() });
+        assert_eq!(s.faults[2].fault, Fault::DnsBroken);
     }
 
     #[test]

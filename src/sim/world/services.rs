@@ -1,6 +1,6 @@
 //! Service plumbing: ClusterIP and NodePort allocation (10.43.0.0/16, 30000-32767), MetalLB's
-//! LoadBalancer IPs from its IPAddressPool, the Endpoints controller, and the HAProxy ingress
-//! controller's Ingress status.
+//! LoadBalancer IPs from its IPAddressPool (withdrawn under the `LoadBalancerIpLost` fault), the
+//! Endpoints controller, and the HAProxy ingress controller's Ingress status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -122,6 +122,16 @@ impl World {
                     }
                     new_ports.push(p);
                 }
+            }
+            // The `LoadBalancerIpLost` fault: MetalLB withdraws the IP and does not assign it again.
+            if ty == "LoadBalancer" && self.faults.lb_ip_lost.contains(&(ns.clone(), name.clone())) {
+                if s.pointer("/status/loadBalancer/ingress/0").is_some() {
+                    let _ = self.store.mutate(res(ids::SERVICES), &ns, &name, |x| {
+                        x["status"]["loadBalancer"] = json!({});
+                        Ok(())
+                    });
+                }
+                continue;
             }
             let mut lb_ip = None;
             if ty == "LoadBalancer" && metallb_up && s.pointer("/status/loadBalancer/ingress/0").is_none() {

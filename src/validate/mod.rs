@@ -1,0 +1,468 @@
+//! `cutover validate`: the plan's validation checklist as checks with evidence. This version
+//! builds the **passive** checks — they read the cluster (pods, Services, nodes) and the Hubble
+//! flow stream over a window, and create nothing. The active checks (probe pods, a probe Service,
+//! a Longhorn PVC) are listed in every report as skipped, with the reason.
+//!
+//! Split by seam: [`observe`] reads (one list of nodes, pods and Services, the flow stream over
+//! the window) into an [`observe::Observation`]; [`checks`] evaluates it (pure functions, unit
+//! tested on hand-built inputs); [`output`] writes text, JSON and JUnit XML. [`run_passive`] is the
+//! one entry the CLI, the runbook's `validate` step and a cockpit overlay call.
+
+pub mod checks;
+pub mod observe;
+pub mod output;
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+use crate::hubble::client::RelayTarget;
+
+/// State of a check or of one of its subjects. Ordered by severity: Green < Unknown < Red.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Green,
+    /// The data could not be read, or too little was seen to decide. Never shown as green.
+    Unknown,
+    Red,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Green => "green",
+            State::Unknown => "unknown",
+            State::Red => "red",
+        }
+    }
+}
+
+/// The passive checks, in report order. Ids are stable (kebab-case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PassiveCheck {
+    CrossNodeFlows,
+    DnsAnswers,
+    Drops,
+    LonghornCsi,
+    LoadBalancerIp,
+}
+
+impl PassiveCheck {
+    pub const ALL: [PassiveCheck; 5] = [
+        PassiveCheck::CrossNodeFlows,
+        PassiveCheck::DnsAnswers,
+        PassiveCheck::Drops,
+        PassiveCheck::LonghornCsi,
+        PassiveCheck::LoadBalancerIp,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            PassiveCheck::CrossNodeFlows => "cross-node-flows",
+            PassiveCheck::DnsAnswers => "dns-answers",
+            PassiveCheck::Drops => "drops",
+            PassiveCheck::LonghornCsi => "longhorn-csi",
+            PassiveCheck::LoadBalancerIp => "loadbalancer-ip",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PassiveCheck::CrossNodeFlows => "Flows between pods on different nodes are forwarded, none dropped",
+            PassiveCheck::DnsAnswers => "DNS answers from CoreDNS reach pods on every node",
+            PassiveCheck::Drops => "No drops other than policy denials",
+            PassiveCheck::LonghornCsi => "Longhorn's CSI plugin pod is Ready on every node",
+            PassiveCheck::LoadBalancerIp => "LoadBalancer Services have their MetalLB IP",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<PassiveCheck> {
+        PassiveCheck::ALL.into_iter().find(|c| c.id() == id)
+    }
+}
+
+/// The active checks of issue #14 (probe objects, armed mode only): not built in this version,
+/// always reported as skipped. (id, title).
+pub const ACTIVE_CHECKS: &[(&str, &str)] = &[
+    ("probe-pod-to-pod", "Probe pods on every ordered node pair reach each other (ICMP, TCP)"),
+    ("probe-clusterip", "A probe Service with a backend on every node answers from every node"),
+    ("probe-nodeport", "The HAProxy ingress answers on its NodePort on every node"),
+    ("probe-loadbalancer", "The HAProxy ingress answers on its MetalLB IP from every node"),
+    ("probe-dns-egress", "Probes resolve a cluster and an external name and fetch an external URL"),
+    ("probe-longhorn-volume", "A Longhorn volume written on one node reads back on another"),
+    ("probe-hubble-flows", "Probe traffic appears in Hubble between the probes' identities, none dropped"),
+];
+
+/// Every check id `--only` accepts, passive first.
+pub fn known_ids() -> Vec<&'static str> {
+    PassiveCheck::ALL.iter().map(|c| c.id()).chain(ACTIVE_CHECKS.iter().map(|(id, _)| *id)).collect()
+}
+
+/// Which checks to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `None` = all.
+    only: Option<BTreeSet<&'static str>>,
+}
+
+impl Selection {
+    pub fn all() -> Selection {
+        Selection { only: None }
+    }
+
+    /// From `--only` values (each may hold several ids separated by commas). An unknown id is an
+    /// error whose message is one line listing the known ids.
+    pub fn only<S: AsRef<str>>(ids: &[S]) -> Result<Selection, String> {
+        if ids.is_empty() {
+            return Ok(Selection::all());
+        }
+        let known = known_ids();
+        let mut set = BTreeSet::new();
+        for raw in ids {
+            for id in raw.as_ref().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match known.iter().find(|k| **k == id) {
+                    Some(k) => {
+                        set.insert(*k);
+                    }
+                    None => return Err(format!("unknown check {id:?}; known checks: {}", known.join(", "))),
+                }
+            }
+        }
+        if set.is_empty() {
+            return Err(format!("--only needs a check id; known checks: {}", known.join(", ")));
+        }
+        Ok(Selection { only: Some(set) })
+    }
+
+    pub fn includes(&self, id: &str) -> bool {
+        self.only.as_ref().is_none_or(|s| s.contains(id))
+    }
+
+    pub fn passive(&self) -> Vec<PassiveCheck> {
+        PassiveCheck::ALL.into_iter().filter(|c| self.includes(c.id())).collect()
+    }
+}
+
+/// Why the active checks did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveSkip {
+    /// `--passive` was given.
+    PassiveRequested,
+    /// The connection is read-only (`--read-only` or the context's setting).
+    ReadOnly,
+    /// Armed, but this version has no active checks.
+    NotBuilt,
+}
+
+impl ActiveSkip {
+    pub fn reason(self) -> &'static str {
+        match self {
+            ActiveSkip::PassiveRequested => "--passive",
+            ActiveSkip::ReadOnly => "read-only mode",
+            ActiveSkip::NotBuilt => "active checks are not built in this version",
+        }
+    }
+}
+
+/// One subject of a check: a node, an ordered node pair (`a → b`), a Service, or `cluster` when
+/// the check could not get as far as subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubResult {
+    pub subject: String,
+    pub state: State,
+    /// What was seen: counts, object states, flow lines as `cutover flows` prints them.
+    pub evidence: Vec<String>,
+    /// How long the data behind it took to gather (the flow window for flow checks).
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
+    pub duration: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One check: its state is the worst of its subjects' (a check without subjects is unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub title: String,
+    pub state: State,
+    pub results: Vec<SubResult>,
+    /// Check-level notes (what was not judged and why, e.g. node pairs without traffic).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl CheckResult {
+    pub fn new(check: PassiveCheck, results: Vec<SubResult>, notes: Vec<String>) -> CheckResult {
+        let state = results.iter().map(|r| r.state).max().unwrap_or(State::Unknown);
+        CheckResult { id: check.id().into(), title: check.title().into(), state, results, notes }
+    }
+}
+
+/// A check that did not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub id: String,
+    pub title: String,
+    pub reason: String,
+}
+
+/// What one validation run found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub checks: Vec<CheckResult>,
+    pub skipped: Vec<Skipped>,
+    /// The flow window asked for.
+    #[serde(rename = "window_ms", serialize_with = "millis")]
+    pub window: Duration,
+    /// Flows read from the relay in the window (`None` when no flow check ran or the relay could
+    /// not be read).
+    pub flows_seen: Option<u64>,
+    /// How long the whole run took (lists, the flow window, evaluation).
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The worst state of the checks that ran; `None` when none ran.
+    pub fn state(&self) -> Option<State> {
+        self.checks.iter().map(|c| c.state).max()
+    }
+
+    /// 0 every check that ran is green, 1 any red or unknown — or no check ran at all (only
+    /// skipped ones were selected): nothing was shown to be green.
+    pub fn exit_code(&self) -> u8 {
+        match self.state() {
+            Some(State::Green) => EXIT_GREEN,
+            _ => EXIT_NOT_GREEN,
+        }
+    }
+}
+
+/// Exit code: every check that ran is green.
+pub const EXIT_GREEN: u8 = 0;
+/// Exit code: a check is red or unknown, or no check ran.
+pub const EXIT_NOT_GREEN: u8 = 1;
+/// Exit code: bad input (unknown check id, bad window).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: the cluster could not be read at all.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Default flow window.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+
+/// Options of a passive run.
+#[derive(Debug, Clone)]
+pub struct PassiveOptions {
+    pub selection: Selection,
+    /// How long to read the live flow stream.
+    pub window: Duration,
+    /// Why the active checks are skipped.
+    pub active_skip: ActiveSkip,
+}
+
+impl Default for PassiveOptions {
+    fn default() -> Self {
+        PassiveOptions { selection: Selection::all(), window: DEFAULT_WINDOW, active_skip: ActiveSkip::NotBuilt }
+    }
+}
+
+/// Why a run produced no report.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ValidateError {
+    /// Nothing could be read from the Kubernetes API (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Runs the selected passive checks: lists nodes, pods and Services through `client` (which
+/// should be the read-only client; nothing here writes) and reads the live flow stream from
+/// `relay` for `opts.window` when a flow check is selected. The active checks are listed as
+/// skipped with `opts.active_skip`'s reason.
+pub async fn run_passive(
+    client: &kube::Client,
+    relay: &RelayTarget,
+    opts: &PassiveOptions,
+) -> Result<Report, ValidateError> {
+    let start = std::time::Instant::now();
+    let selected = opts.selection.passive();
+    let needs_flows = selected.iter().any(|c| checks::uses_flows(*c));
+    let observation = observe::observe(client, needs_flows.then_some(relay), opts.window).await?;
+    let mut report = report_from(&observation, opts);
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+/// The report for an observation (what [`run_passive`] does after reading).
+pub fn report_from(observation: &observe::Observation, opts: &PassiveOptions) -> Report {
+    let selected = opts.selection.passive();
+    let checks = selected.iter().map(|c| checks::evaluate(*c, observation)).collect();
+    let skipped = ACTIVE_CHECKS
+        .iter()
+        .filter(|(id, _)| opts.selection.includes(id))
+        .map(|(id, title)| Skipped {
+            id: (*id).into(),
+            title: (*title).into(),
+            reason: opts.active_skip.reason().into(),
+        })
+        .collect();
+    let flows_seen = observation.flows.as_ref().and_then(|f| f.as_ref().ok()).map(|w| w.seen);
+    Report { checks, skipped, window: opts.window, flows_seen, elapsed: Duration::ZERO }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLI
+
+/// Output format of `cutover validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+    /// JUnit XML: one testsuite `cutover-validate`, a testcase per check and subject.
+    Junit,
+}
+
+/// `cutover validate` options.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Exit codes:\n  \
+    0  every check that ran is green\n  \
+    1  a check is red or unknown, or no check ran (only skipped ones selected)\n  \
+    2  bad input (unknown check id, bad --window)\n  \
+    3  cannot read the cluster (no kubeconfig, API unreachable); one line on stderr")]
+pub struct ValidateArgs {
+    /// Run only these checks (repeatable, or comma-separated).
+    #[arg(long, value_name = "CHECK", num_args = 1..)]
+    pub only: Vec<String>,
+    /// Passive checks only (read-only; no probe objects). This version runs only passive checks
+    /// in any case; the active ones are listed as skipped.
+    #[arg(long)]
+    pub passive: bool,
+    /// How long to read the live flow stream: a Go duration (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_name = "DUR")]
+    pub window: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// `cutover validate`: exit 0 all green, 1 red or unknown, 2 bad input, 3 cluster unreachable.
+pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<ExitCode> {
+    use color_eyre::eyre::WrapErr;
+    let bad = |m: String| {
+        eprintln!("cutover validate: {m}");
+        Ok(ExitCode::from(EXIT_BAD_INPUT))
+    };
+    let selection = match Selection::only(&args.only) {
+        Ok(s) => s,
+        Err(m) => return bad(m),
+    };
+    let window = match crate::duration::parse_non_negative(args.window.trim()) {
+        Ok(w) if w.is_zero() => return bad("--window must be longer than 0s".into()),
+        Ok(w) => w,
+        Err(e) => return bad(format!("--window: {e}")),
+    };
+    if let Some(addr) = &global.hubble_server
+        && let Err(e) = crate::hubble::client::relay_uri(addr)
+    {
+        return bad(format!("--hubble-server: {e}"));
+    }
+    let settings = match crate::settings::Settings::load(global.settings.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return bad(format!("cannot load the settings: {e}")),
+    };
+    // The one connection path; whatever the mode, the checks read through the read-only client.
+    let conn = match crate::cluster::client::connect(global, |ctx| settings.read_only_for(Some(ctx))).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cutover validate: cannot connect to the cluster: {e}");
+            return Ok(ExitCode::from(EXIT_UNREACHABLE));
+        }
+    };
+    let active_skip = if args.passive {
+        ActiveSkip::PassiveRequested
+    } else if conn.read_only {
+        ActiveSkip::ReadOnly
+    } else {
+        ActiveSkip::NotBuilt
+    };
+    let relay = match &global.hubble_server {
+        Some(addr) => RelayTarget::Address(addr.clone()),
+        None => RelayTarget::Kube { client: conn.client.clone(), namespace: settings.cilium.namespace.clone() },
+    };
+    let opts = PassiveOptions { selection, window, active_skip };
+    let report = match run_passive(&conn.client, &relay, &opts).await {
+        Ok(r) => r,
+        Err(ValidateError::Unreachable(m)) => {
+            eprintln!("cutover validate: {m}");
+            return Ok(ExitCode::from(EXIT_UNREACHABLE));
+        }
+    };
+    let text = match args.output {
+        Output::Text => output::text(&report),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&report).wrap_err("encoding the report")?),
+        Output::Junit => output::junit(&report),
+    };
+    crate::cli::write_stdout(&text).wrap_err("writing the report to stdout")?;
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_kebab_case_and_unique() {
+        let ids = known_ids();
+        let set: BTreeSet<_> = ids.iter().collect();
+        assert_eq!(set.len(), ids.len());
+        for id in ids {
+            assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'), "{id}");
+        }
+        for c in PassiveCheck::ALL {
+            assert_eq!(PassiveCheck::from_id(c.id()), Some(c));
+        }
+    }
+
+    #[test]
+    fn only_parses_lists_and_refuses_unknown_ids_in_one_line() {
+        let s = Selection::only(&["drops,dns-answers", "probe-clusterip"]).unwrap();
+        assert_eq!(s.passive(), [PassiveCheck::DnsAnswers, PassiveCheck::Drops]);
+        assert!(s.includes("probe-clusterip") && !s.includes("longhorn-csi"));
+        assert_eq!(Selection::only::<&str>(&[]).unwrap(), Selection::all());
+        let e = Selection::only(&["drops", "dns"]).unwrap_err();
+        assert!(e.starts_with("unknown check \"dns\"; known checks: cross-node-flows, dns-answers, drops,"), "{e}");
+        assert!(!e.contains('\n'));
+        assert!(Selection::only(&[","]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_worst_state() {
+        let sub = |state| SubResult { subject: "n".into(), state, evidence: vec![], duration: Duration::ZERO };
+        let report = |states: &[State]| Report {
+            checks: states.iter().map(|s| CheckResult::new(PassiveCheck::Drops, vec![sub(*s)], vec![])).collect(),
+            skipped: vec![],
+            window: DEFAULT_WINDOW,
+            flows_seen: None,
+            elapsed: Duration::ZERO,
+        };
+        assert_eq!(report(&[State::Green, State::Green]).exit_code(), 0);
+        assert_eq!(report(&[State::Green, State::Unknown]).exit_code(), 1);
+        assert_eq!(report(&[State::Red, State::Green]).exit_code(), 1);
+        // Only skipped checks selected: nothing was shown green.
+        assert_eq!(report(&[]).exit_code(), 1);
+        // A check without subjects is unknown, never green.
+        assert_eq!(CheckResult::new(PassiveCheck::Drops, vec![], vec![]).state, State::Unknown);
+    }
+
+    #[test]
+    fn skip_reasons() {
+        assert_eq!(ActiveSkip::NotBuilt.reason(), "active checks are not built in this version");
+        assert_eq!(ActiveSkip::PassiveRequested.reason(), "--passive");
+        assert_eq!(ActiveSkip::ReadOnly.reason(), "read-only mode");
+    }
+}

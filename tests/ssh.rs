@@ -1,0 +1,331 @@
+//! Node commands through the real OpenSSH client (`ssh`) against the simulated nodes' SSH
+//! servers: the drop-in written through `NodeShell` is read back, a server restarted with the
+//! Stage 1 drop-in shows its flags in `k3s.io/node-args`, `ssh -F <sim ssh_config>` works by
+//! hand, and each failure (unreachable, unknown or changed host key, refused key, sudo password,
+//! a failing command, an unknown command, a timeout) comes back as its own typed error.
+#![cfg(feature = "sim")] // drives the simulated cluster
+#![allow(clippy::disallowed_methods)] // the tests play the runbook executor's part (NodeWrite)
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use cutover::node::{self, NodeRole, NodeShell, NodeWrite, SshClient, SshError, SshTarget, Stage};
+use cutover::settings::SshSettings;
+use cutover::sim::{Fault, Sim, SimOptions, TempDir, world};
+
+/// Generous: the machine may be loaded; every wait polls a condition.
+const WAIT: Duration = Duration::from_secs(120);
+const STAGE1: &str = "flannel-backend: none\ndisable-network-policy: true\n";
+
+async fn start() -> Sim {
+    let opts = SimOptions { scenario: "fresh".into(), seed: 7, speed: 20.0, ..Default::default() };
+    Sim::start(opts).await.expect("sim starts")
+}
+
+async fn client(sim: &Sim) -> kube::Client {
+    let kc = Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
+    let opts = KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Settings for the sim, with a control directory of the test's own and generous timeouts.
+fn settings(sim: &Sim, tmp: &TempDir) -> SshSettings {
+    SshSettings {
+        control_dir: Some(tmp.path.join("ctl")),
+        connect_timeout: 30,
+        command_timeout: 60,
+        ..node::sim_settings(&sim.ssh)
+    }
+}
+
+fn shell(sim: &Sim, s: &SshSettings, ssh: &SshClient, name: &str) -> NodeShell {
+    let rt = world::node_runtime(&sim.shared, name).expect("node exists");
+    let role = if rt.role == world::NodeRole::Server { NodeRole::Server } else { NodeRole::Agent };
+    NodeShell::new(ssh, s, name, &rt.ip, role).expect("node shell")
+}
+
+fn node_args(n: &Node) -> Vec<String> {
+    let text = n.metadata.annotations.as_ref().and_then(|a| a.get("k3s.io/node-args")).cloned().unwrap_or_default();
+    serde_json::from_str(&text).expect("node-args is a JSON array")
+}
+
+fn ssh_by_hand(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=30"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh runs (openssh-client installed)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropin_written_through_ssh_reads_back_and_takes_effect_on_restart() {
+    let sim = start().await;
+    let tmp = TempDir::new().expect("tmp");
+    let s = settings(&sim, &tmp);
+    let ssh = SshClient::new(&s).expect("ssh client");
+    let write = NodeWrite::confirmed_by_runbook();
+
+    // The default host is the InternalIP: the sim's ssh_config leads it to loopback.
+    let w1 = shell(&sim, &s, &ssh, "homelab-w1");
+    assert!(w1.target().host.starts_with("192.168."), "{:?}", w1.target());
+    w1.write_dropin(&write, Stage::One, STAGE1).await.expect("write");
+    let back = w1.read_dropin(Stage::One).await.expect("read");
+    assert_eq!(back.stdout_text(), STAGE1);
+    assert_eq!(back.code, 0);
+
+    // A server restarted with the Stage 1 drop-in runs (and says) the new flags.
+    let cp1 = shell(&sim, &s, &ssh, "homelab-cp1");
+    cp1.write_dropin(&write, Stage::One, STAGE1).await.expect("write on the server");
+    assert_eq!(cp1.read_dropin(Stage::One).await.expect("read").stdout_text(), STAGE1);
+    cp1.restart(&write).await.expect("restart k3s");
+    let nodes: Api<Node> = Api::all(client(&sim).await);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // The API may be briefly down while its only server restarts: retry.
+        if let Ok(n) = nodes.get("homelab-cp1").await {
+            let args = node_args(&n);
+            let has_pair = args.windows(2).any(|w| w[0] == "--flannel-backend" && w[1] == "none");
+            if has_pair && args.iter().any(|a| a == "--disable-network-policy") {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node-args never showed the Stage 1 flags");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rt = world::node_runtime(&sim.shared, "homelab-cp1").expect("runtime");
+    assert_eq!(rt.flannel_backend, None, "flannel is off after the restart");
+
+    // The journal says what happened, over the same SSH.
+    let logs = cp1.logs(50).await.expect("journal");
+    let text = logs.stdout_text();
+    assert!(text.contains("Stopped k3s.service") && text.contains("Starting k3s v"), "{text}");
+
+    // Rollback: the drop-in removed (and removing again is fine with -f).
+    cp1.remove_dropin(&write, Stage::One).await.expect("remove");
+    cp1.remove_dropin(&write, Stage::One).await.expect("remove again");
+    match cp1.read_dropin(Stage::One).await {
+        Err(SshError::CommandFailed { code: 1, stderr_tail, .. }) => {
+            assert!(stderr_tail.contains("No such file or directory"), "{stderr_tail}");
+        }
+        other => panic!("read after remove: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sim_ssh_config_works_by_hand() {
+    let sim = start().await;
+    let cfg = &sim.ssh.config;
+    let out = ssh_by_hand(cfg, &["homelab-w1", "hostname"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "homelab-w1\n");
+
+    let path = "/etc/rancher/k3s/config.yaml.d/10-by-hand.yaml";
+    let mut child = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(cfg)
+        .args(["-o", "BatchMode=yes", "homelab-w1", "sudo", "-n", "tee", path, ">/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"node-label:\n  - by-hand=yes\n").expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("ssh ends");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), ">/dev/null discards tee's copy");
+
+    let out = ssh_by_hand(cfg, &["homelab-w1", "cat", path]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "node-label:\n  - by-hand=yes\n");
+    let out = ssh_by_hand(cfg, &["homelab-w1", "sudo -n systemctl restart k3s-agent"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ssh_by_hand(cfg, &["homelab-w1", "sudo", "-n", "systemctl", "status", "k3s-agent"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("k3s-agent.service - Lightweight Kubernetes"));
+    // Without sudo the k3s directory is not writable.
+    let out = ssh_by_hand(cfg, &["homelab-w1", "rm", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // A login shell is not offered, and says so.
+    let out = ssh_by_hand(cfg, &["homelab-w1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("runs single commands"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Pipes are not run.
+    let out = ssh_by_hand(cfg, &["homelab-w1", "cat /etc/hostname | tr a-z A-Z"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(world::node_runtime(&sim.shared, "homelab-w1").is_some());
+}
+
+/// Polls `f` until it gives an error `want` accepts (a fault takes effect within a moment).
+async fn until_error<F, Fut>(what: &str, mut f: F, want: impl Fn(&SshError) -> bool) -> SshError
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<node::Output, SshError>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match f().await {
+            Err(e) if want(&e) => return e,
+            other => {
+                assert!(tokio::time::Instant::now() < deadline, "{what}: last result {other:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_and_host_key_failures_are_typed() {
+    let sim = start().await;
+    let tmp = TempDir::new().expect("tmp");
+    let s = settings(&sim, &tmp);
+    let ssh = SshClient::new(&s).expect("ssh client");
+
+    // A connection first, so that a ControlMaster exists: the faults must still show.
+    let w2 = shell(&sim, &s, &ssh, "homelab-w2");
+    w2.logs(5).await.expect("reachable at first");
+    sim.inject(&Fault::SshUnreachable { node: "homelab-w2".into() });
+    let e = until_error("unreachable", || w2.logs(5), |e| matches!(e, SshError::Unreachable { .. })).await;
+    assert!(e.to_string().contains("connection refused"), "{e}");
+    sim.inject(&Fault::Clear);
+    until_ok(|| w2.logs(5)).await;
+
+    // The host key changed: refused, with the new key's fingerprint.
+    let w1 = shell(&sim, &s, &ssh, "homelab-w1");
+    w1.logs(5).await.expect("reachable at first");
+    sim.inject(&Fault::SshHostKeyChanged { node: "homelab-w1".into() });
+    let e = until_error("changed key", || w1.logs(5), |e| matches!(e, SshError::HostKeyChanged { .. })).await;
+    match &e {
+        SshError::HostKeyChanged { fingerprint, .. } => {
+            let f = fingerprint.as_deref().expect("OpenSSH prints the new fingerprint");
+            assert!(f.starts_with("SHA256:"), "{f}");
+            let known = sim.ssh.nodes.iter().find(|n| n.name == "homelab-w1").expect("w1").host_key_fingerprint.clone();
+            assert_ne!(f, known, "the offered key is not the known one");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An empty known_hosts: the key is unknown, and nothing is accepted.
+    let empty = tmp.path.join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    let text = std::fs::read_to_string(&sim.ssh.config).expect("read ssh_config");
+    let kh = format!("\"{}\"", sim.ssh.known_hosts.display());
+    let cfg2 = tmp.path.join("ssh_config_empty_kh");
+    std::fs::write(&cfg2, text.replace(&kh, &format!("\"{}\"", empty.display()))).expect("write");
+    let s2 = SshSettings { config_file: Some(cfg2), ..s.clone() };
+    let ssh2 = SshClient::new(&s2).expect("client").without_control_master();
+    let cp1 = shell(&sim, &s2, &ssh2, "homelab-cp1");
+    match cp1.logs(5).await {
+        Err(e @ SshError::HostKeyUnknown { .. }) => assert!(e.to_string().contains("ssh-keyscan"), "{e}"),
+        other => panic!("empty known_hosts: {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&empty).expect("read"), "", "StrictHostKeyChecking=yes added nothing");
+
+    // A user the node does not accept.
+    let s3 = SshSettings { user: Some("root".into()), ..s.clone() };
+    let ssh3 = SshClient::new(&s3).expect("client").without_control_master();
+    let cp1 = shell(&sim, &s3, &ssh3, "homelab-cp1");
+    match cp1.logs(5).await {
+        Err(SshError::AuthFailed { detail, .. }) => {
+            assert!(detail.starts_with("Permission denied (publickey"), "{detail}")
+        }
+        other => panic!("wrong user: {other:?}"),
+    }
+}
+
+async fn until_ok<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<node::Output, SshError>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match f().await {
+            Ok(_) => return,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "never recovered: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_failures_are_typed() {
+    let sim = start().await;
+    let tmp = TempDir::new().expect("tmp");
+    let s = settings(&sim, &tmp);
+    let ssh = SshClient::new(&s).expect("ssh client");
+    let write = NodeWrite::confirmed_by_runbook();
+    let w1 = shell(&sim, &s, &ssh, "homelab-w1");
+
+    // sudo wants a password: the error gives the sudoers line.
+    let starts = world::node_runtime(&sim.shared, "homelab-w1").expect("rt").k3s_starts;
+    sim.inject(&Fault::SudoPassword { node: "homelab-w1".into() });
+    match w1.restart(&write).await {
+        Err(e @ SshError::SudoPassword { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("NOPASSWD") && m.contains("/usr/bin/systemctl restart k3s-agent"), "{m}");
+        }
+        other => panic!("sudo password: {other:?}"),
+    }
+    assert_eq!(world::node_runtime(&sim.shared, "homelab-w1").expect("rt").k3s_starts, starts, "nothing restarted");
+    sim.inject(&Fault::Clear);
+
+    // A command that fails: its exit status and stderr tail.
+    sim.inject(&Fault::CommandFails { node: "homelab-w1".into(), command: "systemctl restart".into() });
+    match w1.restart(&write).await {
+        Err(SshError::CommandFailed { code, stderr_tail, command, .. }) => {
+            assert_eq!(code, 1);
+            assert_eq!(command, "sudo -n systemctl restart k3s-agent");
+            assert!(stderr_tail.starts_with("Job for k3s-agent.service failed"), "{stderr_tail}");
+        }
+        other => panic!("failing command: {other:?}"),
+    }
+    sim.inject(&Fault::Clear);
+    w1.restart(&write).await.expect("restarts once the fault is gone");
+
+    // An unknown command: 127 from the node's shell.
+    let target: SshTarget = w1.target().clone();
+    let t = Duration::from_secs(60);
+    match ssh.run(&target, "kubectl get nodes", None, t, "").await {
+        Err(SshError::CommandFailed { code: 127, stderr_tail, .. }) => {
+            assert_eq!(stderr_tail, "bash: kubectl: command not found");
+        }
+        other => panic!("unknown command: {other:?}"),
+    }
+
+    // A command that outlives its deadline: ssh is stopped.
+    match ssh.run(&target, "sleep 30", None, Duration::from_secs(2), "").await {
+        Err(SshError::Timeout { after, command, .. }) => {
+            assert_eq!((after, command.as_str()), (Duration::from_secs(2), "sleep 30"));
+        }
+        other => panic!("timeout: {other:?}"),
+    }
+
+    // A reboot ends the connection; the node answers again once it is back.
+    let boot = world::node_runtime(&sim.shared, "homelab-w1").expect("rt").boot_id;
+    w1.reboot(&write).await.expect("reboot");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while world::node_runtime(&sim.shared, "homelab-w1").expect("rt").boot_id == boot {
+        assert!(tokio::time::Instant::now() < deadline, "the node never came back from the reboot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_ok(|| w1.logs(5)).await;
+    let text = w1.logs(20).await.expect("journal").stdout_text();
+    assert!(text.contains("-- Boot "), "{text}");
+}
