@@ -1,23 +1,50 @@
-//! `cutover plan` against the simulated cluster: the runbook with every gate evaluated, read-only;
-//! the per-node step is an explicit unavailable gate; a broken runbook file names file:line.
+//! `cutover plan` against the simulated cluster, through the same step engine as `cutover run`:
+//! the position from the journal, every step's state and live gates, the Stage 1 commit's files
+//! read from a clone of the sim's Git origin (fetched, never written); read-only throughout. The
+//! per-node step is an explicit unavailable gate; a broken runbook file names file:line.
 #![cfg(feature = "sim")] // drives the simulated cluster
 
+use std::path::Path;
+
+use cutover::settings::Settings;
 use cutover::sim::{Sim, SimOptions};
 use cutover::tempdir::TempDir;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
     let sim = Sim::start(SimOptions::default()).await.expect("sim starts");
     let kubeconfig = sim.kubeconfig.display().to_string();
     let tmp = TempDir::new().expect("tmp");
-    let run = |extra: Vec<String>| {
+    let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
+    let origin = sim.info().git_repo.expect("origin");
+    let mut s = Settings::default();
+    sim.point_settings_at(&mut s, clone.clone());
+    let settings = tmp.path.join("cutover.toml");
+    let toml = format!(
+        "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n",
+        clone.display().to_string(),
+        s.git.repo_url,
+        s.git.apps_path,
+        s.git.values_path
+    );
+    std::fs::write(&settings, toml).expect("settings");
+    let run = |args: Vec<String>| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.args(["--kubeconfig", &kubeconfig, "--context", "sim", "--log-file", "/dev/null", "plan"])
-            .args(extra)
-            .env("XDG_CONFIG_HOME", &tmp.path)
-            .env_remove("CUTOVER_CONFIG");
+        cmd.args(["--kubeconfig", &kubeconfig, "--context", "sim", "--log-file", "/dev/null", "--settings"])
+            .arg(&settings)
+            .args(args)
+            .env("XDG_STATE_HOME", tmp.path.join("state"))
+            .env("XDG_CONFIG_HOME", tmp.path.join("config"))
+            .env_remove("CUTOVER_CONFIG")
+            .stdin(std::process::Stdio::null());
         async move {
-            let out = cmd.output().await.expect("run cutover plan");
+            let out = cmd.output().await.expect("run cutover");
             (
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,28 +52,69 @@ async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
             )
         }
     };
+    let plan = |extra: &[&str]| {
+        let mut a = vec!["plan".to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(a)
+    };
     let before = sim.requests().iter().filter(|r| r.is_mutating()).count();
-    let (code, out, err) = run(vec![]).await;
+    let (origin_head, clone_head) =
+        (git(&origin, &["rev-parse", "refs/heads/main"]), git(&clone, &["rev-parse", "HEAD"]));
+
+    let (code, out, err) = plan(&[]).await;
     assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("runbook: not started\n"), "{out}");
     // Fresh cluster: the bare netshoot pod fails pre-flight, so Stage 1's commit is blocked.
-    assert!(out.contains("RED PreflightNoFail: 1 fail: drain/homelab-cp1"), "{out}");
+    assert!(out.contains("RED preflight-no-fail: 1 fail: drain/homelab-cp1"), "{out}");
     assert!(out.lines().any(|l| l.trim_start().starts_with("blocked") && l.contains("stage1-commit")), "{out}");
-    assert!(out.contains("ok  CiliumAppAbsent: Application cilium-app does not exist"), "{out}");
+    assert!(out.contains("ok  cilium-app-absent: Application cilium-app does not exist"), "{out}");
+    // What the commit would hold, read from the clone: one line per file, not the diff.
+    assert!(out.lines().any(|l| l.trim() == "create platform/gitops/argocd/apps/cilium-app.yaml"), "{out}");
+    assert!(!out.contains("+kind: Application"), "the text plan leaves the diff out: {out}");
     assert!(out.lines().any(|l| l.trim_start().starts_with("unavailable") && l.contains("stage1-nodes")), "{out}");
-    assert!(
-        out.contains("RED CiliumCniOnNoNode") || out.contains("ok  CiliumCniOnNoNode: every server runs flannel"),
-        "{out}"
-    );
-    let (code, json, _) = run(vec!["-o".into(), "json".into()]).await;
-    assert_eq!(code, Some(0));
+    assert!(out.contains("ok  cilium-cni-on-no-node: every server runs flannel"), "{out}");
+    assert!(!out.contains("PreflightNoFail"), "gates are named by their ids: {out}");
+
+    let (code, json, err) = plan(&["-o", "json"]).await;
+    assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
-    assert!(v.as_array().is_some_and(|a| a.len() >= 15), "{json}");
+    assert_eq!(v["position"]["state"], "not-started", "{json}");
+    let steps = v["steps"].as_array().expect("steps");
+    assert!(steps.len() >= 15, "{json}");
+    let commit = steps.iter().find(|s| s["id"] == "stage1-commit").expect("stage1-commit");
+    assert_eq!(commit["state"], "blocked");
+    assert!(commit["why"].as_str().is_some_and(|w| w.contains("preflight-no-fail is red")), "{commit}");
+    assert!(
+        commit["files"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f["change"] == "create" && f["path"] == "platform/gitops/argocd/apps/cilium-app.yaml")),
+        "{commit}"
+    );
+    assert!(
+        commit["changes"].as_array().is_some_and(|c| c.iter().any(|l| l == "+kind: Application")),
+        "JSON holds the exact diff: {commit}"
+    );
+    assert_eq!(commit["gates"][0]["gate"], "preflight-no-fail");
+
+    // Read-only: no mutating request, nothing committed or pushed, the clone untouched.
     assert_eq!(sim.requests().iter().filter(|r| r.is_mutating()).count(), before, "the plan changed nothing");
+    assert_eq!(git(&origin, &["rev-parse", "refs/heads/main"]), origin_head);
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), clone_head);
+    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+
+    // A step run: the plan's position and the step's state come from the journal.
+    let (code, out, err) = run(vec!["run".into(), "--yes".into(), "stage1-refresh".into()]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let (code, out, err) = plan(&[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("runbook: after stage1-refresh (done "), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("done") && l.contains("stage1-refresh")), "{out}");
+    assert!(out.contains("done: journal "), "{out}");
 
     let bad = tmp.path.join("runbook.toml");
     std::fs::write(&bad, "version = 1\n[[stage]]\nid = \"s\"\ntitle = \"t\"\n[[stage.step]]\nid = \"a\"\ntitle = \"x\"\nkind = \"teleport\"\nrollback = \"none\"\n")
         .expect("write");
-    let (code, _, err) = run(vec!["--runbook".into(), bad.display().to_string()]).await;
+    let (code, _, err) = plan(&["--runbook", &bad.display().to_string()]).await;
     assert_eq!(code, Some(2));
     assert!(err.contains(&format!("{}:8:", bad.display())), "{err}");
     sim.stop();

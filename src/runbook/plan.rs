@@ -372,10 +372,12 @@ pub fn evaluate_gate(
                     })
                     .filter_map(|n| n.metadata.name.clone())
                     .collect();
-                if not.is_empty() {
-                    r(GateState::Green, format!("all {} node(s) Ready", nodes.len()))
-                } else {
+                if nodes.is_empty() {
+                    r(GateState::Red, "the API lists no node".into())
+                } else if !not.is_empty() {
                     r(GateState::Red, format!("not Ready: {}", not.join(", ")))
+                } else {
+                    r(GateState::Green, format!("all {} node(s) Ready", nodes.len()))
                 }
             }
         },
@@ -411,7 +413,7 @@ pub fn evaluate_gate(
 /// `cutover plan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
-    /// A runbook file that replaces the built-in one.
+    /// A runbook file that replaces the built-in one (default: `runbook.file` in the settings).
     #[arg(long, value_name = "PATH")]
     pub runbook: Option<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = PlanFormat::Text)]
@@ -424,85 +426,300 @@ pub enum PlanFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct StepView<'a> {
-    stage: &'a str,
-    step: &'a Step,
-    state: &'static str,
-    gates: Vec<GateResult>,
+/// One file a `git-commit` step would commit, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileSummary {
+    /// `create` or `change`.
+    pub change: String,
+    pub path: String,
 }
 
-/// A step's state from its gates: `ready` (all green), `blocked` (a red gate), `unknown`.
-fn step_state(gates: &[GateResult]) -> &'static str {
-    if gates.iter().any(|g| g.gate == Gate::NodeStepAvailable && g.state != GateState::Green) {
-        "unavailable"
-    } else if gates.iter().any(|g| g.state == GateState::Red) {
-        "blocked"
-    } else if gates.iter().any(|g| g.state == GateState::Unknown) {
-        "unknown"
-    } else {
-        "ready"
+/// One step of `cutover plan`: its state (from the journal, else from its preview), its gates
+/// read now and what running it would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanStep {
+    pub stage: String,
+    pub id: String,
+    pub kind: StepKind,
+    pub title: String,
+    /// `done`, `interrupted`, `ready`, `blocked`, `skip`, `unavailable`.
+    pub state: &'static str,
+    pub why: String,
+    /// The step's last run in the journal, if any (`time`, `outcome`, `message`).
+    pub journal: Option<crate::runbook::steps::JournaledStep>,
+    pub gates: Vec<GateResult>,
+    /// The preview's lines: notes, the commit, the exact file diffs, the API patches, the wait.
+    pub changes: Vec<String>,
+    /// For a `git-commit` step: each file that would be created or changed.
+    pub files: Vec<FileSummary>,
+}
+
+impl PlanStep {
+    /// The change lines without the diff bodies: one line per changed file.
+    pub fn summary(&self) -> Vec<String> {
+        summarize(&self.changes)
     }
 }
 
-/// Prints the runbook with every gate evaluated against the cluster (read-only).
-pub async fn run_plan(args: PlanArgs, global: &crate::cli::GlobalArgs) -> Result<ExitCode> {
-    let settings = Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")?;
-    let runbook = match &args.runbook {
-        Some(p) => match Runbook::load(p) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("cutover: {e}");
-                return Ok(ExitCode::from(2));
+/// Where the journal puts the runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum PlanPosition {
+    /// No step has run (or every run was rolled back).
+    NotStarted,
+    /// The last step that ended well.
+    After { step: String, time: String },
+    /// A step has a journaled intent and no result: the process died while it ran.
+    Interrupted { step: String, time: String },
+    /// The journal cannot be read: the position is not known.
+    Unknown { why: String },
+}
+
+impl std::fmt::Display for PlanPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanPosition::NotStarted => write!(f, "not started"),
+            PlanPosition::After { step, time } => write!(f, "after {step} (done {time})"),
+            PlanPosition::Interrupted { step, time } => {
+                write!(f, "interrupted at {step} (started {time}); its gates are re-checked before anything continues")
             }
-        },
-        None => Runbook::built_in(),
+            PlanPosition::Unknown { why } => write!(f, "position unknown: {why}"),
+        }
+    }
+}
+
+/// The whole `cutover plan` answer (its JSON form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanReport {
+    /// `built-in` or the runbook file.
+    pub runbook: String,
+    pub journal: String,
+    pub position: PlanPosition,
+    pub steps: Vec<PlanStep>,
+}
+
+/// The preview's change lines with every diff body left out: what is before the first file,
+/// then each `create PATH` / `change PATH` line (an unchanged file is not listed).
+fn summarize(changes: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_files = false;
+    for l in changes {
+        if let Some((word, _)) = file_header(l) {
+            in_files = true;
+            if word != "unchanged" {
+                out.push(l.clone());
+            }
+        } else if !in_files {
+            out.push(l.clone());
+        }
+    }
+    out
+}
+
+/// `create PATH`, `change PATH` or `unchanged PATH`: a file line of a Git preview (a diff line
+/// starts with `+`, `-`, ` `, `@` or `\`, never with a word).
+fn file_header(line: &str) -> Option<(&str, &str)> {
+    let (word, path) = line.split_once(' ')?;
+    matches!(word, "create" | "change" | "unchanged").then_some((word, path))
+}
+
+/// The ok runs of the journal that still count: a forward step rolled back does not (the
+/// position resets it), and a rollback step counts only after its stage's last forward run.
+fn counted_done<'a>(
+    runbook: &Runbook,
+    position: &'a crate::runbook::steps::Position,
+) -> std::collections::BTreeMap<&'a str, &'a crate::runbook::steps::JournaledStep> {
+    let mut done: std::collections::BTreeMap<&str, &crate::runbook::steps::JournaledStep> =
+        position.last.iter().filter(|(_, j)| j.outcome == "ok").map(|(id, j)| (id.as_str(), j)).collect();
+    for st in &runbook.stages {
+        let Some(rb) = crate::runbook::steps::rollback_for(runbook, &st.id) else { continue };
+        let forward_at = st.steps.iter().filter_map(|s| done.get(s.id.as_str()).map(|j| j.seq)).max();
+        if let Some(at) = forward_at {
+            for s in &rb.steps {
+                if done.get(s.id.as_str()).is_some_and(|j| j.seq < at) {
+                    done.remove(s.id.as_str());
+                }
+            }
+        }
+    }
+    done
+}
+
+/// The position line from the journal.
+fn plan_position(runbook: &Runbook, position: &crate::runbook::steps::Position) -> PlanPosition {
+    if let Some((step, time)) = &position.interrupted {
+        return PlanPosition::Interrupted { step: step.clone(), time: time.clone() };
+    }
+    match counted_done(runbook, position).into_iter().max_by_key(|(_, j)| j.seq) {
+        Some((step, j)) => PlanPosition::After { step: step.to_string(), time: j.time.clone() },
+        None => PlanPosition::NotStarted,
+    }
+}
+
+/// A step's row: `interrupted` when the journal has its intent open; `done` when the journal
+/// says so (a `git-commit` step: when its commit is on the branch, which the preview reads);
+/// else the preview's state.
+fn plan_step(
+    preview: crate::runbook::steps::StepPreview,
+    position: &crate::runbook::steps::Position,
+    done: &std::collections::BTreeMap<&str, &crate::runbook::steps::JournaledStep>,
+) -> PlanStep {
+    use crate::runbook::steps::StepState;
+    let id = preview.step.id.clone();
+    let journal = position.last.get(&id).cloned();
+    let files = preview
+        .changes
+        .iter()
+        .filter_map(|l| file_header(l))
+        .filter(|(w, _)| *w != "unchanged")
+        .map(|(w, p)| FileSummary { change: w.into(), path: p.into() })
+        .collect();
+    let mut row = PlanStep {
+        stage: preview.stage.clone(),
+        id: id.clone(),
+        kind: preview.step.kind,
+        title: preview.step.title.clone(),
+        state: preview.state.word(),
+        why: preview.state.why().to_string(),
+        journal,
+        gates: preview.gates,
+        changes: preview.changes,
+        files,
     };
-    let snapshot = match crate::checks::client::build(global).await {
-        Ok(c) => crate::checks::gather(&c, &settings).await,
-        Err(e) => ClusterSnapshot::failed(crate::checks::FetchErrorKind::Unreachable, &e.to_string()),
+    let interrupted = position.interrupted.as_ref().filter(|(s, _)| *s == id);
+    if let Some((_, time)) = interrupted {
+        row.state = "interrupted";
+        row.why = format!(
+            "started {time} and has no result in the journal; `cutover run` re-checks its gates and runs it again"
+        );
+    } else if let Some(j) = done.get(id.as_str()) {
+        // As `cutover run` judges it: acknowledgements and Argo requests are done once journaled;
+        // waits and validation only read and run again; commits (and node changes) are judged by
+        // the branch (and the nodes), which the preview reads.
+        if matches!(row.kind, StepKind::OperatorCheck | StepKind::ArgoRefresh | StepKind::ArgoSync) {
+            row.state = "done";
+            row.why = format!("journal {}: {}", j.time, j.message);
+            // It ran: a run sends nothing for it again.
+            row.changes.clear();
+            row.files.clear();
+        } else if matches!(row.kind, StepKind::ArgoWait | StepKind::Validate) {
+            row.state = "done";
+            row.why = format!("journal {}: {}; it only reads: a run reads it again", j.time, j.message);
+        } else if row.kind == StepKind::NodeCutover {
+            row.why = format!("the journal says done at {}; the nodes are what count: {}", j.time, row.why);
+        } else if matches!(preview.state, StepState::Done(_)) {
+            row.why = format!("{} (journal {})", row.why, j.time);
+        } else {
+            // A commit's truth is the branch: done in the journal, gone from Git (reverted by hand?).
+            let said = format!("the journal says done at {}, but Git says otherwise", j.time);
+            row.why = if row.why.is_empty() { said } else { format!("{said}; {}", row.why) };
+        }
+    }
+    row
+}
+
+fn gate_mark(g: &GateResult) -> &'static str {
+    match g.state {
+        GateState::Green => "ok ",
+        GateState::Red => "RED",
+        GateState::Unknown => "?  ",
+    }
+}
+
+/// The text form: the position, then each stage with its steps, gates and change summaries.
+fn format_text(report: &PlanReport, runbook: &Runbook) -> String {
+    use crate::runbook::steps::{gate_id, kind_id};
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "runbook: {}", report.position);
+    let _ = writeln!(out, "  ({}; journal {})", report.runbook, report.journal);
+    out.push('\n');
+    for st in runbook.stages.iter().chain(&runbook.rollbacks) {
+        let optional = st.optional && !st.title.contains("(optional)");
+        let _ = writeln!(out, "{}{}", st.title, if optional { " (optional)" } else { "" });
+        for v in report.steps.iter().filter(|v| v.stage == st.id) {
+            let _ = writeln!(out, "  {:<12} {:<18} {:<15} {}", v.state, v.id, kind_id(v.kind), v.title);
+            if !v.why.is_empty() {
+                // An unavailable gate's evidence already starts with the word.
+                let why = v.why.strip_prefix(&format!("{}: ", v.state)).unwrap_or(&v.why);
+                let _ = writeln!(out, "      {}: {why}", v.state);
+            }
+            if let Some(j) = v.journal.as_ref().filter(|j| j.outcome != "ok") {
+                let _ = writeln!(out, "      last run {}: {}: {}", j.time, j.outcome, j.message);
+            }
+            for g in &v.gates {
+                let _ = writeln!(out, "      {} {}: {}", gate_mark(g), gate_id(g.gate), g.evidence);
+            }
+            for l in v.summary() {
+                let _ = writeln!(out, "      {l}");
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Prints the runbook through the step engine, read-only: the position from the journal, each
+/// step's state, its gates read now and what running it would change (Git fetched, never
+/// written; no lock, no journal entry, no mutating request).
+pub async fn run_plan(args: PlanArgs, global: &crate::cli::GlobalArgs) -> Result<ExitCode> {
+    use crate::runbook::journal::Journal;
+    use crate::runbook::steps::{self, Position, StepEnv};
+    use std::sync::Arc;
+    let settings = Settings::load(global.settings.as_deref()).wrap_err("cannot load the settings")?;
+    let runbook = match crate::runbook::run_cli::load_runbook(args.runbook.as_deref(), &settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cutover: {e}");
+            return Ok(ExitCode::from(2));
+        }
     };
+    let source = match args.runbook.as_deref().or(settings.runbook.file.as_deref()) {
+        Some(p) => p.display().to_string(),
+        None => "built-in runbook".to_string(),
+    };
+    // Read-only whatever the settings say: the plan only reads.
+    let conn = match crate::cluster::client::connect(global, |_| true).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cutover: cannot connect to the cluster: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let journal = Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
+    let (position, plan_pos) = match journal.read() {
+        Ok(v) => {
+            let p = Position::from_journal(&runbook, &v.entries);
+            let mut pos = plan_position(&runbook, &p);
+            if let Some(bad) = v.bad {
+                pos = PlanPosition::Unknown {
+                    why: format!(
+                        "the journal does not verify from line {} ({}); `cutover journal --verify`",
+                        bad.line, bad.reason
+                    ),
+                };
+            }
+            (p, pos)
+        }
+        Err(e) => (Position::default(), PlanPosition::Unknown { why: format!("cannot read the journal: {e}") }),
+    };
+    let settings = Arc::new(settings);
+    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone()));
+    let snapshot = crate::checks::gather(&conn.client, &settings).await;
     let checks = crate::checks::evaluate(&snapshot, &settings);
-    let mut views = Vec::new();
+    let done = counted_done(&runbook, &position);
+    let mut rows = Vec::new();
     for st in runbook.stages.iter().chain(&runbook.rollbacks) {
         for step in &st.steps {
-            let gates: Vec<GateResult> =
-                step.gates.iter().map(|g| evaluate_gate(*g, &snapshot, &settings, &checks)).collect();
-            views.push(StepView { stage: &st.id, step, state: step_state(&gates), gates });
+            let pre = steps::preview(&env, &conn.client, &st.id, step, &snapshot, &checks).await;
+            rows.push(plan_step(pre, &position, &done));
         }
     }
+    let report =
+        PlanReport { runbook: source, journal: journal.path().display().to_string(), position: plan_pos, steps: rows };
     let out = match args.output {
-        PlanFormat::Json => serde_json::to_string_pretty(&views).wrap_err("encoding the plan")? + "\n",
-        PlanFormat::Text => {
-            use std::fmt::Write as _;
-            let mut out = String::new();
-            for st in runbook.stages.iter().chain(&runbook.rollbacks) {
-                let _ = writeln!(out, "{}{}", st.title, if st.optional { " (optional)" } else { "" });
-                for v in views.iter().filter(|v| v.stage == st.id) {
-                    let _ = writeln!(
-                        out,
-                        "  {:<12} {:<18} {:<15} {}",
-                        v.state,
-                        v.step.id,
-                        format!("{:?}", v.step.kind),
-                        v.step.title
-                    );
-                    for g in &v.gates {
-                        let mark = match g.state {
-                            GateState::Green => "ok ",
-                            GateState::Red => "RED",
-                            GateState::Unknown => "?  ",
-                        };
-                        let _ = writeln!(out, "      {mark} {:?}: {}", g.gate, g.evidence);
-                    }
-                    if let Some(i) = &v.step.instruction {
-                        let _ = writeln!(out, "      → {i}");
-                    }
-                }
-                out.push('\n');
-            }
-            out
-        }
+        PlanFormat::Json => serde_json::to_string_pretty(&report).wrap_err("encoding the plan")? + "\n",
+        PlanFormat::Text => format_text(&report, &runbook),
     };
     crate::cli::write_stdout(&out).wrap_err("writing the plan")?;
     Ok(ExitCode::SUCCESS)
@@ -568,6 +785,155 @@ mod tests {
         // The per-node step is an explicit unavailable gate, never a pretended success.
         let g = evaluate_gate(Gate::NodeStepAvailable, &snap, &settings, &[]);
         assert_eq!(g.state, GateState::Red);
-        assert_eq!(step_state(&[g]), "unavailable");
+        assert!(g.evidence.starts_with("unavailable"), "{g:?}");
+    }
+
+    fn node(name: &str, ready: bool) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn nodes_ready_is_green_only_when_every_node_is_ready() {
+        let settings = Settings::default();
+        let mut snap = ClusterSnapshot::empty();
+        snap.nodes = Ok(vec![node("cp1", true), node("w1", true)]);
+        let g = evaluate_gate(Gate::NodesReady, &snap, &settings, &[]);
+        assert_eq!((g.state, g.evidence.as_str()), (GateState::Green, "all 2 node(s) Ready"));
+        snap.nodes = Ok(vec![node("cp1", true), node("w1", false)]);
+        let g = evaluate_gate(Gate::NodesReady, &snap, &settings, &[]);
+        assert_eq!((g.state, g.evidence.as_str()), (GateState::Red, "not Ready: w1"));
+        snap.nodes = Ok(vec![]);
+        assert_eq!(evaluate_gate(Gate::NodesReady, &snap, &settings, &[]).state, GateState::Red);
+    }
+
+    use crate::runbook::journal::{Entry, Outcome, Record};
+    use crate::runbook::steps::{Position, StepPreview, StepState};
+
+    fn entry(seq: u64, record: Record) -> Entry {
+        Entry { seq, time: format!("t{seq}"), prev: String::new(), record }
+    }
+
+    fn ran(seq: u64, step: &str, outcome: Option<Outcome>) -> Vec<Entry> {
+        let op = format!("op{seq}");
+        let mut v = vec![entry(
+            seq,
+            Record::Intent {
+                op: op.clone(),
+                title: step.into(),
+                preview: vec![],
+                confirmed_by: "t".into(),
+                mode: "armed".into(),
+                step: Some(step.into()),
+            },
+        )];
+        if let Some(outcome) = outcome {
+            v.push(entry(seq + 1, Record::Result { op, outcome, message: format!("{step} went") }));
+        }
+        v
+    }
+
+    fn preview_of(rb: &Runbook, id: &str, state: StepState, changes: &[&str]) -> StepPreview {
+        let (st, step) = rb
+            .stages
+            .iter()
+            .chain(&rb.rollbacks)
+            .find_map(|st| st.steps.iter().find(|s| s.id == id).map(|s| (st, s)))
+            .expect("step");
+        StepPreview {
+            stage: st.id.clone(),
+            step: step.clone(),
+            gates: vec![],
+            state,
+            changes: changes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_position_line_comes_from_the_journal() {
+        let rb = Runbook::built_in();
+        assert_eq!(plan_position(&rb, &Position::from_journal(&rb, &[])), PlanPosition::NotStarted);
+        let mut e = ran(1, "preflight", Some(Outcome::Ok));
+        e.extend(ran(3, "stage1-commit", Some(Outcome::Ok)));
+        e.extend(ran(5, "stage1-refresh", Some(Outcome::Failed)));
+        let p = Position::from_journal(&rb, &e);
+        let pos = plan_position(&rb, &p);
+        assert_eq!(pos, PlanPosition::After { step: "stage1-commit".into(), time: "t4".into() });
+        assert_eq!(pos.to_string(), "after stage1-commit (done t4)");
+        e.extend(ran(7, "stage1-wait", None));
+        let p = Position::from_journal(&rb, &e);
+        assert!(plan_position(&rb, &p).to_string().starts_with("interrupted at stage1-wait (started t7)"));
+        // A rollback done before the stage ran again no longer counts; the forward steps do.
+        let mut e = ran(1, "stage1-freeze", Some(Outcome::Ok));
+        e.extend(ran(3, "preflight", Some(Outcome::Ok)));
+        e.extend(ran(5, "stage1-refresh", Some(Outcome::Ok)));
+        let p = Position::from_journal(&rb, &e);
+        let done = counted_done(&rb, &p);
+        assert!(done.contains_key("stage1-refresh") && !done.contains_key("stage1-freeze"), "{done:?}");
+    }
+
+    #[test]
+    fn a_step_is_done_from_the_journal_interrupted_from_an_open_intent_else_as_previewed() {
+        let rb = Runbook::built_in();
+        let mut e = ran(1, "stage1-refresh", Some(Outcome::Ok));
+        e.extend(ran(3, "stage1-wait", None));
+        let p = Position::from_journal(&rb, &e);
+        let done = counted_done(&rb, &p);
+        let patch = ["PATCH Application argocd/root: refresh"];
+        let row = plan_step(preview_of(&rb, "stage1-refresh", StepState::Ready, &patch), &p, &done);
+        assert_eq!((row.state, row.why.as_str()), ("done", "journal t2: stage1-refresh went"));
+        assert!(row.changes.is_empty(), "a done step plans no change: {row:?}");
+        let row = plan_step(preview_of(&rb, "stage1-wait", StepState::Ready, &[]), &p, &done);
+        assert_eq!(row.state, "interrupted");
+        let blocked = StepState::Blocked("preflight-no-fail is red: 1 fail".into());
+        let row = plan_step(preview_of(&rb, "stage1-commit", blocked, &[]), &p, &done);
+        assert_eq!((row.state, row.why.as_str()), ("blocked", "preflight-no-fail is red: 1 fail"));
+        assert!(row.journal.is_none());
+    }
+
+    #[test]
+    fn the_text_plan_lists_each_changed_file_once_without_its_diff() {
+        let rb = Runbook::built_in();
+        let lines = [
+            "commit on main: \"cutover: Stage 1\"",
+            "  trailers Cutover-Step: stage1-commit, Cutover-Stage: 1",
+            "then push to origin/main (never forced)",
+            "create platform/gitops/argocd/apps/cilium-app.yaml",
+            "--- /dev/null",
+            "+++ b/platform/gitops/argocd/apps/cilium-app.yaml",
+            "@@ -0,0 +1 @@",
+            "+kind: Application",
+            "unchanged README.md",
+            "change platform/cilium/values.yaml",
+            " create: context line",
+            "-old",
+        ];
+        let p = Position::default();
+        let row = plan_step(preview_of(&rb, "stage1-commit", StepState::Ready, &lines), &p, &counted_done(&rb, &p));
+        assert_eq!(row.summary(), vec![lines[0], lines[1], lines[2], lines[3], "change platform/cilium/values.yaml"]);
+        assert_eq!(
+            row.files,
+            vec![
+                FileSummary { change: "create".into(), path: "platform/gitops/argocd/apps/cilium-app.yaml".into() },
+                FileSummary { change: "change".into(), path: "platform/cilium/values.yaml".into() },
+            ]
+        );
+        assert_eq!(row.changes.len(), lines.len(), "JSON keeps the exact diff");
+        let report = PlanReport {
+            runbook: "built-in runbook".into(),
+            journal: "/j".into(),
+            position: PlanPosition::NotStarted,
+            steps: vec![row],
+        };
+        let text = format_text(&report, &rb);
+        assert!(text.starts_with("runbook: not started\n"), "{text}");
+        assert!(text.contains("  ready        stage1-commit      git-commit      Commit the Stage 1"), "{text}");
+        assert!(!text.contains("+kind: Application"), "{text}");
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["position"]["state"], "not-started");
+        assert_eq!(json["steps"][0]["files"][0]["change"], "create");
     }
 }
