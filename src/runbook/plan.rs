@@ -366,9 +366,10 @@ pub fn evaluate_gate(
                 let not: Vec<String> = nodes
                     .iter()
                     .filter(|n| {
-                        !n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        })
+                        !n.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
                     })
                     .filter_map(|n| n.metadata.name.clone())
                     .collect();
@@ -393,14 +394,17 @@ pub fn evaluate_gate(
                 if off.is_empty() {
                     r(GateState::Green, "every server runs flannel (no --flannel-backend none)".into())
                 } else {
-                    r(GateState::Red, format!("Cilium is the CNI on {}: deleting its app would cut every pod off", off.join(", ")))
+                    r(
+                        GateState::Red,
+                        format!("Cilium is the CNI on {}: deleting its app would cut every pod off", off.join(", ")),
+                    )
                 }
             }
         },
-        Gate::NodeStepAvailable => r(
-            GateState::Red,
-            "unavailable: the per-node k3s step over SSH is not built in this version; do it by hand (docs/operator-guide.md)".into(),
-        ),
+        Gate::NodeStepAvailable => match crate::runbook::steps_node::ssh_available(settings) {
+            Ok(e) => r(GateState::Green, e),
+            Err(e) => r(GateState::Red, format!("unavailable: {e}")),
+        },
         Gate::ValidateAvailable => {
             r(GateState::Red, "unavailable: the automated validation checklist is not built in this version".into())
         }
@@ -433,7 +437,9 @@ struct StepView<'a> {
 
 /// A step's state from its gates: `ready` (all green), `blocked` (a red gate), `unknown`.
 fn step_state(gates: &[GateResult]) -> &'static str {
-    if gates.iter().any(|g| g.gate == Gate::NodeStepAvailable || g.gate == Gate::ValidateAvailable) {
+    if gates.iter().any(|g| {
+        (g.gate == Gate::NodeStepAvailable || g.gate == Gate::ValidateAvailable) && g.state != GateState::Green
+    }) {
         "unavailable"
     } else if gates.iter().any(|g| g.state == GateState::Red) {
         "blocked"

@@ -269,7 +269,25 @@ pub async fn preview(
             ));
             changes.push("Nothing is sent: a wait only reads.".into());
         }
-        StepKind::NodeCutover | StepKind::Validate => {
+        StepKind::NodeCutover => {
+            match super::steps_node::preview(env, read, &super::executor::DrainOptions::default(), step).await {
+                Ok(p) => {
+                    changes.extend(p.lines);
+                    if let Some(done) = p.done
+                        && !matches!(state, StepState::Unavailable(_))
+                    {
+                        state = StepState::Done(done);
+                    }
+                }
+                Err(e) => {
+                    changes.push(format!("Nodes: {e}"));
+                    if matches!(state, StepState::Ready) {
+                        state = StepState::Blocked(format!("nodes: {e}"));
+                    }
+                }
+            }
+        }
+        StepKind::Validate => {
             changes.push("Not carried out by this version: the runbook stops here (see the operator guide).".into())
         }
     }
@@ -328,7 +346,8 @@ pub(crate) async fn run(
         StepKind::ArgoRefresh => exec.refresh(&app).await,
         StepKind::ArgoSync => exec.sync(&app).await,
         StepKind::ArgoWait => wait(env, read, step, progress, cancel).await,
-        StepKind::NodeCutover | StepKind::Validate => {
+        StepKind::NodeCutover => super::steps_node::run(exec, env, step, journal, progress, cancel).await,
+        StepKind::Validate => {
             Err(ExecError::Refused(format!("{id}: not carried out by this version; nothing was changed")))
         }
     }
