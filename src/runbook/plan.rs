@@ -570,7 +570,9 @@ mod tests {
         snap.applications = Ok(vec![]);
         assert_eq!(evaluate_gate(Gate::CiliumAppAbsent, &snap, &settings, &[]).state, GateState::Green);
         assert_eq!(evaluate_gate(Gate::CiliumAppSyncedHealthy, &snap, &settings, &[]).state, GateState::Red);
-        // The per-node step is an explicit unavailable gate, never a pretended success.
+        // The per-node step is unavailable (red, saying what to set) when SSH is not usable.
+        let mut settings = settings.clone();
+        settings.ssh.config_file = Some("/nonexistent/ssh_config".into());
         let g = evaluate_gate(Gate::NodeStepAvailable, &snap, &settings, &[]);
         assert_eq!(g.state, GateState::Red);
         assert_eq!(step_state(&[g]), "unavailable");

@@ -620,7 +620,9 @@ mod tests {
     #[test]
     fn unavailable_gates_stop_and_waits_do_not_need_their_gates_green() {
         let rb = Runbook::built_in();
-        let settings = Settings::default();
+        let mut settings = Settings::default();
+        // SSH not usable as configured: the node step is unavailable.
+        settings.ssh.config_file = Some("/nonexistent/ssh_config".into());
         let mut snap = ClusterSnapshot::empty();
         snap.applications = Ok(vec![]);
         let find = |id: &str| rb.stages.iter().flat_map(|s| &s.steps).find(|s| s.id == id).cloned().expect("step");
