@@ -175,3 +175,35 @@ async fn stage1_switches_every_node_over_ssh_and_the_rollback_switches_them_back
         assert!(a.flannel_enabled() && !a.bool("disable-network-policy"), "{name}: {a:?}");
     }
 }
+
+/// The first node of the preview's order.
+fn first_node(preview: &str) -> String {
+    let line = preview.lines().find(|l| l.contains("Node order (one at a time, servers first):")).expect("order line");
+    let rest = line.split("servers first): ").nth(1).expect("names");
+    rest.split(' ').next().expect("first").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sudo_wanting_a_password_stops_at_the_first_node_and_leaves_the_others_untouched() {
+    let r = Rehearsal::start(11).await;
+    let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let first = first_node(&out);
+    r.sim.inject(&cutover::sim::faults::Fault::SudoPassword { node: first.clone() });
+    let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
+    assert_ne!(code, Some(0), "{out}\n{err}");
+    let all = format!("{out}\n{err}");
+    assert!(all.contains(&first) && all.contains("sudo"), "{all}");
+    assert!(all.contains("nothing written on"), "says nothing was written: {all}");
+    for n in nodes(&r.sim).await {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        assert_eq!(cordoned, name == first, "{name}: only the node in work is left cordoned");
+        if cutover::checks::k3s::is_server(&n) {
+            let a = cutover::checks::k3s::node_args(&n).expect("args").expect("parses");
+            assert!(a.flannel_enabled(), "{name} untouched: {a:?}");
+        }
+    }
+    let (code, out, err) = r.run(&["journal", "--verify"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+}
