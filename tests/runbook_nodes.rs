@@ -207,3 +207,29 @@ async fn sudo_wanting_a_password_stops_at_the_first_node_and_leaves_the_others_u
     let (code, out, err) = r.run(&["journal", "--verify"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_exits_non_zero_stops_after_the_write_and_says_what_was_written() {
+    let r = Rehearsal::start(13).await;
+    let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let first = first_node(&out);
+    r.sim.inject(&cutover::sim::faults::Fault::CommandFails {
+        node: first.clone(),
+        command: "systemctl restart".into(),
+    });
+    let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let all = format!("{out}\n{err}");
+    assert!(
+        all.contains(&first) && all.contains("cannot restart") && all.contains("90-cutover-stage1.yaml written"),
+        "{all}"
+    );
+    for n in nodes(&r.sim).await {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        assert_eq!(cordoned, name == first, "{name}: only the node in work is left cordoned");
+    }
+    let (_, text, _) = r.run(&["journal"]).await;
+    assert_eq!(text.lines().filter(|l| l.contains("write-dropin")).count(), 1, "one node written: {text}");
+}
