@@ -316,6 +316,8 @@ async fn demo(mut global: GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let clone_dir = cutover::tempdir::TempDir::new().wrap_err("cannot create the demo's Git clone directory")?;
     let clone = sim.clone_origin(&clone_dir.path.join("k8s-homelab")).wrap_err("cannot clone the sim's Git origin")?;
     sim.point_settings_at(&mut settings, clone);
+    // The node step's SSH goes to the sim's nodes (their loopback SSH servers), never elsewhere.
+    settings.ssh = cutover::node::sim_settings(&sim.ssh);
     let conn = cutover::cluster::client::connect(&global, |_| false)
         .await
         .wrap_err("cannot connect to the simulated cluster")?;

@@ -64,11 +64,14 @@ impl Rehearsal {
         sim.point_settings_at(&mut s, clone.clone());
         let settings = tmp.path.join("cutover.toml");
         let toml = format!(
-            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\nvalidate_window = \"3s\"\n",
+            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\nvalidate_window = \"3s\"\n\n[ssh]\nconfig_file = {:?}\n",
             clone.display().to_string(),
             s.git.repo_url,
             s.git.apps_path,
-            s.git.values_path
+            s.git.values_path,
+            // No SSH here (tests/runbook_nodes.rs drives the node step): an ssh_config that does
+            // not exist makes the node step unavailable, and no ssh is ever started.
+            tmp.path.join("no-ssh_config").display().to_string()
         );
         std::fs::write(&settings, toml).expect("settings");
         let origin = sim.info().git_repo.expect("origin");
@@ -181,7 +184,7 @@ async fn stage1_commits_pushes_waits_for_argo_and_stops_at_the_node_step() {
     assert!(err.contains("done     preflight"), "{out}\n{err}");
     assert!(out.contains("ok       stage1-commit      pushed"), "{out}\n{err}");
     assert!(out.contains("ok       stage1-wait"), "{out}\n{err}");
-    assert!(err.contains("the runbook stops at stage1-nodes") && err.contains("not built in this version"), "{err}");
+    assert!(err.contains("the runbook stops at stage1-nodes") && err.contains("no-ssh_config does not exist"), "{err}");
     let pushed = r.origin_head();
     assert_ne!(pushed, seeded);
     assert_eq!(git(&r.origin, &["rev-parse", "refs/heads/main~1"]), seeded, "one commit on top");

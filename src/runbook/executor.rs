@@ -215,7 +215,7 @@ impl Executor {
     }
 
     #[allow(clippy::disallowed_methods)] // the executor's own write, journaled by the write client
-    async fn set_unschedulable(&self, node: &str, on: bool) -> Result<String, ExecError> {
+    pub(crate) async fn set_unschedulable(&self, node: &str, on: bool) -> Result<String, ExecError> {
         let current = self.get_node(node).await?;
         let word = if on { "cordoned" } else { "uncordoned" };
         if current.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) == on {
@@ -238,7 +238,12 @@ impl Executor {
         plan_drain(&self.read, node).await
     }
 
-    async fn drain(&self, node: &str, progress: &Progress, cancel: &CancellationToken) -> Result<String, ExecError> {
+    pub(crate) async fn drain(
+        &self,
+        node: &str,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<String, ExecError> {
         self.get_node(node).await?;
         let first = self.drain_plan(node).await?;
         if !first.refuse.is_empty() {

@@ -9,3 +9,4 @@ pub mod run_cli;
 pub mod runner;
 pub mod steps;
 mod steps_git;
+mod steps_node;

@@ -366,9 +366,10 @@ pub fn evaluate_gate(
                 let not: Vec<String> = nodes
                     .iter()
                     .filter(|n| {
-                        !n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        })
+                        !n.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
                     })
                     .filter_map(|n| n.metadata.name.clone())
                     .collect();
@@ -395,14 +396,17 @@ pub fn evaluate_gate(
                 if off.is_empty() {
                     r(GateState::Green, "every server runs flannel (no --flannel-backend none)".into())
                 } else {
-                    r(GateState::Red, format!("Cilium is the CNI on {}: deleting its app would cut every pod off", off.join(", ")))
+                    r(
+                        GateState::Red,
+                        format!("Cilium is the CNI on {}: deleting its app would cut every pod off", off.join(", ")),
+                    )
                 }
             }
         },
-        Gate::NodeStepAvailable => r(
-            GateState::Red,
-            "unavailable: the per-node k3s step over SSH is not built in this version; do it by hand (docs/operator-guide.md)".into(),
-        ),
+        Gate::NodeStepAvailable => match crate::runbook::steps_node::ssh_available(settings) {
+            Ok(e) => r(GateState::Green, e),
+            Err(e) => r(GateState::Red, format!("unavailable: {e}")),
+        },
         Gate::ValidateAvailable => r(
             GateState::Green,
             "the passive checks run (read-only); the active probe checks are not built in this version".into(),
@@ -782,7 +786,9 @@ mod tests {
         snap.applications = Ok(vec![]);
         assert_eq!(evaluate_gate(Gate::CiliumAppAbsent, &snap, &settings, &[]).state, GateState::Green);
         assert_eq!(evaluate_gate(Gate::CiliumAppSyncedHealthy, &snap, &settings, &[]).state, GateState::Red);
-        // The per-node step is an explicit unavailable gate, never a pretended success.
+        // The per-node step is unavailable (red, saying what to set) when SSH is not usable.
+        let mut settings = settings.clone();
+        settings.ssh.config_file = Some("/nonexistent/ssh_config".into());
         let g = evaluate_gate(Gate::NodeStepAvailable, &snap, &settings, &[]);
         assert_eq!(g.state, GateState::Red);
         assert!(g.evidence.starts_with("unavailable"), "{g:?}");

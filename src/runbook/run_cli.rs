@@ -37,6 +37,9 @@ pub struct RollbackArgs {
     /// The stage to roll back (`stage2` or `2`, `stage1` or `1`), in the runbook's reverse order.
     #[arg(value_name = "STAGE")]
     pub stage: String,
+    /// Stop after this step of the rollback.
+    #[arg(long, value_name = "STEP")]
+    pub until: Option<String>,
     #[command(flatten)]
     pub common: StepArgs,
 }
@@ -155,7 +158,16 @@ pub async fn rollback(args: RollbackArgs, global: &GlobalArgs) -> Result<ExitCod
         ));
         return Ok(ExitCode::from(2));
     };
-    let chosen: Vec<(Stage, Step)> = rb.steps.iter().map(|s| (rb.clone(), s.clone())).collect();
+    let mut chosen: Vec<(Stage, Step)> = rb.steps.iter().map(|s| (rb.clone(), s.clone())).collect();
+    if let Some(until) = &args.until {
+        match chosen.iter().position(|(_, s)| &s.id == until) {
+            Some(i) => chosen.truncate(i + 1),
+            None => {
+                say(&format!("cutover: --until {until:?} is not a step of {}", rb.id));
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
     drive(chosen, runbook.clone(), settings, &args.common, global).await
 }
 

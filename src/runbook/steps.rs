@@ -306,7 +306,22 @@ pub async fn preview(
             ));
         }
         StepKind::NodeCutover => {
-            changes.push("Not carried out by this version: the runbook stops here (see the operator guide).".into())
+            match super::steps_node::preview(env, read, &super::executor::DrainOptions::default(), step).await {
+                Ok(p) => {
+                    changes.extend(p.lines);
+                    if let Some(done) = p.done
+                        && !matches!(state, StepState::Unavailable(_))
+                    {
+                        state = StepState::Done(done);
+                    }
+                }
+                Err(e) => {
+                    changes.push(format!("Nodes: {e}"));
+                    if matches!(state, StepState::Ready) {
+                        state = StepState::Blocked(format!("nodes: {e}"));
+                    }
+                }
+            }
         }
     }
     StepPreview { stage: stage.to_string(), step: step.clone(), gates, state, changes }
@@ -365,9 +380,7 @@ pub(crate) async fn run(
         StepKind::ArgoSync => exec.sync(&app).await,
         StepKind::ArgoWait => wait(env, read, step, progress, cancel).await,
         StepKind::Validate => validate(env, read, step, progress).await,
-        StepKind::NodeCutover => {
-            Err(ExecError::Refused(format!("{id}: not carried out by this version; nothing was changed")))
-        }
+        StepKind::NodeCutover => super::steps_node::run(exec, env, step, journal, progress, cancel).await,
     }
 }
 
@@ -682,7 +695,9 @@ mod tests {
     #[test]
     fn unavailable_gates_stop_and_waits_do_not_need_their_gates_green() {
         let rb = Runbook::built_in();
-        let settings = Settings::default();
+        let mut settings = Settings::default();
+        // SSH not usable as configured: the node step is unavailable.
+        settings.ssh.config_file = Some("/nonexistent/ssh_config".into());
         let mut snap = ClusterSnapshot::empty();
         snap.applications = Ok(vec![]);
         let find = |id: &str| rb.stages.iter().flat_map(|s| &s.steps).find(|s| s.id == id).cloned().expect("step");

@@ -1,0 +1,615 @@
+//! The `node-cutover` steps: per node, one at a time, servers first (the `--cluster-init` one
+//! first, then the other servers, then agents; `[runbook] node_order` overrides), cordon →
+//! drain (the executor's one-door drain) → write the stage's k3s drop-in over SSH → read it
+//! back → restart k3s → wait (NotReady or a new config hash, then Ready with the new flags, the
+//! cilium agent on the node Ready and its `agent-not-ready` taint gone) → uncordon. The undo
+//! steps remove the drop-in and restart. Every node write is journaled as a `change` before it
+//! is made. A node that does not come back stops the step, is left as it is, and the next node
+//! is never touched. The soak (Hubble drops per node) is not carried out in this version.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use tokio_util::sync::CancellationToken;
+
+use super::executor::{ExecError, Executor, Progress};
+use super::plan::Step;
+use super::steps::{StepEnv, StepJournal};
+use crate::checks::k3s;
+use crate::manifests::render::{Stage, render};
+use crate::node::{NodeCommand, NodeRole, NodeShell, NodeWrite, SshClient, SshError};
+
+/// The cilium agent's taint while it is not ready on a node.
+pub const AGENT_NOT_READY_TAINT: &str = "node.cilium.io/agent-not-ready";
+/// How often the node waits look.
+const POLL: Duration = Duration::from_secs(1);
+/// How long the first wait looks for the restart to show (NotReady or a new config hash)
+/// before it accepts a node that stayed Ready through a quick restart.
+const RESTART_SEEN: Duration = Duration::from_secs(60);
+/// The journal lines shown when a node does not come back.
+const LOG_TAIL: u32 = 20;
+
+/// One node of the step.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub role: NodeRole,
+    pub ip: String,
+    /// Evidence that the node is already switched (then it is skipped).
+    pub done: Option<String>,
+}
+
+/// What a node step's preview shows, and whether every node is done.
+pub struct NodePreview {
+    pub lines: Vec<String>,
+    pub done: Option<String>,
+}
+
+fn stage_of(step: &Step) -> Stage {
+    if step.stage == Some(2) { Stage::Two } else { Stage::One }
+}
+
+/// Whether SSH is usable as configured (the `node-step-available` gate): `Ok(evidence)` or
+/// `Err(what to set)`.
+pub fn ssh_available(settings: &crate::settings::Settings) -> Result<String, String> {
+    let ssh = on_path("ssh").ok_or_else(|| {
+        "`ssh` is not on PATH: install the OpenSSH client (Debian: apt-get install openssh-client)".to_string()
+    })?;
+    if let Some(f) = &settings.ssh.config_file
+        && !f.is_file()
+    {
+        return Err(format!(
+            "[ssh] config_file {} does not exist: set it to your ssh_config or remove it",
+            f.display()
+        ));
+    }
+    Ok(format!(
+        "ssh at {}{}",
+        ssh.display(),
+        match &settings.ssh.config_file {
+            Some(f) => format!(", -F {}", f.display()),
+            None => ", the operator's ~/.ssh/config".to_string(),
+        }
+    ))
+}
+
+fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// The flags that say on a server's `k3s.io/node-args` that the step is done.
+fn flags_done(args: &k3s::NodeArgs, stage: Stage, undo: bool) -> bool {
+    match (stage, undo) {
+        (Stage::One, false) => !args.flannel_enabled() && args.bool("disable-network-policy"),
+        (Stage::One, true) => args.flannel_enabled() && !args.bool("disable-network-policy"),
+        (Stage::Two, false) => args.bool("disable-kube-proxy"),
+        (Stage::Two, true) => !args.bool("disable-kube-proxy"),
+    }
+}
+
+fn flags_wanted(stage: Stage, undo: bool) -> &'static str {
+    match (stage, undo) {
+        (Stage::One, false) => "--flannel-backend none and --disable-network-policy",
+        (Stage::One, true) => "no --flannel-backend none and no --disable-network-policy",
+        (Stage::Two, false) => "--disable-kube-proxy",
+        (Stage::Two, true) => "no --disable-kube-proxy",
+    }
+}
+
+fn internal_ip(n: &Node) -> Option<String> {
+    n.status.as_ref()?.addresses.as_ref()?.iter().find(|a| a.type_ == "InternalIP").map(|a| a.address.clone())
+}
+
+fn is_cordoned(n: &Node) -> bool {
+    n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+}
+
+fn has_taint(n: &Node, key: &str) -> bool {
+    n.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.key == key))
+}
+
+fn config_hash(n: &Node) -> Option<String> {
+    n.metadata.annotations.as_ref()?.get("k3s.io/node-config-hash").cloned()
+}
+
+/// The drop-in content for the stage: the rendered file at `settings.git.k3s_config_path`.
+async fn content(env: &StepEnv, read: &kube::Client, stage: Stage) -> Result<String, String> {
+    let ctx = crate::checks::gather::render_context(read).await;
+    let files =
+        render(stage, &env.settings, &ctx).map_err(|e| format!("cannot render stage {}: {e}", stage.number()))?;
+    let want = std::path::PathBuf::from(&env.settings.git.k3s_config_path);
+    files
+        .into_iter()
+        .find(|f| f.path == want)
+        .map(|f| f.contents)
+        .ok_or_else(|| format!("the render has no {}", want.display()))
+}
+
+/// The nodes in step order, each with its evidence of being done (agents: the drop-in read back
+/// over SSH, read-only).
+async fn targets(
+    env: &StepEnv,
+    read: &kube::Client,
+    client: &SshClient,
+    stage: Stage,
+    undo: bool,
+    content: Option<&str>,
+) -> Result<Vec<Target>, String> {
+    let nodes = Api::<Node>::all(read.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list nodes: {e}"))?;
+    let order: Vec<String> = if env.settings.runbook.node_order.is_empty() {
+        let (servers, agents) = crate::checks::gather::node_order(&nodes.items);
+        servers.into_iter().chain(agents).collect()
+    } else {
+        let known: Vec<&str> = nodes.items.iter().map(k3s::node_name).collect();
+        if let Some(bad) = env.settings.runbook.node_order.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(format!("[runbook] node_order names {bad}, which is not a node; nodes: {}", known.join(", ")));
+        }
+        if let Some(missing) = known.iter().find(|k| !env.settings.runbook.node_order.iter().any(|n| n == *k)) {
+            return Err(format!("[runbook] node_order does not name node {missing}: list every node"));
+        }
+        env.settings.runbook.node_order.clone()
+    };
+    let mut out = Vec::new();
+    for name in order {
+        let Some(n) = nodes.items.iter().find(|n| k3s::node_name(n) == name) else { continue };
+        let role = if k3s::is_server(n) { NodeRole::Server } else { NodeRole::Agent };
+        let ip = internal_ip(n).unwrap_or_default();
+        let done = match role {
+            NodeRole::Server => match k3s::node_args(n) {
+                Some(Ok(a)) if flags_done(&a, stage, undo) => {
+                    Some(format!("k3s.io/node-args shows {}", flags_wanted(stage, undo)))
+                }
+                _ => None,
+            },
+            NodeRole::Agent => {
+                let shell = NodeShell::new(client, &env.settings.ssh, &name, &ip, role).map_err(|e| e.to_string())?;
+                match (shell.read_dropin(stage).await, undo, content) {
+                    (Ok(o), false, Some(c)) if o.stdout_text() == c => Some("its drop-in reads back equal".into()),
+                    (Err(SshError::CommandFailed { stderr_tail, .. }), true, _)
+                        if stderr_tail.contains("No such file") =>
+                    {
+                        Some("its drop-in is absent".into())
+                    }
+                    _ => None,
+                }
+            }
+        };
+        out.push(Target { name, role, ip, done });
+    }
+    Ok(out)
+}
+
+fn ssh_client(env: &StepEnv) -> Result<SshClient, String> {
+    SshClient::new(&env.settings.ssh).map_err(|e| format!("ssh: {e}"))
+}
+
+/// Read-only: the node order and, per node, the exact commands.
+pub async fn preview(
+    env: &StepEnv,
+    read: &kube::Client,
+    exec_drain: &super::executor::DrainOptions,
+    step: &Step,
+) -> Result<NodePreview, String> {
+    let stage = stage_of(step);
+    let client = ssh_client(env)?;
+    let text = if step.undo { None } else { Some(content(env, read, stage).await?) };
+    let targets = targets(env, read, &client, stage, step.undo, text.as_deref()).await?;
+    let mut lines = vec![format!(
+        "Node order (one at a time, servers first): {}",
+        targets.iter().map(|t| format!("{} ({})", t.name, t.role.unit())).collect::<Vec<_>>().join(", ")
+    )];
+    if let Some(c) = &text {
+        lines.push(format!("Drop-in content ({}), the same on every node:", env.settings.git.k3s_config_path));
+        lines.extend(
+            c.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).map(|l| format!("    {l}")),
+        );
+    }
+    for t in &targets {
+        if let Some(d) = &t.done {
+            lines.push(format!("{}: done ({d}); skipped", t.name));
+            continue;
+        }
+        let shell = match NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role) {
+            Ok(s) => s,
+            Err(e) => {
+                lines.push(format!("{}: {e}", t.name));
+                continue;
+            }
+        };
+        lines.push(format!("{} ({}):", t.name, t.role.unit()));
+        lines.push("  gates: node Ready, no other node cordoned".into());
+        match super::executor::plan_drain(read, &t.name).await {
+            Ok(plan) => {
+                lines.extend(super::executor::drain_preview(&plan, exec_drain).into_iter().map(|l| format!("  {l}")))
+            }
+            Err(e) => lines.push(format!("  drain plan unreadable: {e}")),
+        }
+        let cmds: Vec<NodeCommand> = if step.undo {
+            vec![NodeCommand::RemoveDropin { stage }, NodeCommand::Restart]
+        } else {
+            vec![NodeCommand::WriteDropin { stage }, NodeCommand::ReadDropin { stage }, NodeCommand::Restart]
+        };
+        lines.extend(shell.preview(&cmds, text.as_deref()).into_iter().map(|l| format!("  {l}")));
+        lines.push(format!(
+            "  wait up to {} each: NotReady (or a new k3s.io/node-config-hash), then Ready{}; the cilium agent on it Ready; taint {AGENT_NOT_READY_TAINT} gone",
+            crate::duration::format_short(env.wait_timeout),
+            if t.role == NodeRole::Server { format!(", k3s.io/node-args with {}", flags_wanted(stage, step.undo)) } else { String::new() }
+        ));
+        lines.push(format!("  PATCH node {}: spec.unschedulable=false (uncordon)", t.name));
+        lines.push("  soak: not carried out in this version".into());
+    }
+    let done = if !targets.is_empty() && targets.iter().all(|t| t.done.is_some()) {
+        Some(format!("all {} node(s) switched", targets.len()))
+    } else {
+        None
+    };
+    Ok(NodePreview { lines, done })
+}
+
+/// What has been changed on the node in work, for messages.
+#[derive(Default)]
+struct Written(Vec<String>);
+
+impl Written {
+    fn err(&self, name: &str, what: String) -> ExecError {
+        if self.0.is_empty() {
+            ExecError::Refused(format!("{name}: {what}; nothing was changed on {name}"))
+        } else {
+            ExecError::Failed(format!("{name}: {what}; done on {name} so far: {}", self.0.join(", ")))
+        }
+    }
+}
+
+/// Runs the step (the lock is held, the intent journaled).
+pub async fn run(
+    exec: &Executor,
+    env: &StepEnv,
+    step: &Step,
+    journal: &dyn StepJournal,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<String, ExecError> {
+    let stage = stage_of(step);
+    let read = exec.read_client();
+    let client = ssh_client(env).map_err(|e| ExecError::Refused(format!("{}: {e}; nothing was changed", step.id)))?;
+    let text = if step.undo {
+        None
+    } else {
+        Some(
+            content(env, read, stage)
+                .await
+                .map_err(|e| ExecError::Refused(format!("{}: {e}; nothing was changed", step.id)))?,
+        )
+    };
+    let targets = targets(env, read, &client, stage, step.undo, text.as_deref())
+        .await
+        .map_err(|e| ExecError::Refused(format!("{}: {e}; nothing was changed", step.id)))?;
+    let total = targets.len();
+    let mut switched = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        if let Some(d) = &t.done {
+            progress.say(format!("{}: already done ({d}); skipped", t.name));
+            skipped.push(t.name.clone());
+            continue;
+        }
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled(format!(
+                "{}: stopped before {}; switched: {}",
+                step.id,
+                t.name,
+                list(&switched)
+            )));
+        }
+        progress.say(format!("{}: node {}/{total} ({})", t.name, i + 1, t.role.unit()));
+        let shell = NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role)
+            .map_err(|e| ExecError::Refused(format!("{}: {e}; nothing was changed on it", t.name)))?;
+        one_node(exec, env, step, stage, &shell, text.as_deref(), journal, progress, cancel).await.map_err(|e| {
+            let before = if switched.is_empty() {
+                String::new()
+            } else {
+                format!(" (switched before it: {})", switched.join(", "))
+            };
+            match e {
+                ExecError::Refused(m) => ExecError::Refused(format!("{m}{before}")),
+                ExecError::Failed(m) => ExecError::Failed(format!("{m}{before}; the next node is not touched")),
+                ExecError::Timeout(m) => ExecError::Timeout(format!("{m}{before}; the next node is not touched")),
+                ExecError::Cancelled(m) => ExecError::Cancelled(format!("{m}{before}")),
+                other => other,
+            }
+        })?;
+        switched.push(t.name.clone());
+    }
+    Ok(format!(
+        "{}: {} node(s) switched ({}){}",
+        step.id,
+        switched.len(),
+        list(&switched),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} already done: {}", skipped.len(), skipped.join(", "))
+        }
+    ))
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+async fn get_node(read: &kube::Client, name: &str) -> Result<Node, String> {
+    Api::<Node>::all(read.clone()).get(name).await.map_err(|e| format!("cannot read node {name}: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_node(
+    exec: &Executor,
+    env: &StepEnv,
+    step: &Step,
+    stage: Stage,
+    shell: &NodeShell,
+    text: Option<&str>,
+    journal: &dyn StepJournal,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(), ExecError> {
+    let name = shell.node().to_string();
+    let read = exec.read_client();
+    let mut w = Written::default();
+    // Gates: the node Ready, no other node cordoned.
+    let nodes = Api::<Node>::all(read.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| w.err(&name, format!("cannot list nodes: {e}")))?;
+    let Some(node) = nodes.items.iter().find(|n| k3s::node_name(n) == name) else {
+        return Err(w.err(&name, "the node is gone".into()));
+    };
+    if !k3s::is_ready(node) {
+        return Err(w.err(&name, "gate: the node is not Ready".into()));
+    }
+    let others: Vec<&str> =
+        nodes.items.iter().filter(|n| k3s::node_name(n) != name && is_cordoned(n)).map(k3s::node_name).collect();
+    if !others.is_empty() {
+        return Err(w.err(&name, format!("gate: another node is cordoned ({}): one node at a time", others.join(", "))));
+    }
+    let hash_before = config_hash(node);
+    // Cordon, drain.
+    progress.say(format!("{name}: cordoning"));
+    exec.set_unschedulable(&name, true).await.map_err(|e| w.err(&name, format!("cordon: {e}")))?;
+    w.0.push("cordoned".into());
+    progress.say(format!("{name}: draining"));
+    exec.drain(&name, progress, cancel).await.map_err(|e| match e {
+        ExecError::Cancelled(m) => ExecError::Cancelled(format!("{name}: {m}; no drop-in written")),
+        ExecError::Timeout(m) => ExecError::Timeout(format!("{name}: {m}; no drop-in written")),
+        other => ExecError::Failed(format!("{name}: {other}; left cordoned, no drop-in written")),
+    })?;
+    w.0.push("drained".into());
+    stop_if_cancelled(cancel, &name, &w)?;
+    #[allow(clippy::disallowed_methods)] // the runbook's node step, under the lock, confirmed
+    let write = NodeWrite::confirmed_by_runbook();
+    let path = shell.dropin_path(stage);
+    // Write (or remove) the drop-in, journaled before.
+    match text {
+        Some(c) => {
+            progress.say(format!("{name}: writing {path}"));
+            let token = journal
+                .change(&format!("node/{name}"), "write-dropin", &format!("{path}: {} bytes on stdin", c.len()))
+                .map_err(|e| w.err(&name, format!("journal: {e}; the drop-in is not written")))?;
+            let res = shell.write_dropin(&write, stage, c).await;
+            journal.change_done(token, res.is_ok(), &outcome(&res));
+            res.map_err(|e| ssh_err(&w, &name, "write the drop-in", e))?;
+            w.0.push(format!("{path} written"));
+            let back = shell.read_dropin(stage).await.map_err(|e| ssh_err(&w, &name, "read the drop-in back", e))?;
+            if back.stdout_text() != c {
+                return Err(ExecError::Failed(format!(
+                    "{name}: {path} reads back different from what was written ({} bytes, wrote {}); not restarted; {}",
+                    back.stdout.len(),
+                    c.len(),
+                    w.0.join(", ")
+                )));
+            }
+            progress.say(format!("{name}: {path} reads back equal"));
+        }
+        None => {
+            progress.say(format!("{name}: removing {path}"));
+            let token = journal
+                .change(&format!("node/{name}"), "remove-dropin", &path)
+                .map_err(|e| w.err(&name, format!("journal: {e}; the drop-in is not removed")))?;
+            let res = shell.remove_dropin(&write, stage).await;
+            journal.change_done(token, res.is_ok(), &outcome(&res));
+            res.map_err(|e| ssh_err(&w, &name, "remove the drop-in", e))?;
+            w.0.push(format!("{path} removed"));
+        }
+    }
+    stop_if_cancelled(cancel, &name, &w)?;
+    // Restart.
+    progress.say(format!("{name}: restarting {}", shell.role().unit()));
+    let token = journal
+        .change(&format!("node/{name}"), "restart", &format!("systemctl restart {}", shell.role().unit()))
+        .map_err(|e| w.err(&name, format!("journal: {e}; not restarted")))?;
+    let res = shell.restart(&write).await;
+    journal.change_done(token, res.is_ok(), &outcome(&res));
+    res.map_err(|e| ssh_err(&w, &name, "restart", e))?;
+    w.0.push(format!("{} restarted", shell.role().unit()));
+    // Wait for it to come back.
+    progress.say(format!("{name}: waiting for NotReady"));
+    if let Err(why) = wait_back(env, read, shell, stage, step.undo, hash_before, progress, cancel).await {
+        let logs = match shell.logs(LOG_TAIL).await {
+            Ok(o) => {
+                let t = o.stdout_text();
+                let lines: Vec<&str> = t.lines().collect();
+                lines[lines.len().saturating_sub(LOG_TAIL as usize)..].join("\n")
+            }
+            Err(e) => format!("(cannot read its journal: {e})"),
+        };
+        let look = shell.preview(&[NodeCommand::Logs { lines: crate::node::LOG_LINES }], None).join("");
+        let msg = format!(
+            "{name} did not come back: {why}; it is left as it is ({}); look: {look}\nlast {LOG_TAIL} journal lines:\n{logs}",
+            w.0.join(", ")
+        );
+        return Err(if cancel.is_cancelled() { ExecError::Cancelled(msg) } else { ExecError::Timeout(msg) });
+    }
+    // Uncordon.
+    progress.say(format!("{name}: uncordoning"));
+    exec.set_unschedulable(&name, false)
+        .await
+        .map_err(|e| ExecError::Failed(format!("{name}: uncordon: {e}; {}", w.0.join(", "))))?;
+    progress.say(format!("{name}: back (soak: not carried out in this version)"));
+    Ok(())
+}
+
+fn stop_if_cancelled(cancel: &CancellationToken, name: &str, w: &Written) -> Result<(), ExecError> {
+    if cancel.is_cancelled() {
+        return Err(ExecError::Cancelled(format!("{name}: stopped by the operator; done on it: {}", w.0.join(", "))));
+    }
+    Ok(())
+}
+
+/// The journaled outcome of an SSH command: exit status and stderr tail (never stdout, never stdin).
+fn outcome(res: &Result<crate::node::Output, SshError>) -> String {
+    match res {
+        Ok(o) => format!("exit {}{}", o.code, {
+            let t = crate::node::ssh::tail(&o.stderr, 300);
+            if t.is_empty() { String::new() } else { format!("; stderr: {t}") }
+        }),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ssh_err(w: &Written, name: &str, what: &str, e: SshError) -> ExecError {
+    if w.0.iter().any(|s| s.contains("written") || s.contains("removed") || s.contains("restarted")) {
+        ExecError::Failed(format!("{name}: cannot {what}: {e}; done on {name}: {}", w.0.join(", ")))
+    } else {
+        ExecError::Failed(format!(
+            "{name}: cannot {what}: {e}; nothing written on {name}; it is left {}",
+            w.0.join(" and ")
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn wait_back(
+    env: &StepEnv,
+    read: &kube::Client,
+    shell: &NodeShell,
+    stage: Stage,
+    undo: bool,
+    hash_before: Option<String>,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let name = shell.node();
+    let started = Instant::now();
+    let timeout = env.wait_timeout;
+    // 1: the restart shows (NotReady, or a new config hash); a node that stayed Ready through
+    // a quick restart is accepted after RESTART_SEEN.
+    loop {
+        let n = get_node(read, name).await;
+        if let Ok(n) = &n {
+            if !k3s::is_ready(n) {
+                progress.say(format!("{name}: NotReady; waiting for Ready"));
+                break;
+            }
+            if config_hash(n) != hash_before {
+                progress.say(format!("{name}: restarted (new k3s.io/node-config-hash); waiting for Ready"));
+                break;
+            }
+        }
+        if started.elapsed() >= RESTART_SEEN.min(timeout) {
+            progress.say(format!("{name}: never seen NotReady; waiting for Ready"));
+            break;
+        }
+        sleep(cancel).await?;
+    }
+    // 2: Ready, the flags, the cilium agent Ready, the taint gone.
+    let mut last = String::new();
+    loop {
+        let now = match get_node(read, name).await {
+            Err(e) => e,
+            Ok(n) => {
+                let mut missing = Vec::new();
+                if !k3s::is_ready(&n) {
+                    missing.push("not Ready".to_string());
+                }
+                if shell.role() == NodeRole::Server {
+                    match k3s::node_args(&n) {
+                        Some(Ok(a)) if flags_done(&a, stage, undo) => {}
+                        _ => missing.push(format!("k3s.io/node-args without {}", flags_wanted(stage, undo))),
+                    }
+                }
+                if has_taint(&n, AGENT_NOT_READY_TAINT) {
+                    missing.push(format!("taint {AGENT_NOT_READY_TAINT}"));
+                }
+                match cilium_ready(env, read, name).await {
+                    Ok(true) => {}
+                    Ok(false) => missing.push("cilium agent not Ready".into()),
+                    Err(e) => missing.push(e),
+                }
+                if missing.is_empty() {
+                    progress.say(format!("{name}: Ready after {}", crate::duration::format_short(started.elapsed())));
+                    return Ok(());
+                }
+                missing.join(", ")
+            }
+        };
+        if now != last {
+            progress.say(format!("{name}: waiting: {now}"));
+            last = now.clone();
+        }
+        if started.elapsed() >= timeout {
+            return Err(format!("after {}: {now}", crate::duration::format_short(timeout)));
+        }
+        sleep(cancel).await?;
+    }
+}
+
+async fn sleep(cancel: &CancellationToken) -> Result<(), String> {
+    tokio::select! {
+        () = cancel.cancelled() => Err("stopped by the operator while waiting".into()),
+        () = tokio::time::sleep(POLL) => Ok(()),
+    }
+}
+
+/// Whether the cilium agent pod on the node is Ready.
+async fn cilium_ready(env: &StepEnv, read: &kube::Client, node: &str) -> Result<bool, String> {
+    let pods: Api<Pod> = Api::namespaced(read.clone(), &env.settings.cilium.namespace);
+    let lp = ListParams::default().labels("k8s-app=cilium").fields(&format!("spec.nodeName={node}"));
+    let list = pods.list(&lp).await.map_err(|e| format!("cilium pods unreadable: {e}"))?;
+    Ok(list.items.iter().any(|p| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_say_done_per_stage_and_undo() {
+        let on = k3s::NodeArgs::parse(r#"["server","--flannel-backend","none","--disable-network-policy","true"]"#)
+            .expect("args");
+        let off = k3s::NodeArgs::parse(r#"["server","--cluster-init","true"]"#).expect("args");
+        assert!(flags_done(&on, Stage::One, false) && !flags_done(&on, Stage::One, true));
+        assert!(flags_done(&off, Stage::One, true) && !flags_done(&off, Stage::One, false));
+        assert!(!flags_done(&on, Stage::Two, false) && flags_done(&on, Stage::Two, true));
+        let kp = k3s::NodeArgs::parse(r#"["server","--disable-kube-proxy","true"]"#).expect("args");
+        assert!(flags_done(&kp, Stage::Two, false));
+    }
+
+    #[test]
+    fn ssh_is_unavailable_with_a_missing_config_file() {
+        let mut s = crate::settings::Settings::default();
+        s.ssh.config_file = Some("/nonexistent/ssh_config".into());
+        let e = ssh_available(&s).expect_err("missing file");
+        assert!(e.contains("/nonexistent/ssh_config"), "{e}");
+    }
+}
