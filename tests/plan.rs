@@ -27,11 +27,14 @@ async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
     sim.point_settings_at(&mut s, clone.clone());
     let settings = tmp.path.join("cutover.toml");
     let toml = format!(
-        "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n",
+        "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[ssh]\nconfig_file = {:?}\n",
         clone.display().to_string(),
         s.git.repo_url,
         s.git.apps_path,
-        s.git.values_path
+        s.git.values_path,
+        // No SSH here (the sim's nodes' addresses are not loopback without its ssh_config): an
+        // ssh_config that does not exist makes the node step unavailable, and no ssh is started.
+        tmp.path.join("no-ssh_config").display().to_string()
     );
     std::fs::write(&settings, toml).expect("settings");
     let run = |args: Vec<String>| {
