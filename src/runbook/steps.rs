@@ -257,22 +257,10 @@ pub async fn preview(
                 }
             }
         }
-        StepKind::GitCommit => match super::steps_git::preview(env, read, step).await {
-            Ok(p) => {
-                changes.extend(p.lines);
-                if let Some(done) = p.done
-                    && !matches!(state, StepState::Unavailable(_))
-                {
-                    state = StepState::Done(done);
-                }
-            }
-            Err(e) => {
-                changes.push(format!("Git: {e}"));
-                if matches!(state, StepState::Ready) {
-                    state = StepState::Blocked(format!("Git: {e}"));
-                }
-            }
-        },
+        StepKind::GitCommit => {
+            let r = super::steps_git::preview(env, read, step).await;
+            merge_kind_preview(r, ("Git", "Git"), &mut state, &mut changes);
+        }
         StepKind::ArgoRefresh => changes.push(format!(
             "PATCH Application {}/{app}: metadata.annotations[argocd.argoproj.io/refresh]=normal",
             env.settings.argo.namespace
@@ -306,25 +294,44 @@ pub async fn preview(
             ));
         }
         StepKind::NodeCutover => {
-            match super::steps_node::preview(env, read, &super::executor::DrainOptions::default(), step).await {
-                Ok(p) => {
-                    changes.extend(p.lines);
-                    if let Some(done) = p.done
-                        && !matches!(state, StepState::Unavailable(_))
-                    {
-                        state = StepState::Done(done);
-                    }
-                }
-                Err(e) => {
-                    changes.push(format!("Nodes: {e}"));
-                    if matches!(state, StepState::Ready) {
-                        state = StepState::Blocked(format!("nodes: {e}"));
-                    }
-                }
-            }
+            let r = super::steps_node::preview(env, read, &super::executor::DrainOptions::default(), step).await;
+            merge_kind_preview(r, ("Nodes", "nodes"), &mut state, &mut changes);
         }
     }
     StepPreview { stage: stage.to_string(), step: step.clone(), gates, state, changes }
+}
+
+/// What a kind's own preview (Git, nodes) adds: its lines, and whether it is done already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindPreview {
+    pub lines: Vec<String>,
+    pub done: Option<String>,
+}
+
+/// Folds a kind's preview into the step's: its lines, `done` unless the step is unavailable, and
+/// an error as a blocking reason (`labels`: how the change line and the reason name the source).
+fn merge_kind_preview(
+    result: Result<KindPreview, String>,
+    labels: (&str, &str),
+    state: &mut StepState,
+    changes: &mut Vec<String>,
+) {
+    match result {
+        Ok(p) => {
+            changes.extend(p.lines);
+            if let Some(done) = p.done
+                && !matches!(state, StepState::Unavailable(_))
+            {
+                *state = StepState::Done(done);
+            }
+        }
+        Err(e) => {
+            changes.push(format!("{}: {e}", labels.0));
+            if matches!(state, StepState::Ready) {
+                *state = StepState::Blocked(format!("{}: {e}", labels.1));
+            }
+        }
+    }
 }
 
 /// Runs one step for the runner (the lock is held, the intent journaled).

@@ -15,12 +15,6 @@ use crate::manifests::render::{RenderedFile, Stage, render};
 /// The remote the cockpit pushes to (the clone's `origin`).
 const REMOTE: &str = "origin";
 
-/// What a Git step's preview shows, and whether it is done already.
-pub struct GitPreview {
-    pub lines: Vec<String>,
-    pub done: Option<String>,
-}
-
 /// Git journal bridge: each `before` becomes a journaled `change`, its `after` the answer.
 struct Bridge<'a> {
     journal: &'a dyn StepJournal,
@@ -88,7 +82,7 @@ fn forward_of<'a>(env: &'a StepEnv, step: &Step) -> Option<&'a Step> {
 
 /// Read-only: fetches, checks the clone, diffs the rendered files against its `HEAD`, or names
 /// the commit a revert would undo.
-pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<GitPreview, String> {
+pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<super::steps::KindPreview, String> {
     let repo = open(env, true).await.map_err(|e| e.to_string())?;
     let branch = format!("{REMOTE}/{}", repo.branch());
     let mut lines = Vec::new();
@@ -102,11 +96,11 @@ pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<
             ));
         }
         return match repo.find_own_commit(&forward.id).await.map_err(|e| e.to_string())? {
-            None => Ok(GitPreview {
+            None => Ok(super::steps::KindPreview {
                 lines,
                 done: Some(format!("no commit of {} on {branch}: nothing to revert", forward.id)),
             }),
-            Some(own) if own.reverted_by.is_some() => Ok(GitPreview {
+            Some(own) if own.reverted_by.is_some() => Ok(super::steps::KindPreview {
                 lines,
                 done: Some(format!(
                     "{} ({}) already reverted by {}",
@@ -120,7 +114,7 @@ pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<
                 lines.push(format!(
                     "push it to {branch} (never forced; a remote that moved is fetched and rebased onto)"
                 ));
-                Ok(GitPreview { lines, done: None })
+                Ok(super::steps::KindPreview { lines, done: None })
             }
         };
     }
@@ -149,11 +143,14 @@ pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<
                 stage_of(step).number()
             ));
         }
-        return Ok(GitPreview { lines, done: Some(format!("on {branch} as {} ({})", short(&c.commit), c.subject)) });
+        return Ok(super::steps::KindPreview {
+            lines,
+            done: Some(format!("on {branch} as {} ({})", short(&c.commit), c.subject)),
+        });
     }
     if diff.is_unchanged() && prepared.unpushed_own.is_empty() && prepared.behind == 0 {
         let done = format!("the files on {branch} already equal the rendered ones: nothing to commit");
-        return Ok(GitPreview { lines, done: Some(done) });
+        return Ok(super::steps::KindPreview { lines, done: Some(done) });
     }
     if !prepared.unpushed_own.is_empty() {
         lines.push(format!(
@@ -173,7 +170,7 @@ pub async fn preview(env: &StepEnv, read: &kube::Client, step: &Step) -> Result<
         lines.push(format!("{word} {}", f.path));
         lines.extend(f.diff.lines().map(str::to_string));
     }
-    Ok(GitPreview { lines, done: None })
+    Ok(super::steps::KindPreview { lines, done: None })
 }
 
 fn exec_err(e: GitError) -> ExecError {

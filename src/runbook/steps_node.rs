@@ -40,12 +40,6 @@ pub struct Target {
     pub done: Option<String>,
 }
 
-/// What a node step's preview shows, and whether every node is done.
-pub struct NodePreview {
-    pub lines: Vec<String>,
-    pub done: Option<String>,
-}
-
 fn stage_of(step: &Step) -> Stage {
     if step.stage == Some(2) { Stage::Two } else { Stage::One }
 }
@@ -194,7 +188,7 @@ pub async fn preview(
     read: &kube::Client,
     exec_drain: &super::executor::DrainOptions,
     step: &Step,
-) -> Result<NodePreview, String> {
+) -> Result<super::steps::KindPreview, String> {
     let stage = stage_of(step);
     let client = ssh_client(env)?;
     let text = if step.undo { None } else { Some(content(env, read, stage).await?) };
@@ -248,7 +242,7 @@ pub async fn preview(
     } else {
         None
     };
-    Ok(NodePreview { lines, done })
+    Ok(super::steps::KindPreview { lines, done })
 }
 
 /// What has been changed on the node in work, for messages.
