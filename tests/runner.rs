@@ -491,3 +491,47 @@ async fn a_stale_lock_is_taken_over_only_when_confirmed() {
     assert_eq!(holder, None, "released after the operation");
     e.sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_is_journaled_as_skipped_with_its_acknowledgement_and_sends_nothing() {
+    use cutover::runbook::plan::Runbook;
+    use cutover::runbook::steps::{Position, StepEnv};
+    let e = env().await;
+    let (mut r, mut rx) = e.runner();
+    let runbook = std::sync::Arc::new(Runbook::built_in());
+    let settings = std::sync::Arc::new(cutover::settings::Settings::default());
+    r.enable_runbook(StepEnv::new(settings, runbook.clone()));
+    let before = e.sim.requests().into_iter().filter(|q| q.is_mutating()).count();
+    let why = "failed: timed out after 10m".to_string();
+    r.start(req(Operation::SkipStep { id: "stage1-wait".into(), why: why.clone() })).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert!(res.as_deref().is_ok_and(|m| m.contains("skipped by the operator")), "{res:?}");
+    // A commit is refused: a half-done change is retried or rolled back, never skipped.
+    r.start(req(Operation::SkipStep { id: "stage1-commit".into(), why: "failed: push rejected".into() }))
+        .expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert!(matches!(&res, Err(ExecError::Refused(m)) if m.contains("cannot be skipped")), "{res:?}");
+    let entries = e.verified();
+    assert!(
+        entries.iter().any(
+            |en| matches!(&en.record, Record::Ack { what, .. } if what == &format!("skipped stage1-wait ({why})"))
+        ),
+        "the acknowledgement names the step and the state it was in"
+    );
+    let position = Position::from_journal(&runbook, &entries);
+    assert_eq!(position.skipped("stage1-wait").map(|j| j.outcome.as_str()), Some("skipped"));
+    assert!(position.done("stage1-wait").is_none(), "skipped is not done");
+    assert_eq!(position.last.get("stage1-commit").map(|j| j.outcome.as_str()), Some("failed"));
+    // Nothing but the cluster lock was written for either.
+    let ours: Vec<String> = e
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|q| q.is_mutating())
+        .skip(before)
+        .map(|q| q.path.clone())
+        .filter(|p| !p.contains("/leases"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+    e.sim.stop();
+}

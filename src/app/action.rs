@@ -20,6 +20,10 @@ pub enum Operation {
     /// One step of the runbook (`assets/runbook.toml`), run by the executor's step engine.
     /// `disruptive` steps (commits that deploy, syncs, node cutovers) need the step id typed.
     Step { id: String, title: String, disruptive: bool },
+    /// Skips a runbook step that failed or is blocked: changes nothing anywhere, journals the
+    /// operator's acknowledgement (`why`: the state it was in) so the runbook goes on after it.
+    /// Always confirmed by typing the step id.
+    SkipStep { id: String, why: String },
 }
 
 impl Operation {
@@ -30,13 +34,13 @@ impl Operation {
                 format!("node/{node}")
             }
             Operation::Sync { app } | Operation::Refresh { app } => format!("application/{app}"),
-            Operation::Step { id, .. } => format!("step/{id}"),
+            Operation::Step { id, .. } | Operation::SkipStep { id, .. } => format!("step/{id}"),
         }
     }
 
     /// Disruptive operations need the object's name typed to confirm; the others take `y`.
     pub fn is_disruptive(&self) -> bool {
-        matches!(self, Operation::Drain { .. } | Operation::Step { disruptive: true, .. })
+        matches!(self, Operation::Drain { .. } | Operation::Step { disruptive: true, .. } | Operation::SkipStep { .. })
     }
 
     /// The name to type for a disruptive operation.
@@ -44,7 +48,7 @@ impl Operation {
         match self {
             Operation::Cordon { node } | Operation::Uncordon { node } | Operation::Drain { node } => node,
             Operation::Sync { app } | Operation::Refresh { app } => app,
-            Operation::Step { id, .. } => id,
+            Operation::Step { id, .. } | Operation::SkipStep { id, .. } => id,
         }
     }
 
@@ -57,6 +61,7 @@ impl Operation {
             Operation::Sync { app } => format!("sync {app}"),
             Operation::Refresh { app } => format!("refresh {app}"),
             Operation::Step { id, .. } => format!("step {id}"),
+            Operation::SkipStep { id, .. } => format!("skip {id}"),
         }
     }
 
@@ -82,6 +87,11 @@ impl Operation {
                 vec![format!("Annotate Application {app}: argocd.argoproj.io/refresh=normal (re-compare with Git).")]
             }
             Operation::Step { title, .. } => vec![title.clone()],
+            Operation::SkipStep { id, why } => vec![
+                format!("Skip step {id} ({why})."),
+                "Nothing is sent, committed or run on a node: the journal records that you skipped it,".into(),
+                "and the runbook goes on with the step after it. The steps after it re-check their gates.".into(),
+            ],
         }
     }
 }

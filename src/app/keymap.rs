@@ -42,6 +42,9 @@ pub enum Action {
     NextStep,
     /// Preview the current stage's rollback (and run its next step after confirmation).
     Rollback,
+    /// Skip the runbook step highlighted in the runbook view, after it failed or while it is
+    /// blocked (typed confirmation; journaled).
+    SkipStep,
 }
 
 /// Where a binding applies.
@@ -146,6 +149,13 @@ pub static KEYMAP: &[Binding] = &[
         G,
         Action::Rollback,
         "runbook: preview the rollback of the current stage, run its next step after confirmation",
+    ),
+    mutating(
+        KeyCode::Char('S'),
+        "S",
+        G,
+        Action::SkipStep,
+        "runbook view: skip the highlighted step that failed or is blocked (type its id; journaled)",
     ),
     key(KeyCode::Enter, "Enter", ARGO, Action::Expand, "expand / collapse the app's resources"),
     mutating(KeyCode::Char('s'), "s", ARGO, Action::Sync, "sync the selected Application (confirm)"),

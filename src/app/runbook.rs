@@ -34,6 +34,14 @@ pub struct RunbookRow {
     pub why: String,
 }
 
+impl RunbookRow {
+    /// It failed, was stopped or interrupted, or cannot run now: the states after which the
+    /// operator retries, skips (when its kind allows) or rolls back.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state.as_str(), "failed" | "cancelled" | "interrupted" | "blocked" | "unavailable")
+    }
+}
+
 /// The cockpit's runbook view state.
 #[derive(Debug, Clone, Default)]
 pub struct RunbookView {
@@ -103,7 +111,7 @@ impl RunbookView {
     /// again). An optional stage comes next only once the others are done.
     pub fn next(&self, running: Option<&str>) -> Option<RunbookRow> {
         let rows = self.rows(running);
-        let pending = |r: &&RunbookRow| !r.rollback && !matches!(r.state.as_str(), "done" | "skip");
+        let pending = |r: &&RunbookRow| !r.rollback && !matches!(r.state.as_str(), "done" | "skip" | "skipped");
         rows.iter().filter(|r| !r.optional).find(pending).or_else(|| rows.iter().find(pending)).cloned()
     }
 
@@ -118,7 +126,13 @@ impl RunbookView {
             .map(|r| r.stage.clone())
             .next_back()?;
         let seq = crate::runbook::steps::rollback_for(rb, &current)?;
-        rows.into_iter().find(|r| r.rollback && r.stage == seq.id && !matches!(r.state.as_str(), "done" | "skip"))
+        rows.into_iter()
+            .find(|r| r.rollback && r.stage == seq.id && !matches!(r.state.as_str(), "done" | "skip" | "skipped"))
+    }
+
+    /// The steps the journal says are done and the cluster (Git) says are not.
+    pub fn disagreements(&self) -> Vec<String> {
+        self.rows(None).into_iter().filter(|r| r.state == "changed").map(|r| r.id).collect()
     }
 
     /// The header's position: the last step the journal has done, and disagreements.

@@ -139,7 +139,7 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             if state.running.as_ref().is_some_and(|r| r.op == op) {
                 state.running = None;
             }
-            if matches!(op, Operation::Step { .. }) || state.runbook.open {
+            if matches!(op, Operation::Step { .. } | Operation::SkipStep { .. }) || state.runbook.open {
                 state.runbook.reading = true;
                 return vec![Command::ReadRunbook];
             }
@@ -290,6 +290,40 @@ fn preview_step(state: &mut AppState, rollback: bool) -> Vec<Command> {
     vec![Command::PreviewStep(row.id)]
 }
 
+/// `S` in the runbook view: skip the highlighted step (only one that failed or is blocked, and
+/// of a kind that may be skipped), after its id is typed.
+fn skip_selected(state: &mut AppState) -> Vec<Command> {
+    let running = running_step(state);
+    if let Some(r) = &running {
+        state.log(Level::Warn, format!("runbook: {r} is running; a step is skipped only once nothing runs"));
+        return Vec::new();
+    }
+    let rows = state.runbook.rows(None);
+    let Some(row) = rows.get(state.runbook.selected.min(rows.len().saturating_sub(1))).cloned() else {
+        state.log(Level::Info, "runbook: no step is highlighted");
+        return Vec::new();
+    };
+    let Some((_, step)) = state.runbook.runbook.as_ref().and_then(|rb| rb.find(&row.id)) else {
+        return Vec::new();
+    };
+    if let Err(why) = crate::runbook::steps::skippable(step) {
+        state.log(Level::Warn, format!("runbook: {why}"));
+        return Vec::new();
+    }
+    if !row.stopped() {
+        state.log(
+            Level::Warn,
+            format!("runbook: {} is {}; only a step that failed or is blocked can be skipped", row.id, row.state),
+        );
+        return Vec::new();
+    }
+    let why = format!("{}: {}", row.state, row.why);
+    let op = crate::runbook::steps::skip_operation(step, &why);
+    let preview = op.explain();
+    state.ui.confirm = Some(Pending::with_preview(op, preview, false));
+    Vec::new()
+}
+
 /// Keys while the runbook view is open.
 fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
     let running = running_step(state);
@@ -311,7 +345,7 @@ fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             state.runbook.reading = true;
             return vec![Command::ReadRunbook];
         }
-        KeyCode::Char(c @ ('n' | 'R' | 'x' | '?' | 'e' | 'p' | 'v')) => {
+        KeyCode::Char(c @ ('n' | 'R' | 'S' | 'x' | '?' | 'e' | 'p' | 'v')) => {
             // The runbook's own keys and the global ones that still make sense here.
             let Some(binding) = keymap::lookup(&KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE), state.ui.focus)
             else {
@@ -324,6 +358,7 @@ fn on_runbook_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
             match binding.action {
                 Action::NextStep => return preview_step(state, false),
                 Action::Rollback => return preview_step(state, true),
+                Action::SkipStep => return skip_selected(state),
                 other => return overlay_action(state, other),
             }
         }
@@ -566,6 +601,15 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
         }
         Action::NextStep => return preview_step(state, false),
         Action::Rollback => return preview_step(state, true),
+        Action::SkipStep => {
+            // It acts on the step highlighted in the runbook view, so that view must be showing.
+            state.runbook.open = true;
+            state.log(Level::Info, "runbook: highlight the step that failed, then press S to skip it");
+            if state.runbook.read.is_none() && !state.runbook.reading {
+                state.runbook.reading = true;
+                return vec![Command::ReadRunbook];
+            }
+        }
         Action::FlowDetail => {
             // The flow the last frame drew highlighted, exactly as it was.
             match state.ui.view.drawn.as_ref().and_then(|d| d.flow.clone()) {

@@ -180,6 +180,12 @@ impl Executor {
                 Some((env, journal)) => super::steps::run(self, env, journal.as_ref(), id, progress, cancel).await,
                 None => Err(ExecError::Refused(format!("step {id}: this runner has no runbook; nothing was sent"))),
             },
+            Operation::SkipStep { id, why } => match &self.steps {
+                Some((env, journal)) => super::steps::skip(env, journal.as_ref(), id, why),
+                None => {
+                    Err(ExecError::Refused(format!("skip {id}: this runner has no runbook; nothing was journaled")))
+                }
+            },
         }
     }
 

@@ -52,6 +52,9 @@ pub enum Outcome {
     Failed,
     Cancelled,
     Interrupted,
+    /// The operator skipped a step that had failed or was blocked (a [`Record::Ack`] before it
+    /// says who and why); the runbook goes on after it.
+    Skipped,
 }
 
 impl Outcome {
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Cancelled => "cancelled",
             Outcome::Interrupted => "interrupted",
+            Outcome::Skipped => "skipped",
         }
     }
 }

@@ -154,6 +154,11 @@ fn field_of(message: &str) -> String {
 }
 
 impl Runbook {
+    /// The stage (or rollback sequence) and the step with this id.
+    pub fn find(&self, id: &str) -> Option<(&Stage, &Step)> {
+        self.stages.iter().chain(&self.rollbacks).find_map(|st| st.steps.iter().find(|s| s.id == id).map(|s| (st, s)))
+    }
+
     /// Parses and validates a runbook. `path` names the file in errors.
     pub fn parse(text: &str, path: &str) -> Result<Runbook, RunbookError> {
         let file: FileRunbook = toml::from_str(text).map_err(|e| RunbookError::Invalid {
@@ -596,6 +601,12 @@ fn plan_step(
         row.why = format!(
             "started {time} and has no result in the journal; `cutover run` re-checks its gates and runs it again"
         );
+    } else if let Some(j) = position.skipped(&id) {
+        row.state = "skipped";
+        row.why =
+            format!("skipped by the operator (journal {}): {}; `cutover run` goes on after it", j.time, j.message);
+        row.changes.clear();
+        row.files.clear();
     } else if let Some(j) = done.get(id.as_str()) {
         // As `cutover run` judges it: acknowledgements and Argo requests are done once journaled;
         // waits and validation only read and run again; commits (and node changes) are judged by

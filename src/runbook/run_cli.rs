@@ -236,6 +236,10 @@ async fn drive(
             say(&format!("done     {:<18} (journal {}: {})", step.id, j.time, j.message));
             continue;
         }
+        if let Some(j) = position.skipped(&step.id) {
+            say(&format!("skipped  {:<18} (journal {}: {})", step.id, j.time, j.message));
+            continue;
+        }
         let snap = crate::checks::gather(&conn.client, &settings).await;
         let checks = crate::checks::evaluate(&snap, &settings);
         let pre = steps::preview(&env, &conn.client, &stage.id, step, &snap, &checks).await;

@@ -288,7 +288,7 @@ async fn run_journaled(
         confirmed_by: format!("{who}, {}", req.confirmed),
         mode: "armed".into(),
         step: match &req.op {
-            Operation::Step { id, .. } => Some(id.clone()),
+            Operation::Step { id, .. } | Operation::SkipStep { id, .. } => Some(id.clone()),
             _ => None,
         },
     };
@@ -297,6 +297,7 @@ async fn run_journaled(
     let result = run_locked(executor, lease, who, req, cancel, events).await;
     hook.set(None);
     let (outcome, message) = match &result {
+        Ok(m) if matches!(req.op, Operation::SkipStep { .. }) => (Outcome::Skipped, m.clone()),
         Ok(m) => (Outcome::Ok, m.clone()),
         Err(ExecError::Cancelled(m)) => (Outcome::Cancelled, m.clone()),
         Err(e) => (Outcome::Failed, e.to_string()),

@@ -67,11 +67,7 @@ impl StepEnv {
 
     /// The stage (or rollback sequence) and the step with this id.
     pub fn find(&self, id: &str) -> Option<(&Stage, &Step)> {
-        self.runbook
-            .stages
-            .iter()
-            .chain(&self.runbook.rollbacks)
-            .find_map(|st| st.steps.iter().find(|s| s.id == id).map(|s| (st, s)))
+        self.runbook.find(id)
     }
 
     /// The Application a step's `app` names.
@@ -96,6 +92,40 @@ pub trait StepJournal: Send + Sync {
 /// Whether a step needs its id typed to confirm (it deploys, reverts or restarts something).
 pub fn is_disruptive(step: &Step) -> bool {
     matches!(step.kind, StepKind::GitCommit | StepKind::ArgoSync | StepKind::NodeCutover)
+}
+
+/// Whether the operator may skip `step` after it failed or while it is blocked: the steps that
+/// only ask Argo CD, wait or check. A commit or a node cutover is never skipped (half-done, it is
+/// retried or rolled back), nor the pre-flight (a `fail` is a hard stop).
+pub fn skippable(step: &Step) -> Result<(), String> {
+    match step.kind {
+        StepKind::ArgoRefresh | StepKind::ArgoSync | StepKind::ArgoWait | StepKind::Validate => Ok(()),
+        StepKind::GitCommit | StepKind::NodeCutover => Err(format!(
+            "{} ({}) cannot be skipped: retry it (n) or roll the stage back (R)",
+            step.id,
+            kind_id(step.kind)
+        )),
+        StepKind::OperatorCheck => {
+            Err(format!("{} is an operator check: it cannot be skipped, only confirmed when it holds", step.id))
+        }
+    }
+}
+
+/// The operation that skips `step` (`why`: the state it is in, as the operator saw it).
+pub fn skip_operation(step: &Step, why: &str) -> Operation {
+    Operation::SkipStep { id: step.id.clone(), why: why.to_string() }
+}
+
+/// Runs a skip: journals the acknowledgement; nothing else happens.
+pub fn skip(env: &StepEnv, journal: &dyn StepJournal, id: &str, why: &str) -> Result<String, ExecError> {
+    let (_, step) = env
+        .find(id)
+        .ok_or_else(|| ExecError::Refused(format!("skip {id}: no such step in the runbook; nothing was journaled")))?;
+    skippable(step).map_err(ExecError::Refused)?;
+    journal
+        .ack(&format!("skipped {id} ({why})"), "the operator, who typed the step id")
+        .map_err(|e| ExecError::Refused(format!("skip {id}: {e}")))?;
+    Ok(format!("skipped by the operator ({why}); the runbook goes on after it"))
 }
 
 /// The operation that runs `step`.
@@ -618,6 +648,11 @@ impl Position {
     /// Whether the journal says `step` is done.
     pub fn done(&self, step: &str) -> Option<&JournaledStep> {
         self.last.get(step).filter(|j| j.outcome == "ok")
+    }
+
+    /// Whether the journal's last word on `step` is that the operator skipped it.
+    pub fn skipped(&self, step: &str) -> Option<&JournaledStep> {
+        self.last.get(step).filter(|j| j.outcome == "skipped")
     }
 }
 

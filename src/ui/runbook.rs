@@ -18,7 +18,7 @@ fn state_style(state: &str, theme: &Theme) -> Style {
     match state {
         "done" => theme.ok(),
         "ready" | "running" => theme.accent(),
-        "skip" => theme.dim(),
+        "skip" | "skipped" => theme.dim(),
         "blocked" | "unavailable" | "interrupted" | "changed" | "cancelled" => theme.warn(),
         "failed" => theme.bad(),
         _ => Style::new(),
@@ -53,6 +53,29 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, draw
         full.extend(wrap(&row.title, inner_w).into_iter().map(Line::from));
         if !row.why.is_empty() {
             full.extend(wrap(&row.why, inner_w).into_iter().map(|l| Line::from(Span::styled(l, theme.dim()))));
+        }
+        // After a failure: what the cluster says now, and the ways on.
+        if row.stopped() {
+            if row.state != pre.state.word() {
+                let now = match &pre.state {
+                    crate::runbook::steps::StepState::Ready => "now: its gates hold; n runs it again".to_string(),
+                    other => format!("now: {}: {}", other.word(), other.why()),
+                };
+                full.extend(
+                    wrap(now.trim_end(), inner_w).into_iter().map(|l| Line::from(Span::styled(l, theme.warn()))),
+                );
+            }
+            let step = view.runbook.as_ref().and_then(|rb| rb.find(&row.id)).map(|(_, s)| s);
+            let skip = match step.map(crate::runbook::steps::skippable) {
+                Some(Ok(())) => "S skip it (type its id; journaled)".to_string(),
+                _ => "it cannot be skipped".to_string(),
+            };
+            let keys = if row.rollback {
+                format!("keys: n/R retry · {skip}")
+            } else {
+                format!("keys: n retry · {skip} · R roll the stage back")
+            };
+            full.extend(wrap(&keys, inner_w).into_iter().map(|l| Line::from(Span::styled(l, theme.accent()))));
         }
         for g in &pre.gates {
             let (mark, style) = match g.state {

@@ -460,7 +460,7 @@ fn unknown_rates_are_shown_as_unknown() {
 fn help_overlay_two_columns_when_short() {
     let mut s = typical(Mode::Armed);
     s.ui.help = true;
-    let out = render(&s, 120, 26);
+    let out = render(&s, 120, 28);
     assert!(out.contains("drain the selected node"), "every binding is visible\n{out}");
     assert!(out.contains("stop following a node"), "{out}");
     assert!(out.contains("clear flow filter"), "{out}");
@@ -958,6 +958,117 @@ fn runbook_blocked_step_opens_a_confirmation_that_cannot_run_and_read_only_refus
     ro.mode = Mode::ReadOnly;
     let cmds = update(&mut ro, AppEvent::Key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::NONE)));
     assert!(cmds.is_empty() && ro.ui.confirm.is_none());
+}
+
+/// The runbook after Stage 1's wait failed: the commit and the refresh done in the journal.
+fn runbook_failed_wait() -> AppState {
+    use crate::runbook::steps::{JournaledStep, StepState};
+    let mut s = runbook_state(false);
+    if let Some(Ok(r)) = s.runbook.read.as_mut() {
+        for p in r.previews.iter_mut() {
+            match p.step.id.as_str() {
+                "stage1-commit" => p.state = StepState::Done("commit 1a2b3c4 is on main".into()),
+                "stage1-wait" => p.state = StepState::Ready,
+                "stage1-sync" => p.state = StepState::Skip("auto-sync is on: Argo CD syncs by itself".into()),
+                _ => {}
+            }
+        }
+        let j = |seq: u64, outcome: &str, message: &str| JournaledStep {
+            seq,
+            time: format!("2025-11-24T15:0{seq}:00Z"),
+            outcome: outcome.into(),
+            message: message.into(),
+        };
+        r.position.last.insert("stage1-commit".into(), j(5, "ok", "commit 1a2b3c4 pushed"));
+        r.position.last.insert("stage1-refresh".into(), j(7, "ok", "refresh requested"));
+        r.position.last.insert("stage1-appear".into(), j(8, "ok", "cilium-app exists"));
+        r.position.last.insert(
+            "stage1-wait".into(),
+            j(9, "failed", "timed out after 10m: cilium DaemonSet scheduled on 3 of 4 nodes"),
+        );
+    }
+    s
+}
+
+#[test]
+fn runbook_failure_says_what_failed_and_the_keys_and_a_skip_is_typed_and_journaled() {
+    use crate::app::update::Command;
+    let mut s = runbook_failed_wait();
+    let rows = s.runbook.rows(None);
+    let at = rows.iter().position(|r| r.id == "stage1-wait").expect("row");
+    s.runbook.selected = at;
+    assert_eq!(s.runbook.next(None).map(|r| r.id).as_deref(), Some("stage1-wait"), "a failed step is next again");
+    let out = render(&s, 80, 24);
+    insta::assert_snapshot!("runbook_failed_80x24", out);
+    assert!(out.contains("keys: n retry"), "{out}");
+    assert!(out.contains("S skip it"), "{out}");
+    // The header keeps the position within 80 columns.
+    let header = out.lines().next().unwrap_or_default().to_string();
+    assert!(header.contains("after stage1-appe"), "{header}");
+
+    // S: the skip names the step and needs its id typed; Enter sends the skip, nothing else.
+    press(&mut s, KeyCode::Char('S'));
+    let pending = s.ui.confirm.clone().expect("confirmation");
+    assert!(pending.needs_name());
+    assert!(
+        matches!(&pending.op, Operation::SkipStep { id, why } if id == "stage1-wait" && why.starts_with("failed: "))
+    );
+    for c in "stage1-wait".chars() {
+        press(&mut s, KeyCode::Char(c));
+    }
+    let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    assert!(
+        matches!(&cmds[..], [Command::Execute { op: Operation::SkipStep { id, .. }, .. }] if id == "stage1-wait"),
+        "{cmds:?}"
+    );
+
+    // Journaled as skipped: the runbook goes on after it.
+    if let Some(Ok(r)) = s.runbook.read.as_mut()
+        && let Some(j) = r.position.last.get_mut("stage1-wait")
+    {
+        j.outcome = "skipped".into();
+    }
+    assert_eq!(s.runbook.next(None).map(|r| r.id).as_deref(), Some("stage1-nodes"));
+
+    // A commit is never skipped; a step that did not fail is not either; read-only refuses.
+    let mut s = runbook_failed_wait();
+    if let Some(Ok(r)) = s.runbook.read.as_mut()
+        && let Some(j) = r.position.last.get_mut("stage1-commit")
+    {
+        j.outcome = "failed".into();
+    }
+    s.runbook.selected = s.runbook.rows(None).iter().position(|r| r.id == "stage1-commit").expect("row");
+    press(&mut s, KeyCode::Char('S'));
+    assert!(s.ui.confirm.is_none());
+    assert!(s.log.back().is_some_and(|l| l.text.contains("cannot be skipped")), "{:?}", s.log.back());
+    s.runbook.selected = s.runbook.rows(None).iter().position(|r| r.id == "stage2-wait").expect("row");
+    press(&mut s, KeyCode::Char('S'));
+    assert!(s.ui.confirm.is_none());
+    let mut ro = runbook_failed_wait();
+    ro.mode = Mode::ReadOnly;
+    ro.runbook.selected = at;
+    press(&mut ro, KeyCode::Char('S'));
+    assert!(ro.ui.confirm.is_none());
+}
+
+#[test]
+fn header_cuts_the_runbook_position_to_80_columns_and_a_disagreement_comes_first() {
+    let mut s = runbook_failed_wait();
+    s.runbook.open = false;
+    // Git says the journal's commit is gone.
+    if let Some(Ok(r)) = s.runbook.read.as_mut() {
+        for p in r.previews.iter_mut().filter(|p| p.step.id == "stage1-commit") {
+            p.state = crate::runbook::steps::StepState::Ready;
+        }
+    }
+    for w in [80u16, 100, 200] {
+        let out = render(&s, w, 24);
+        let header = out.lines().next().unwrap_or_default();
+        assert!(
+            header.contains("disagree on stage1-commit") || header.contains("journal≠cluster: stage1-commit"),
+            "{w}: {header}"
+        );
+    }
 }
 
 #[test]
