@@ -4,67 +4,20 @@
 //! per-node step is an explicit unavailable gate; a broken runbook file names file:line.
 #![cfg(feature = "sim")] // drives the simulated cluster
 
-use std::path::Path;
+mod common;
 
-use cutover::settings::Settings;
-use cutover::sim::{Sim, SimOptions};
-use cutover::tempdir::TempDir;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::{Setup, git};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
-    let sim = Sim::start(SimOptions::default()).await.expect("sim starts");
-    let kubeconfig = sim.kubeconfig.display().to_string();
-    let tmp = TempDir::new().expect("tmp");
-    let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
-    let origin = sim.info().git_repo.expect("origin");
-    let mut s = Settings::default();
-    sim.point_settings_at(&mut s, clone.clone());
-    let settings = tmp.path.join("cutover.toml");
-    let toml = format!(
-        "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[ssh]\nconfig_file = {:?}\n",
-        clone.display().to_string(),
-        s.git.repo_url,
-        s.git.apps_path,
-        s.git.values_path,
-        // No SSH here (the sim's nodes' addresses are not loopback without its ssh_config): an
-        // ssh_config that does not exist makes the node step unavailable, and no ssh is started.
-        tmp.path.join("no-ssh_config").display().to_string()
-    );
-    std::fs::write(&settings, toml).expect("settings");
-    let run = |args: Vec<String>| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.args(["--kubeconfig", &kubeconfig, "--context", "sim", "--log-file", "/dev/null", "--settings"])
-            .arg(&settings)
-            .args(args)
-            .env("XDG_STATE_HOME", tmp.path.join("state"))
-            .env("XDG_CONFIG_HOME", tmp.path.join("config"))
-            .env_remove("CUTOVER_CONFIG")
-            .stdin(std::process::Stdio::null());
-        async move {
-            let out = cmd.output().await.expect("run cutover");
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
-    };
-    let plan = |extra: &[&str]| {
-        let mut a = vec!["plan".to_string()];
-        a.extend(extra.iter().map(|s| s.to_string()));
-        run(a)
-    };
+    // The fresh homelab as it starts (the netshoot pod's pre-flight fail not fixed), no SSH.
+    let r = Setup::scenario("fresh", 1, 1.0).start().await;
+    let (sim, clone, origin) = (&r.sim, &r.clone, &r.origin);
     let before = sim.requests().iter().filter(|r| r.is_mutating()).count();
     let (origin_head, clone_head) =
-        (git(&origin, &["rev-parse", "refs/heads/main"]), git(&clone, &["rev-parse", "HEAD"]));
+        (git(origin, &["rev-parse", "refs/heads/main"]), git(clone, &["rev-parse", "HEAD"]));
 
-    let (code, out, err) = plan(&[]).await;
+    let (code, out, err) = r.run(&["plan"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("runbook: not started\n"), "{out}");
     // Fresh cluster: the bare netshoot pod fails pre-flight, so Stage 1's commit is blocked.
@@ -78,7 +31,7 @@ async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
     assert!(out.contains("ok  cilium-cni-on-no-node: every server runs flannel"), "{out}");
     assert!(!out.contains("PreflightNoFail"), "gates are named by their ids: {out}");
 
-    let (code, json, err) = plan(&["-o", "json"]).await;
+    let (code, json, err) = r.run(&["plan", "-o", "json"]).await;
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["position"]["state"], "not-started", "{json}");
@@ -101,24 +54,23 @@ async fn the_plan_shows_each_step_with_its_live_gates_and_changes_nothing() {
 
     // Read-only: no mutating request, nothing committed or pushed, the clone untouched.
     assert_eq!(sim.requests().iter().filter(|r| r.is_mutating()).count(), before, "the plan changed nothing");
-    assert_eq!(git(&origin, &["rev-parse", "refs/heads/main"]), origin_head);
-    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), clone_head);
-    assert_eq!(git(&clone, &["status", "--porcelain"]), "");
+    assert_eq!(git(origin, &["rev-parse", "refs/heads/main"]), origin_head);
+    assert_eq!(git(clone, &["rev-parse", "HEAD"]), clone_head);
+    assert_eq!(git(clone, &["status", "--porcelain"]), "");
 
     // A step run: the plan's position and the step's state come from the journal.
-    let (code, out, err) = run(vec!["run".into(), "--yes".into(), "stage1-refresh".into()]).await;
+    let (code, out, err) = r.run(&["run", "--yes", "stage1-refresh"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
-    let (code, out, err) = plan(&[]).await;
+    let (code, out, err) = r.run(&["plan"]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("runbook: after stage1-refresh (done "), "{out}");
     assert!(out.lines().any(|l| l.trim_start().starts_with("done") && l.contains("stage1-refresh")), "{out}");
     assert!(out.contains("done: journal "), "{out}");
 
-    let bad = tmp.path.join("runbook.toml");
+    let bad = r.tmp.path.join("runbook.toml");
     std::fs::write(&bad, "version = 1\n[[stage]]\nid = \"s\"\ntitle = \"t\"\n[[stage.step]]\nid = \"a\"\ntitle = \"x\"\nkind = \"teleport\"\nrollback = \"none\"\n")
         .expect("write");
-    let (code, _, err) = plan(&["--runbook", &bad.display().to_string()]).await;
+    let (code, _, err) = r.run(&["plan", "--runbook", &bad.display().to_string()]).await;
     assert_eq!(code, Some(2));
     assert!(err.contains(&format!("{}:8:", bad.display())), "{err}");
-    sim.stop();
 }

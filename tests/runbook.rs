@@ -4,130 +4,18 @@
 //! step, which this version does not carry out. A dry run changes nothing; a dirty clone is
 //! refused naming its files; a run killed in the middle of a wait resumes from the journal.
 #![cfg(feature = "sim")] // drives the simulated cluster
-#![allow(clippy::disallowed_methods)] // the test deletes a pod as the operator would, by hand
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use cutover::settings::Settings;
+use common::{Setup, WAIT, admin, git};
 use cutover::sim::faults::Fault;
-use cutover::sim::{Sim, SimOptions};
-use cutover::tempdir::TempDir;
-
-/// Generous: the machine may be loaded; every wait polls a condition.
-const WAIT: Duration = Duration::from_secs(180);
-
-struct Rehearsal {
-    sim: Sim,
-    tmp: TempDir,
-    clone: PathBuf,
-    origin: PathBuf,
-    settings: PathBuf,
-}
-
-impl Rehearsal {
-    /// A fresh sim whose pre-flight fail (the bare netshoot pod) the operator has fixed, a
-    /// clone of its origin and a settings file pointing at it.
-    async fn start(seed: u64) -> Rehearsal {
-        let r = Rehearsal::on("fresh", seed, 20.0).await;
-        let pods = Api::<Pod>::namespaced(admin(&r.sim).await, "default");
-        pods.delete("netshoot", &DeleteParams::default()).await.expect("delete netshoot");
-        // As an operator would: wait until pre-flight has no fail (netshoot gone; Longhorn's
-        // instance-manager PDBs allow no disruption until its volumes settle).
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (code, out, _) = r.run(&["preflight"]).await;
-            if code != Some(1) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "pre-flight still fails:\n{out}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        r
-    }
-
-    /// A sim running `scenario`, a clone of its origin and a settings file pointing at it.
-    async fn on(scenario: &str, seed: u64, speed: f64) -> Rehearsal {
-        let sim = Sim::start(SimOptions { scenario: scenario.into(), seed, speed, ..Default::default() })
-            .await
-            .expect("sim starts");
-        let tmp = TempDir::new().expect("temp dir");
-        let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
-        let mut s = Settings::default();
-        sim.point_settings_at(&mut s, clone.clone());
-        let settings = tmp.path.join("cutover.toml");
-        let toml = format!(
-            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\nvalidate_window = \"3s\"\n\n[ssh]\nconfig_file = {:?}\n",
-            clone.display().to_string(),
-            s.git.repo_url,
-            s.git.apps_path,
-            s.git.values_path,
-            // No SSH here (tests/runbook_nodes.rs drives the node step): an ssh_config that does
-            // not exist makes the node step unavailable, and no ssh is ever started.
-            tmp.path.join("no-ssh_config").display().to_string()
-        );
-        std::fs::write(&settings, toml).expect("settings");
-        let origin = sim.info().git_repo.expect("origin");
-        Rehearsal { sim, tmp, clone, origin, settings }
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.sim.kubeconfig)
-            .args(["--context", "sim", "--log-file", "/dev/null", "--settings"])
-            .arg(&self.settings)
-            .arg("--hubble-server")
-            .arg(self.sim.relay_addr.to_string())
-            .args(args)
-            .env("XDG_STATE_HOME", self.tmp.path.join("state"))
-            .env("XDG_CONFIG_HOME", self.tmp.path.join("config"))
-            .env_remove("CUTOVER_CONFIG")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = tokio::time::timeout(WAIT, self.command(args).output())
-            .await
-            .expect("cutover ends in time")
-            .expect("cutover runs");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn origin_head(&self) -> String {
-        git(&self.origin, &["rev-parse", "refs/heads/main"])
-    }
-
-    fn mutating(&self) -> usize {
-        self.sim.requests().iter().filter(|r| r.is_mutating()).count()
-    }
-}
-
-async fn admin(sim: &Sim) -> kube::Client {
-    let kc = Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
-    let opts = KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The Cilium app's sync, health and revisions.
 async fn cilium_app(c: &kube::Client) -> (String, String, Vec<String>) {
@@ -150,7 +38,7 @@ async fn cilium_app(c: &kube::Client) -> (String, String, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage1_commits_pushes_waits_for_argo_and_stops_at_the_node_step() {
-    let r = Rehearsal::start(5).await;
+    let r = Setup::fresh(5).start().await;
     let seeded = r.origin_head();
 
     // A dry run of the whole runbook and both rollbacks: every preview, nothing sent or pushed.
@@ -220,7 +108,7 @@ async fn stage1_commits_pushes_waits_for_argo_and_stops_at_the_node_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_in_the_middle_of_a_wait_resumes_from_the_journal() {
-    let r = Rehearsal::start(5).await;
+    let r = Setup::fresh(5).start().await;
     let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-refresh"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     // A node that is not Ready keeps the Cilium agent there unavailable: the wait waits.
@@ -265,7 +153,7 @@ async fn a_run_killed_in_the_middle_of_a_wait_resumes_from_the_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_runbook_file_names_its_line_and_read_only_refuses_to_run() {
-    let r = Rehearsal::start(5).await;
+    let r = Setup::fresh(5).start().await;
     let bad = r.tmp.path.join("runbook.toml");
     std::fs::write(&bad, "version = 1\n[[stage]]\nid = \"s\"\ntitle = \"t\"\n[[stage.step]]\nid = \"a\"\ntitle = \"x\"\nkind = \"git-commit\"\nstage = 1\nrollback = \"nowhere\"\n")
         .expect("write");
@@ -284,7 +172,7 @@ async fn a_broken_runbook_file_names_its_line_and_read_only_refuses_to_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on_a_broken_pair() {
-    let r = Rehearsal::on("migrated", 1, 8.0).await;
+    let r = Setup::scenario("migrated", 1, 8.0).start().await;
     let before = r.sim.requests().len();
     let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");

@@ -2,123 +2,14 @@
 //! Stage 1 over every node, servers first (drop-in written, k3s restarted, flags on, nodes
 //! uncordoned, every write journaled), and its rollback bringing the flags back off.
 #![cfg(feature = "sim")] // drives the simulated cluster
-#![allow(clippy::disallowed_methods)] // the test deletes a pod as the operator would, by hand
-#![allow(dead_code)] // the rehearsal helpers are shared in spirit with tests/runbook.rs
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use common::{Setup, Ssh, nodes};
 
-use cutover::settings::Settings;
-use cutover::sim::{Sim, SimOptions};
-use cutover::tempdir::TempDir;
-
-/// Generous: the machine may be loaded; every wait polls a condition.
-const WAIT: Duration = Duration::from_secs(180);
-
-struct Rehearsal {
-    sim: Sim,
-    tmp: TempDir,
-    clone: PathBuf,
-    #[allow(dead_code)]
-    origin: PathBuf,
-    settings: PathBuf,
-}
-
-impl Rehearsal {
-    /// A fresh sim whose pre-flight fail (the bare netshoot pod) the operator has fixed, a
-    /// clone of its origin and a settings file pointing at it.
-    async fn start(seed: u64) -> Rehearsal {
-        let sim = Sim::start(SimOptions { scenario: "fresh".into(), seed, speed: 20.0, ..Default::default() })
-            .await
-            .expect("sim starts");
-        let c = admin(&sim).await;
-        Api::<Pod>::namespaced(c, "default")
-            .delete("netshoot", &DeleteParams::default())
-            .await
-            .expect("delete netshoot");
-        let tmp = TempDir::new().expect("temp dir");
-        let clone = sim.clone_origin(&tmp.path.join("k8s-homelab")).expect("clone");
-        let mut s = Settings::default();
-        sim.point_settings_at(&mut s, clone.clone());
-        let settings = tmp.path.join("cutover.toml");
-        let toml = format!(
-            "[git]\nrepo_path = {:?}\nbranch = \"main\"\nrepo_url = {:?}\napps_path = {:?}\nvalues_path = {:?}\n\n[runbook]\nwait_timeout = \"3m\"\nlock_duration = \"2s\"\n\n[ssh]\nconfig_file = {:?}\n",
-            clone.display().to_string(),
-            s.git.repo_url,
-            s.git.apps_path,
-            s.git.values_path,
-            // The sim's ssh_config: every node's name and InternalIP lead to its loopback port.
-            sim.ssh.config.display().to_string()
-        );
-        std::fs::write(&settings, toml).expect("settings");
-        let origin = sim.info().git_repo.expect("origin");
-        let r = Rehearsal { sim, tmp, clone, origin, settings };
-        // As an operator would: wait until pre-flight has no fail (Longhorn's instance-manager
-        // PDBs allow no disruption until its volumes settle).
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (code, out, _) = r.run(&["preflight"]).await;
-            if code != Some(1) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "pre-flight still fails:\n{out}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        r
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.sim.kubeconfig)
-            .args(["--context", "sim", "--log-file", "/dev/null", "--settings"])
-            .arg(&self.settings)
-            .args(args)
-            .env("XDG_STATE_HOME", self.tmp.path.join("state"))
-            .env("XDG_CONFIG_HOME", self.tmp.path.join("config"))
-            .env_remove("CUTOVER_CONFIG")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = tokio::time::timeout(WAIT, self.command(args).output())
-            .await
-            .expect("cutover ends in time")
-            .expect("cutover runs");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn origin_head(&self) -> String {
-        git(&self.origin, &["rev-parse", "refs/heads/main"])
-    }
-
-    fn mutating(&self) -> usize {
-        self.sim.requests().iter().filter(|r| r.is_mutating()).count()
-    }
-}
-
-async fn admin(sim: &Sim) -> kube::Client {
-    let kc = Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
-    let opts = KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// A fresh sim with its pre-flight fail fixed, the runbook reaching the nodes over its SSH.
+async fn start(seed: u64) -> common::Rehearsal {
+    Setup::fresh(seed).ssh(Ssh::Sim).start().await
 }
 
 fn server_args(nodes: &[k8s_openapi::api::core::v1::Node]) -> Vec<(String, cutover::checks::k3s::NodeArgs)> {
@@ -132,13 +23,9 @@ fn server_args(nodes: &[k8s_openapi::api::core::v1::Node]) -> Vec<(String, cutov
         .collect()
 }
 
-async fn nodes(sim: &Sim) -> Vec<k8s_openapi::api::core::v1::Node> {
-    Api::<k8s_openapi::api::core::v1::Node>::all(admin(sim).await).list(&Default::default()).await.expect("nodes").items
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage1_switches_every_node_over_ssh_and_the_rollback_switches_them_back() {
-    let r = Rehearsal::start(7).await;
+    let r = start(7).await;
     // The preview names the order and the exact commands; nothing is sent.
     let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
     assert_eq!(code, Some(0), "{err}");
@@ -185,7 +72,7 @@ fn first_node(preview: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sudo_wanting_a_password_stops_at_the_first_node_and_leaves_the_others_untouched() {
-    let r = Rehearsal::start(11).await;
+    let r = start(11).await;
     let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
     assert_eq!(code, Some(0), "{err}");
     let first = first_node(&out);
@@ -210,7 +97,7 @@ async fn sudo_wanting_a_password_stops_at_the_first_node_and_leaves_the_others_u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_that_exits_non_zero_stops_after_the_write_and_says_what_was_written() {
-    let r = Rehearsal::start(13).await;
+    let r = start(13).await;
     let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
     assert_eq!(code, Some(0), "{err}");
     let first = first_node(&out);

@@ -6,31 +6,24 @@
 #![cfg(feature = "sim")] // drives the simulated cluster
 #![allow(clippy::disallowed_methods)] // the tests play the runbook executor's part (NodeWrite)
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use cutover::node::{self, NodeRole, NodeShell, NodeWrite, SshClient, SshError, SshTarget, Stage};
 use cutover::settings::SshSettings;
-use cutover::sim::{Fault, Sim, SimOptions, TempDir, world};
+use cutover::sim::{Fault, Sim, TempDir, world};
 
 /// Generous: the machine may be loaded; every wait polls a condition.
 const WAIT: Duration = Duration::from_secs(120);
 const STAGE1: &str = "flannel-backend: none\ndisable-network-policy: true\n";
 
 async fn start() -> Sim {
-    let opts = SimOptions { scenario: "fresh".into(), seed: 7, speed: 20.0, ..Default::default() };
-    Sim::start(opts).await.expect("sim starts")
-}
-
-async fn client(sim: &Sim) -> kube::Client {
-    let kc = Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
-    let opts = KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config");
-    kube::Client::try_from(cfg).expect("client")
+    common::sim("fresh", 7, 20.0).await
 }
 
 /// Settings for the sim, with a control directory of the test's own and generous timeouts.
@@ -50,8 +43,7 @@ fn shell(sim: &Sim, s: &SshSettings, ssh: &SshClient, name: &str) -> NodeShell {
 }
 
 fn node_args(n: &Node) -> Vec<String> {
-    let text = n.metadata.annotations.as_ref().and_then(|a| a.get("k3s.io/node-args")).cloned().unwrap_or_default();
-    serde_json::from_str(&text).expect("node-args is a JSON array")
+    serde_json::from_str(&common::node_args_raw(n)).expect("node-args is a JSON array")
 }
 
 fn ssh_by_hand(config: &Path, args: &[&str]) -> std::process::Output {
@@ -86,7 +78,7 @@ async fn dropin_written_through_ssh_reads_back_and_takes_effect_on_restart() {
     cp1.write_dropin(&write, Stage::One, STAGE1).await.expect("write on the server");
     assert_eq!(cp1.read_dropin(Stage::One).await.expect("read").stdout_text(), STAGE1);
     cp1.restart(&write).await.expect("restart k3s");
-    let nodes: Api<Node> = Api::all(client(&sim).await);
+    let nodes: Api<Node> = Api::all(common::admin(&sim).await);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         // The API may be briefly down while its only server restarts: retry.
