@@ -298,8 +298,9 @@ fn skip_selected(state: &mut AppState) -> Vec<Command> {
         state.log(Level::Warn, format!("runbook: {r} is running; a step is skipped only once nothing runs"));
         return Vec::new();
     }
-    let rows = state.runbook.rows(None);
-    let Some(row) = rows.get(state.runbook.selected.min(rows.len().saturating_sub(1))).cloned() else {
+    // The step the last frame showed highlighted, as it was: never one the screen has not shown.
+    let shown = state.ui.view.drawn.as_ref().and_then(|d| d.runbook_step.clone());
+    let Some(row) = shown.and_then(|id| state.runbook.rows(None).into_iter().find(|r| r.id == id)) else {
         state.log(Level::Info, "runbook: no step is highlighted");
         return Vec::new();
     };

@@ -39,7 +39,8 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let room = width.saturating_sub(used);
     let stage = format!(" · stage {}", state.derive_stage());
     // Where the journal says the runbook is (and whether the cluster agrees), once read.
-    let pos = state.runbook.position_text().map(|pos| {
+    let position = state.runbook.position_text();
+    let pos = position.as_deref().map(|pos| {
         let style = if pos.contains("disagree") || pos.contains("interrupted") { theme.warn() } else { theme.dim() };
         (format!(" · {pos}"), style)
     });
@@ -51,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
             // Narrow: both cut; the position keeps a third, a disagreement all it needs but for the
             // stage's first words (it matters more than where the journal is).
             let changed = state.runbook.disagreements();
-            let short = match (changed.is_empty(), state.runbook.position_text()) {
+            let short = match (changed.is_empty(), position.as_deref()) {
                 (false, _) => format!(" · journal≠cluster: {}", changed.join(",")),
                 (true, Some(p)) => format!(" · {}", p.trim_start_matches("runbook: ")),
                 (true, None) => String::new(),

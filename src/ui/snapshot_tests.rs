@@ -998,7 +998,10 @@ fn runbook_failure_says_what_failed_and_the_keys_and_a_skip_is_typed_and_journal
     let at = rows.iter().position(|r| r.id == "stage1-wait").expect("row");
     s.runbook.selected = at;
     assert_eq!(s.runbook.next(None).map(|r| r.id).as_deref(), Some("stage1-wait"), "a failed step is next again");
-    let out = render(&s, 80, 24);
+    // Before the screen has shown a highlighted step, S acts on nothing.
+    press(&mut s, KeyCode::Char('S'));
+    assert!(s.ui.confirm.is_none());
+    let (out, _) = frame(&mut s, 80, 24);
     insta::assert_snapshot!("runbook_failed_80x24", out);
     assert!(out.contains("keys: n retry"), "{out}");
     assert!(out.contains("S skip it"), "{out}");
@@ -1038,15 +1041,18 @@ fn runbook_failure_says_what_failed_and_the_keys_and_a_skip_is_typed_and_journal
         j.outcome = "failed".into();
     }
     s.runbook.selected = s.runbook.rows(None).iter().position(|r| r.id == "stage1-commit").expect("row");
+    frame(&mut s, 80, 24);
     press(&mut s, KeyCode::Char('S'));
     assert!(s.ui.confirm.is_none());
     assert!(s.log.back().is_some_and(|l| l.text.contains("cannot be skipped")), "{:?}", s.log.back());
     s.runbook.selected = s.runbook.rows(None).iter().position(|r| r.id == "stage2-wait").expect("row");
+    frame(&mut s, 80, 24);
     press(&mut s, KeyCode::Char('S'));
     assert!(s.ui.confirm.is_none());
     let mut ro = runbook_failed_wait();
     ro.mode = Mode::ReadOnly;
     ro.runbook.selected = at;
+    frame(&mut ro, 80, 24);
     press(&mut ro, KeyCode::Char('S'));
     assert!(ro.ui.confirm.is_none());
 }
