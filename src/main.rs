@@ -145,6 +145,9 @@ struct SimArgs {
     relay_rate: f64,
 }
 
+/// Stack of each tokio worker thread.
+const WORKER_STACK: usize = 8 * 1024 * 1024;
+
 fn main() -> ExitCode {
     // Errors for operators: the chain of what failed, no source locations; colour only when
     // NO_COLOR is unset. RUST_BACKTRACE=1 still adds backtraces for bug reports.
@@ -160,7 +163,10 @@ fn main() -> ExitCode {
     }
     cutover::tui::install_panic_hook();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Worker threads get 8 MiB of stack (tokio's default is 2 MiB): the runbook's step futures
+    // (a rollback walks Git, Argo CD and every node) are deep, and a debug build overflowed 2 MiB.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(WORKER_STACK).build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cutover: cannot start the async runtime: {e}");

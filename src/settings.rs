@@ -491,6 +491,10 @@ pub struct RunbookSettings {
     pub lock_duration: String,
     /// How long the `validate` step reads the flow stream (Go duration).
     pub validate_window: String,
+    /// How long a drain (the node step's, and the cockpit's `d` once the runbook is enabled)
+    /// may take before it stops, the node left cordoned (Go duration; kubectl has no default,
+    /// this one is `10m`).
+    pub drain_timeout: String,
 }
 
 impl Default for RunbookSettings {
@@ -501,6 +505,7 @@ impl Default for RunbookSettings {
             wait_timeout: "15m".into(),
             lock_duration: "30s".into(),
             validate_window: "30s".into(),
+            drain_timeout: "10m".into(),
         }
     }
 }
@@ -514,6 +519,11 @@ impl RunbookSettings {
     /// `validate_window` as a duration (validated when the settings are read).
     pub fn validate_window(&self) -> std::time::Duration {
         crate::duration::parse_non_negative(&self.validate_window).unwrap_or(std::time::Duration::from_secs(30))
+    }
+
+    /// `drain_timeout` as a duration (validated when the settings are read).
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.drain_timeout).unwrap_or(std::time::Duration::from_secs(600))
     }
 
     /// `lock_duration` as a duration (validated when the settings are read).
@@ -901,6 +911,7 @@ impl Settings {
             ("wait_timeout", &self.runbook.wait_timeout, std::time::Duration::from_secs(1)),
             ("lock_duration", &self.runbook.lock_duration, std::time::Duration::from_secs(1)),
             ("validate_window", &self.runbook.validate_window, std::time::Duration::from_secs(1)),
+            ("drain_timeout", &self.runbook.drain_timeout, std::time::Duration::from_secs(1)),
         ] {
             match crate::duration::parse_non_negative(value) {
                 Ok(d) if d >= min => {}

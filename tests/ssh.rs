@@ -222,7 +222,14 @@ async fn unreachable_and_host_key_failures_are_typed() {
     let ssh2 = SshClient::new(&s2).expect("client").without_control_master();
     let cp1 = shell(&sim, &s2, &ssh2, "homelab-cp1");
     match cp1.logs(5).await {
-        Err(e @ SshError::HostKeyUnknown { .. }) => assert!(e.to_string().contains("ssh-keyscan"), "{e}"),
+        Err(e @ SshError::HostKeyUnknown { .. }) => {
+            // The fingerprint the node offers (ssh-keyscan), and the add command at the address,
+            // port and known_hosts file the ssh config resolves to.
+            let m = e.to_string();
+            let node = sim.ssh.nodes.iter().find(|n| n.name == "homelab-cp1").expect("cp1");
+            assert!(m.contains(&node.host_key_fingerprint), "shows the offered key: {m}");
+            assert!(m.contains(&format!("ssh-keyscan -p {} 127.0.0.1 >> {}", node.port, empty.display())), "{m}");
+        }
         other => panic!("empty known_hosts: {other:?}"),
     }
     assert_eq!(std::fs::read_to_string(&empty).expect("read"), "", "StrictHostKeyChecking=yes added nothing");

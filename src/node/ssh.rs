@@ -35,11 +35,23 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error(
-        "{host}: host key not in known_hosts{} (StrictHostKeyChecking=yes): check the node's fingerprint out of band (on its console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then add it with ssh-keyscan{} {host} >> ~/.ssh/known_hosts",
+        "{host}: host key not in known_hosts{} (StrictHostKeyChecking=yes): check the node's fingerprint out of band (on its console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then add it with {}",
         fingerprint.as_ref().map(|f| format!(", it offers {f}")).unwrap_or_default(),
-        port.map(|p| format!(" -p {p}")).unwrap_or_default()
+        add.clone().unwrap_or_else(|| format!(
+            "ssh-keyscan{} {host} >> ~/.ssh/known_hosts",
+            port.map(|p| format!(" -p {p}")).unwrap_or_default()
+        ))
     )]
-    HostKeyUnknown { host: String, port: Option<u16>, fingerprint: Option<String> },
+    HostKeyUnknown {
+        host: String,
+        port: Option<u16>,
+        /// What the node offers now (`ED25519 SHA256:…`), read with `ssh-keyscan`; `None` when
+        /// it could not be read (a ProxyJump host, say).
+        fingerprint: Option<String>,
+        /// The command that adds the key, with the address, port and known_hosts file the ssh
+        /// config resolves to (`ssh -G`); `None`: the generic one.
+        add: Option<String>,
+    },
     #[error(
         "{host}: HOST KEY CHANGED{}{}: the node was reinstalled or someone is intercepting the connection; stop, compare the fingerprint with the node's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), and only then replace the entry (ssh-keygen -R '{host}')",
         fingerprint.as_ref().map(|f| format!(" (it now offers {f})")).unwrap_or_default(),
@@ -321,7 +333,13 @@ impl SshClient {
         if code == 255
             && let Some(e) = classify(&target.host, target.port, &stderr)
         {
-            return Err(e);
+            return Err(match e {
+                SshError::HostKeyUnknown { host, port, fingerprint: None, .. } => {
+                    let (fingerprint, add) = self.offered_key(target).await;
+                    SshError::HostKeyUnknown { host, port, fingerprint, add }
+                }
+                other => other,
+            });
         }
         Ok(Output { code, stdout, stdout_truncated, stderr, stderr_truncated, duration: started.elapsed() })
     }
@@ -339,6 +357,123 @@ impl SshClient {
         let out = self.exec(target, command, stdin, timeout).await?;
         check(target, command, out, sudoers)
     }
+}
+
+impl SshClient {
+    /// For an unknown host key: the key the node offers (its fingerprint, read with
+    /// `ssh-keyscan` and `ssh-keygen -lf -`, both from the OpenSSH client) and the command that
+    /// adds it, at the address, port and known_hosts file `ssh -G` resolves for `target`.
+    /// Nothing is written; anything that fails gives `None`.
+    async fn offered_key(&self, target: &SshTarget) -> (Option<String>, Option<String>) {
+        let Some(r) = self.resolve(target).await else { return (None, None) };
+        let add = format!(
+            "ssh-keyscan -p {} {} >> {}",
+            r.port,
+            shell_quote(&r.hostname),
+            r.known_hosts.as_deref().map(shell_quote).unwrap_or_else(|| "~/.ssh/known_hosts".into())
+        );
+        let scan = tool_output(
+            "ssh-keyscan",
+            &["-T", "5", "-p", &r.port.to_string(), "--", &r.hostname].map(OsString::from),
+            None,
+        )
+        .await;
+        let fingerprint = match scan {
+            Some(keys) if !keys.trim().is_empty() => {
+                tool_output("ssh-keygen", &["-l", "-f", "-"].map(OsString::from), Some(keys.into_bytes()))
+                    .await
+                    .and_then(|t| fingerprints(&t))
+            }
+            _ => None,
+        };
+        (fingerprint, Some(add))
+    }
+
+    /// `ssh -G` for `target`: what the ssh config resolves (HostName, Port, UserKnownHostsFile).
+    async fn resolve(&self, target: &SshTarget) -> Option<Resolved> {
+        let mut args: Vec<OsString> = Vec::new();
+        if let Some(f) = &self.inner.config_file {
+            args.push("-F".into());
+            args.push(f.clone().into_os_string());
+        }
+        if let Some(p) = target.port {
+            args.push("-p".into());
+            args.push(p.to_string().into());
+        }
+        args.push("-G".into());
+        args.push("--".into());
+        args.push(target.host.clone().into());
+        let text = tool_output(&self.inner.program.to_string_lossy(), &args, None).await?;
+        parse_resolved(&text)
+    }
+}
+
+/// What `ssh -G` prints for a host, the parts used here.
+#[derive(Debug, PartialEq, Eq)]
+struct Resolved {
+    hostname: String,
+    port: u16,
+    /// The first UserKnownHostsFile (`None`: ssh's default).
+    known_hosts: Option<String>,
+}
+
+fn parse_resolved(text: &str) -> Option<Resolved> {
+    let value = |key: &str| {
+        text.lines().find_map(|l| l.split_once(' ').filter(|(k, _)| *k == key).map(|(_, v)| v.trim().to_string()))
+    };
+    let hostname = value("hostname")?;
+    let port = value("port")?.parse().ok()?;
+    let known_hosts = value("userknownhostsfile")
+        .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        .filter(|f| f != "~/.ssh/known_hosts");
+    Some(Resolved { hostname, port, known_hosts })
+}
+
+/// `ssh-keygen -l` lines (`256 SHA256:… [127.0.0.1]:2222 (ED25519)`) as `ED25519 SHA256:…`,
+/// one per key type, joined with `, `.
+fn fingerprints(text: &str) -> Option<String> {
+    let keys: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let fp = words.iter().find(|w| w.starts_with("SHA256:"))?;
+            let kind = words.last().filter(|w| w.starts_with('(')).map(|w| w.trim_matches(|c| c == '(' || c == ')'));
+            Some(match kind {
+                Some(k) => format!("{k} {fp}"),
+                None => fp.to_string(),
+            })
+        })
+        .collect();
+    if keys.is_empty() { None } else { Some(keys.join(", ")) }
+}
+
+/// How long each helper program (`ssh -G`, `ssh-keyscan`, `ssh-keygen`) may run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(8);
+/// How much of a helper program's output is read.
+const TOOL_MAX: usize = 64 * 1024;
+
+/// Runs a local OpenSSH helper program; its stdout on exit 0, else `None`.
+async fn tool_output(program: &str, args: &[OsString], stdin: Option<Vec<u8>>) -> Option<String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().ok()?;
+    let mut out = child.stdout.take();
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = pipe.write_all(&bytes).await;
+            let _ = pipe.shutdown().await;
+        });
+    }
+    let run = async {
+        let (bytes, _) = read_bounded(out.as_mut(), TOOL_MAX).await;
+        let status = child.wait().await.ok()?;
+        status.success().then(|| String::from_utf8_lossy(&bytes).into_owned())
+    };
+    tokio::time::timeout(TOOL_TIMEOUT, run).await.ok().flatten()
 }
 
 /// Exit 0 → Ok; otherwise the error the exit status and stderr mean.
@@ -430,7 +565,7 @@ pub fn classify(host: &str, port: Option<u16>, stderr: &str) -> Option<SshError>
         || stderr.contains("Host key verification failed.")
         || stderr.contains("No matching host key")
     {
-        return Some(SshError::HostKeyUnknown { host, port, fingerprint });
+        return Some(SshError::HostKeyUnknown { host, port, fingerprint, add: None });
     }
     if let Some(line) = stderr.lines().find(|l| l.contains("Permission denied (")) {
         let detail = line.find("Permission denied (").map(|i| line[i..].trim().to_string()).unwrap_or_default();
@@ -524,6 +659,40 @@ Host key verification failed.
         assert!(m.contains("ssh-keyscan -p 40123 homelab-w1") && m.contains("out of band"), "{m}");
         let e = classify("h", None, "Host key verification failed.\n").expect("recognized");
         assert!(matches!(e, SshError::HostKeyUnknown { .. }));
+    }
+
+    #[test]
+    fn resolved_host_and_offered_fingerprints() {
+        let g = "host homelab-w1\nuser cutover\nhostname 127.0.0.1\nport 40123\nuserknownhostsfile /tmp/sim/known_hosts /tmp/sim/known_hosts2\n";
+        assert_eq!(
+            parse_resolved(g),
+            Some(Resolved {
+                hostname: "127.0.0.1".into(),
+                port: 40123,
+                known_hosts: Some("/tmp/sim/known_hosts".into())
+            })
+        );
+        let default = "hostname 192.168.20.21\nport 22\nuserknownhostsfile ~/.ssh/known_hosts ~/.ssh/known_hosts2\n";
+        assert_eq!(parse_resolved(default).and_then(|r| r.known_hosts), None);
+        assert_eq!(parse_resolved("port 22\n"), None);
+        let l = "256 SHA256:4OeB0Hq0XnQvTWlJ8sD8Y8m7aXkKqXqvJmSm3bdPy0c [127.0.0.1]:40123 (ED25519)\n3072 SHA256:abc [127.0.0.1]:40123 (RSA)\n";
+        assert_eq!(
+            fingerprints(l).as_deref(),
+            Some("ED25519 SHA256:4OeB0Hq0XnQvTWlJ8sD8Y8m7aXkKqXqvJmSm3bdPy0c, RSA SHA256:abc")
+        );
+        assert_eq!(fingerprints("garbage\n"), None);
+        let e = SshError::HostKeyUnknown {
+            host: "homelab-w1".into(),
+            port: None,
+            fingerprint: Some("ED25519 SHA256:x".into()),
+            add: Some("ssh-keyscan -p 40123 127.0.0.1 >> /tmp/kh".into()),
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("it offers ED25519 SHA256:x")
+                && m.ends_with("add it with ssh-keyscan -p 40123 127.0.0.1 >> /tmp/kh"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl Runner {
     pub fn enable_runbook(&mut self, env: super::steps::StepEnv) {
         let hook: Arc<dyn super::steps::StepJournal> = self.hook.clone();
         if let Some(exec) = self.executor.as_mut() {
+            exec.drain.timeout = env.settings.runbook.drain_timeout();
             exec.set_steps(Arc::new(env), hook);
         }
     }

@@ -7,8 +7,9 @@
 //! journaled as a `change` before it is made. Steps are idempotent: a commit whose files are
 //! already on the branch does nothing, a wait waits again, a refresh is asked again.
 //!
-//! Kinds this version cannot carry out (`node-cutover`, `validate`) are never pretended: their
-//! `*-available` gate is red, the runbook stops there and says what to do by hand.
+//! A step that cannot be carried out here is never pretended: the `node-cutover` step's
+//! `node-step-available` gate is red without a usable `ssh`, so the runbook stops there and says
+//! what to set; a `validate` step without a relay reads its flow checks as unknown, never green.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -324,7 +325,15 @@ pub async fn preview(
             ));
         }
         StepKind::NodeCutover => {
-            let r = super::steps_node::preview(env, read, &super::executor::DrainOptions::default(), step).await;
+            let r = super::steps_node::preview(
+                env,
+                read,
+                &super::executor::DrainOptions {
+                    timeout: env.settings.runbook.drain_timeout(),
+                    ..Default::default()
+                },
+                step,
+            ).await;
             merge_kind_preview(r, ("Nodes", "nodes"), &mut state, &mut changes);
         }
     }

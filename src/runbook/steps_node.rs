@@ -216,7 +216,10 @@ pub async fn preview(
             }
         };
         lines.push(format!("{} ({}):", t.name, t.role.unit()));
-        lines.push("  gates: node Ready, no other node cordoned".into());
+        lines.push(format!(
+            "  gates: node Ready, no other node cordoned, ssh and sudo -n work (reads {})",
+            shell.dropin_path(stage)
+        ));
         match super::executor::plan_drain(read, &t.name).await {
             Ok(plan) => {
                 lines.extend(super::executor::drain_preview(&plan, exec_drain).into_iter().map(|l| format!("  {l}")))
@@ -355,7 +358,7 @@ async fn one_node(
     let name = shell.node().to_string();
     let read = exec.read_client();
     let mut w = Written::default();
-    // Gates: the node Ready, no other node cordoned.
+    // Gates: the node Ready, no other node cordoned, SSH and sudo usable.
     let nodes = Api::<Node>::all(read.clone())
         .list(&ListParams::default())
         .await
@@ -370,6 +373,15 @@ async fn one_node(
         nodes.items.iter().filter(|n| k3s::node_name(n) != name && is_cordoned(n)).map(k3s::node_name).collect();
     if !others.is_empty() {
         return Err(w.err(&name, format!("gate: another node is cordoned ({}): one node at a time", others.join(", "))));
+    }
+    // Gate: SSH and `sudo -n` work on the node (its drop-in read: present or absent), so that
+    // an unreachable node, a host key that changed or a sudo that wants a password stop the
+    // step before the node is cordoned.
+    progress.say(format!("{name}: checking ssh and sudo (reading {})", shell.dropin_path(stage)));
+    match shell.read_dropin(stage).await {
+        Ok(_) => {}
+        Err(SshError::CommandFailed { stderr_tail, .. }) if stderr_tail.contains("No such file") => {}
+        Err(e) => return Err(w.err(&name, format!("gate: {e}"))),
     }
     let hash_before = config_hash(node);
     // Cordon, drain.
@@ -428,24 +440,21 @@ async fn one_node(
         .map_err(|e| w.err(&name, format!("journal: {e}; not restarted")))?;
     let res = shell.restart(&write).await;
     journal.change_done(token, res.is_ok(), &outcome(&res));
-    res.map_err(|e| ssh_err(&w, &name, "restart", e))?;
+    if let Err(e) = res {
+        // The unit did not start (a critical-flag mismatch, say): its journal says why.
+        let failed = ssh_err(&w, &name, "restart", e);
+        let look = look(shell).await;
+        return Err(match failed {
+            ExecError::Failed(m) => ExecError::Failed(format!("{m}; {look}")),
+            other => other,
+        });
+    }
     w.0.push(format!("{} restarted", shell.role().unit()));
     // Wait for it to come back.
     progress.say(format!("{name}: waiting for NotReady"));
     if let Err(why) = wait_back(env, read, shell, stage, step.undo, hash_before, progress, cancel).await {
-        let logs = match shell.logs(LOG_TAIL).await {
-            Ok(o) => {
-                let t = o.stdout_text();
-                let lines: Vec<&str> = t.lines().collect();
-                lines[lines.len().saturating_sub(LOG_TAIL as usize)..].join("\n")
-            }
-            Err(e) => format!("(cannot read its journal: {e})"),
-        };
-        let look = shell.preview(&[NodeCommand::Logs { lines: crate::node::LOG_LINES }], None).join("");
-        let msg = format!(
-            "{name} did not come back: {why}; it is left as it is ({}); look: {look}\nlast {LOG_TAIL} journal lines:\n{logs}",
-            w.0.join(", ")
-        );
+        let msg =
+            format!("{name} did not come back: {why}; it is left as it is ({}); {}", w.0.join(", "), look(shell).await);
         return Err(if cancel.is_cancelled() { ExecError::Cancelled(msg) } else { ExecError::Timeout(msg) });
     }
     // Uncordon.
@@ -455,6 +464,21 @@ async fn one_node(
         .map_err(|e| ExecError::Failed(format!("{name}: uncordon: {e}; {}", w.0.join(", "))))?;
     progress.say(format!("{name}: back (soak: not carried out in this version)"));
     Ok(())
+}
+
+/// What to look at on a node that did not come back: the `journalctl` command line and the
+/// last [`LOG_TAIL`] lines of its k3s journal, read over the same SSH (read-only).
+async fn look(shell: &NodeShell) -> String {
+    let logs = match shell.logs(LOG_TAIL).await {
+        Ok(o) => {
+            let t = o.stdout_text();
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(LOG_TAIL as usize)..].join("\n")
+        }
+        Err(e) => format!("(cannot read its journal: {e})"),
+    };
+    let cmd = shell.preview(&[NodeCommand::Logs { lines: crate::node::LOG_LINES }], None).join("");
+    format!("look: {cmd}\nlast {LOG_TAIL} journal lines:\n{logs}")
 }
 
 fn stop_if_cancelled(cancel: &CancellationToken, name: &str, w: &Written) -> Result<(), ExecError> {

@@ -830,7 +830,10 @@ fn runbook_state(w_dry_run: bool) -> AppState {
                     ],
                 ),
                 "stage1-nodes" | "stage1-nodes-back" | "stage2-nodes" | "stage2-nodes-back" => (
-                    StepState::Unavailable("the per-node k3s step over SSH is not built in this version".into()),
+                    StepState::Unavailable(
+                        "`ssh` is not on PATH: install the OpenSSH client (Debian: apt-get install openssh-client)"
+                            .into(),
+                    ),
                     vec![GateResult {
                         gate: Gate::NodeStepAvailable,
                         state: GateState::Red,
