@@ -44,6 +44,29 @@ async fn stage1_switches_every_node_over_ssh_and_the_rollback_switches_them_back
     for n in &ns {
         assert!(!n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false), "{:?} left cordoned", n.metadata.name);
     }
+    // What the cockpit's Nodes pane shows (the same state, read by `cutover status`): every
+    // node's CNI is Cilium, from evidence on the node (its k3s start, its pods' addresses).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let (_, out, err) = r.run(&["status", "-o", "json"]).await;
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        let cni: Vec<(String, String, String)> = report["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|i| i["what"].as_str().is_some_and(|w| w.ends_with(": CNI")))
+            .map(|i| {
+                let s = |k: &str| i[k].as_str().unwrap_or_default().to_string();
+                (s("what"), s("status"), s("detail"))
+            })
+            .collect();
+        assert_eq!(cni.len(), ns.len(), "one CNI line per node: {cni:?}");
+        if cni.iter().all(|(_, status, _)| status == "ready") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not every node reports Cilium: {cni:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let (code, out, err) = r.run(&["journal", "--verify"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     let (_, text, _) = r.run(&["journal"]).await;

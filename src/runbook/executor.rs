@@ -274,15 +274,49 @@ impl Executor {
             progress.say(format!("PDB {} allows 0 disruptions now; {} will wait for it", b.pdb, b.pods.join(", ")));
         }
         progress.say(format!("evicting {total} pod(s), deadline {}", mmss(self.drain.timeout)));
+        let pods: Vec<(drain::PodRef, Vec<String>)> = plan
+            .evict
+            .iter()
+            .map(|p| (p.clone(), plan.pdbs_of(&p.key()).iter().map(|b| b.pdb.clone()).collect()))
+            .collect();
+        let (started, evicted, left) = self.evict_all(pods, progress, cancel).await;
+        if left.is_empty() {
+            let skipped = if plan.skip.is_empty() { String::new() } else { format!(", {} skipped", plan.skip.len()) };
+            return Ok(format!(
+                "node {node} drained: {evicted} pod(s) evicted{skipped} in {}",
+                mmss(started.elapsed())
+            ));
+        }
+        let details = left.iter().map(|f| format!("{}: {}", f.pod, f.why)).collect::<Vec<_>>().join("; ");
+        let state = self.cordon_state(node).await;
+        let summary = format!("{evicted} of {total} pod(s) evicted; not evicted: {details}; {state}");
+        if left.iter().any(|f| matches!(f.why, Why::Error(_))) {
+            Err(ExecError::Failed(format!("drain of {node} failed: {summary}")))
+        } else if left.iter().any(|f| matches!(f.why, Why::Deadline { .. })) {
+            Err(ExecError::Timeout(format!("drain of {node} timed out after {}: {summary}", mmss(self.drain.timeout))))
+        } else {
+            Err(ExecError::Cancelled(format!("drain of {node} cancelled: {summary}")))
+        }
+    }
+
+    /// Evicts each pod (with the PDBs that cover it, for messages) and waits until it is gone,
+    /// all at once, under the drain's deadline: (when it started, how many went, the others).
+    async fn evict_all(
+        &self,
+        pods: Vec<(drain::PodRef, Vec<String>)>,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> (tokio::time::Instant, usize, Vec<EvictFailure>) {
+        let total = pods.len();
         let started = tokio::time::Instant::now();
         let deadline = started + self.drain.timeout;
         let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        for pod in plan.evict.clone() {
+        for (pod, pdbs) in pods {
             let ctx = EvictCtx {
                 read: Api::namespaced(self.read.clone(), &pod.namespace),
                 write: Api::namespaced(self.write.kube().clone(), &pod.namespace),
-                pdbs: plan.pdbs_of(&pod.key()).iter().map(|b| b.pdb.clone()).collect(),
+                pdbs,
                 opts: self.drain.clone(),
                 started,
                 deadline,
@@ -301,24 +335,35 @@ impl Executor {
                 Err(e) => left.push(EvictFailure { pod: "?".into(), why: Why::Error(format!("internal: {e}")) }),
             }
         }
-        let evicted = done.load(std::sync::atomic::Ordering::SeqCst);
-        if left.is_empty() {
-            let skipped = if plan.skip.is_empty() { String::new() } else { format!(", {} skipped", plan.skip.len()) };
-            return Ok(format!(
-                "node {node} drained: {evicted} pod(s) evicted{skipped} in {}",
-                mmss(started.elapsed())
-            ));
-        }
         left.sort_by(|a, b| a.pod.cmp(&b.pod));
+        (started, done.load(std::sync::atomic::Ordering::SeqCst), left)
+    }
+
+    /// The node step's re-creation: evicts pods that a drain leaves on the node (DaemonSet pods)
+    /// and that still hold an address of the old network, so that their controllers create them
+    /// again on the new one. Evictions respect PodDisruptionBudgets and the drain's deadline;
+    /// each is journaled by the write client.
+    pub(crate) async fn recreate(
+        &self,
+        node: &str,
+        pods: Vec<drain::PodRef>,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<String, ExecError> {
+        let total = pods.len();
+        let (started, evicted, left) =
+            self.evict_all(pods.into_iter().map(|p| (p, Vec::new())).collect(), progress, cancel).await;
+        if left.is_empty() {
+            return Ok(format!("{evicted} pod(s) on {node} re-created in {}", mmss(started.elapsed())));
+        }
         let details = left.iter().map(|f| format!("{}: {}", f.pod, f.why)).collect::<Vec<_>>().join("; ");
-        let state = self.cordon_state(node).await;
-        let summary = format!("{evicted} of {total} pod(s) evicted; not evicted: {details}; {state}");
-        if left.iter().any(|f| matches!(f.why, Why::Error(_))) {
-            Err(ExecError::Failed(format!("drain of {node} failed: {summary}")))
+        let summary = format!("{evicted} of {total} pod(s) on {node} evicted for re-creation; not evicted: {details}");
+        if left.iter().any(|f| matches!(f.why, Why::Cancelled { .. })) {
+            Err(ExecError::Cancelled(summary))
         } else if left.iter().any(|f| matches!(f.why, Why::Deadline { .. })) {
-            Err(ExecError::Timeout(format!("drain of {node} timed out after {}: {summary}", mmss(self.drain.timeout))))
+            Err(ExecError::Timeout(summary))
         } else {
-            Err(ExecError::Cancelled(format!("drain of {node} cancelled: {summary}")))
+            Err(ExecError::Failed(summary))
         }
     }
 

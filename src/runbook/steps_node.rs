@@ -237,6 +237,11 @@ pub async fn preview(
             crate::duration::format_short(env.wait_timeout),
             if t.role == NodeRole::Server { format!(", k3s.io/node-args with {}", flags_wanted(stage, step.undo)) } else { String::new() }
         ));
+        if stage == Stage::One && !step.undo {
+            lines.push(
+                "  then POST pods/eviction for its pods without a CiliumEndpoint that have a controller (DaemonSet pods a drain leaves keep their flannel address through a restart), and wait until every pod on it has one".into(),
+            );
+        }
         lines.push(format!("  PATCH node {}: spec.unschedulable=false (uncordon)", t.name));
         lines.push("  soak: not carried out in this version".into());
     }
@@ -457,6 +462,18 @@ async fn one_node(
             format!("{name} did not come back: {why}; it is left as it is ({}); {}", w.0.join(", "), look(shell).await);
         return Err(if cancel.is_cancelled() { ExecError::Cancelled(msg) } else { ExecError::Timeout(msg) });
     }
+    // Stage 1: the pods a drain leaves (DaemonSet pods) kept their flannel addresses through
+    // the restart; re-create them on Cilium and wait until every pod there has an endpoint.
+    if stage == Stage::One && !step.undo {
+        onto_cilium(exec, env, &name, progress, cancel).await.map_err(|e| {
+            let msg = format!("{name}: {e}; it is left cordoned ({})", w.0.join(", "));
+            match e {
+                Moved::Cancelled(_) => ExecError::Cancelled(msg),
+                Moved::Timeout(_) => ExecError::Timeout(msg),
+                Moved::Failed(_) => ExecError::Failed(msg),
+            }
+        })?;
+    }
     // Uncordon.
     progress.say(format!("{name}: uncordoning"));
     exec.set_unschedulable(&name, false)
@@ -464,6 +481,139 @@ async fn one_node(
         .map_err(|e| ExecError::Failed(format!("{name}: uncordon: {e}; {}", w.0.join(", "))))?;
     progress.say(format!("{name}: back (soak: not carried out in this version)"));
     Ok(())
+}
+
+/// Why the move of a node's pods onto Cilium stopped.
+#[derive(Debug, thiserror::Error)]
+enum Moved {
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Cancelled(String),
+}
+
+/// A pod on the node that needs a CNI (not hostNetwork, not finished, not terminating) and has
+/// no CiliumEndpoint: it still holds an address of the old network, or has none yet.
+struct Unmanaged {
+    pod: crate::checks::drain::PodRef,
+    /// It has a controller that creates it again when it is evicted.
+    controlled: bool,
+}
+
+/// The node's pods without a CiliumEndpoint (read-only).
+async fn unmanaged(read: &kube::Client, node: &str) -> Result<Vec<Unmanaged>, String> {
+    let pods = Api::<Pod>::all(read.clone())
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .map_err(|e| format!("cannot list the pods on {node}: {e}"))?;
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("cilium.io", "v2", "CiliumEndpoint"),
+        "ciliumendpoints",
+    );
+    let endpoints: std::collections::BTreeSet<(String, String)> =
+        Api::<kube::api::DynamicObject>::all_with(read.clone(), &ar)
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|e| format!("cannot list CiliumEndpoints: {e}"))?
+            .items
+            .into_iter()
+            .filter_map(|m| Some((m.metadata.namespace?, m.metadata.name?)))
+            .collect();
+    Ok(pods
+        .items
+        .iter()
+        .filter(|p| {
+            let spec = p.spec.as_ref();
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+            !spec.and_then(|s| s.host_network).unwrap_or(false)
+                && p.metadata.deletion_timestamp.is_none()
+                && !matches!(phase, "Succeeded" | "Failed")
+        })
+        .filter_map(|p| {
+            let namespace = p.metadata.namespace.clone()?;
+            let name = p.metadata.name.clone()?;
+            if endpoints.contains(&(namespace.clone(), name.clone())) {
+                return None;
+            }
+            let owner = p
+                .metadata
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.iter().find(|o| o.controller == Some(true)))
+                .map(|o| format!("{}/{}", o.kind, o.name));
+            Some(Unmanaged {
+                controlled: owner.is_some(),
+                pod: crate::checks::drain::PodRef {
+                    namespace,
+                    name,
+                    uid: p.metadata.uid.clone().unwrap_or_default(),
+                    owner: owner.unwrap_or_else(|| "none".into()),
+                },
+            })
+        })
+        .collect())
+}
+
+/// Stage 1, after the restart: evicts the node's pods that have a controller and no
+/// CiliumEndpoint (their controllers create them again, now on Cilium), then waits until every
+/// pod there has one. A pod without a controller is never evicted (it would be gone): it is
+/// named and the wait leaves it out.
+async fn onto_cilium(
+    exec: &Executor,
+    env: &StepEnv,
+    name: &str,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(), Moved> {
+    let read = exec.read_client();
+    let first = unmanaged(read, name).await.map_err(Moved::Failed)?;
+    let bare: Vec<String> = first.iter().filter(|u| !u.controlled).map(|u| u.pod.key()).collect();
+    if !bare.is_empty() {
+        progress.say(format!(
+            "{name}: not re-created (no controller; re-create by hand): {}; the Nodes pane keeps the node unswitched until they are",
+            bare.join(", ")
+        ));
+    }
+    let move_now: Vec<crate::checks::drain::PodRef> =
+        first.into_iter().filter(|u| u.controlled).map(|u| u.pod).collect();
+    if !move_now.is_empty() {
+        progress.say(format!(
+            "{name}: re-creating {} pod(s) still on the old network: {}",
+            move_now.len(),
+            move_now.iter().map(|p| p.key()).collect::<Vec<_>>().join(", ")
+        ));
+        let done = exec.recreate(name, move_now, progress, cancel).await.map_err(|e| match e {
+            ExecError::Cancelled(m) => Moved::Cancelled(m),
+            ExecError::Timeout(m) => Moved::Timeout(m),
+            other => Moved::Failed(other.to_string()),
+        })?;
+        progress.say(format!("{name}: {done}"));
+    }
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let now = match unmanaged(read, name).await {
+            Ok(u) => {
+                let waiting: Vec<String> = u.iter().filter(|u| u.controlled).map(|u| u.pod.key()).collect();
+                if waiting.is_empty() {
+                    progress.say(format!("{name}: every pod on it has a CiliumEndpoint"));
+                    return Ok(());
+                }
+                format!("{} pod(s) without a CiliumEndpoint: {}", waiting.len(), waiting.join(", "))
+            }
+            Err(e) => e,
+        };
+        if now != last {
+            progress.say(format!("{name}: waiting: {now}"));
+            last = now.clone();
+        }
+        if started.elapsed() >= env.wait_timeout {
+            return Err(Moved::Timeout(format!("after {}: {now}", crate::duration::format_short(env.wait_timeout))));
+        }
+        sleep(cancel).await.map_err(Moved::Cancelled)?;
+    }
 }
 
 /// What to look at on a node that did not come back: the `journalctl` command line and the
