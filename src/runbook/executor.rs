@@ -109,15 +109,34 @@ impl Default for DrainOptions {
 pub struct Progress {
     tx: mpsc::UnboundedSender<RunEvent>,
     op: Operation,
+    /// The node the node step works on (its phases go to [`RunEvent::Node`]).
+    node: Option<String>,
 }
 
 impl Progress {
     pub fn new(tx: mpsc::UnboundedSender<RunEvent>, op: Operation) -> Self {
-        Progress { tx, op }
+        Progress { tx, op, node: None }
     }
 
     pub fn say(&self, text: impl Into<String>) {
         let _ = self.tx.send(RunEvent::Progress { op: self.op.clone(), text: text.into() });
+    }
+
+    /// The same progress, reporting the phases of work on `node`.
+    pub fn for_node(&self, node: &str) -> Progress {
+        Progress { node: Some(node.to_string()), ..self.clone() }
+    }
+
+    /// The node in work and its phase (`None`: no node is in work any more).
+    pub fn work(&self, work: Option<super::node_work::NodeWork>) {
+        let _ = self.tx.send(RunEvent::Node { op: self.op.clone(), work });
+    }
+
+    /// The phase of the node this progress is for (nothing without one).
+    pub fn phase(&self, phase: super::node_work::NodePhase) {
+        if let Some(node) = &self.node {
+            self.work(Some(super::node_work::NodeWork { node: node.clone(), phase }));
+        }
     }
 }
 
@@ -274,6 +293,7 @@ impl Executor {
             progress.say(format!("PDB {} allows 0 disruptions now; {} will wait for it", b.pdb, b.pods.join(", ")));
         }
         progress.say(format!("evicting {total} pod(s), deadline {}", mmss(self.drain.timeout)));
+        progress.phase(super::node_work::NodePhase::Draining { gone: 0, total });
         let started = tokio::time::Instant::now();
         let deadline = started + self.drain.timeout;
         let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -529,6 +549,7 @@ impl EvictCtx {
         }
         let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         self.progress.say(format!("{key}: gone ({n}/{} evicted, {})", self.total, mmss(self.started.elapsed())));
+        self.progress.phase(super::node_work::NodePhase::Draining { gone: n, total: self.total });
         Ok(())
     }
 }
