@@ -144,3 +144,47 @@ async fn pods_without_endpoints(r: &common::Rehearsal) -> Vec<(String, String)> 
     assert!(!managed.is_empty());
     managed.into_iter().filter(|k| !have.contains(k)).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_stops_the_soak_and_says_what_was_seen() {
+    use tokio::io::AsyncBufReadExt;
+    let (r, order) = before_the_nodes(27, |s| s.runbook("soak", "\"10m\"")).await;
+    let first = order[0].clone();
+    let mut child = r
+        .command(&["run", "--yes", "--until", "stage1-nodes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cutover runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(common::WAIT, async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let hit = l.contains(&format!("{first}: soaking 0:"));
+            seen.push(l);
+            if hit {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "the soak started:\n{}", seen.join("\n"));
+    // The operator's first interrupt (what `x` does in the cockpit): stop at the next safe point.
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    assert!(kill.success());
+    let mut rest = String::new();
+    while let Ok(Ok(Some(l))) = tokio::time::timeout(common::WAIT, lines.next_line()).await {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(common::WAIT, child.wait()).await.expect("ends").expect("status");
+    assert_eq!(status.code(), Some(4), "cancelled exits 4:\n{rest}");
+    assert!(rest.contains(&format!("{first}: soak stopped by the operator after ")), "{rest}");
+    let text = r.journal().await;
+    assert!(text.contains(&format!("note     soak node/{first}: stopped by the operator: ")), "{text}");
+    only_first_touched(&r, &first).await;
+}
