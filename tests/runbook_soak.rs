@@ -67,6 +67,18 @@ async fn drops_between_a_broken_node_pair_stop_the_soak_and_the_next_node_is_unt
         "the soak's figures are journaled: {text}"
     );
     only_first_touched(&r, &first).await;
+    // Run again, the pair still broken: the switched node soaks again before the next one is
+    // touched, and stops the runbook again.
+    let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let all = format!("{out}\n{err}");
+    assert!(
+        all.contains(&format!("{first}: switched before this run; it soaks again before {second} is touched")),
+        "{all}"
+    );
+    assert!(all.contains(&format!("{first}: the soak stopped the runbook: ")), "{all}");
+    assert!(all.contains(&format!("{second} is not touched")), "{all}");
+    only_first_touched(&r, &first).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,10 +212,17 @@ pub async fn preview(
             c.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).map(|l| format!("    {l}")),
         );
     }
+    let mut unsoaked: Option<&str> = None;
     for t in &targets {
         if let Some(d) = &t.done {
             lines.push(format!("{}: done ({d}); skipped", t.name));
+            if !step.undo {
+                unsoaked = Some(&t.name);
+            }
             continue;
+        }
+        if let Some(prev) = unsoaked.take() {
+            lines.push(format!("{prev}: switched before; it soaks again before {} is touched", t.name));
         }
         let shell = match NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role) {
             Ok(s) => s,
@@ -326,10 +333,16 @@ pub async fn run(
     let total = targets.len();
     let mut switched = Vec::new();
     let mut skipped = Vec::new();
+    // The node switched before this run just ahead of the next one to work on: its soak may
+    // have stopped the last run, so it soaks again before the next node is touched.
+    let mut unsoaked: Option<&Target> = None;
     for (i, t) in targets.iter().enumerate() {
         if let Some(d) = &t.done {
             progress.say(format!("{}: already done ({d}); skipped", t.name));
             skipped.push(t.name.clone());
+            if !step.undo {
+                unsoaked = Some(t);
+            }
             continue;
         }
         if cancel.is_cancelled() {
@@ -339,6 +352,18 @@ pub async fn run(
                 t.name,
                 list(&switched)
             )));
+        }
+        if let Some(prev) = unsoaked.take() {
+            progress
+                .say(format!("{}: switched before this run; it soaks again before {} is touched", prev.name, t.name));
+            let w = Written(vec!["switched before this run".into()]);
+            let res = soak(env, read, &prev.name, journal, &progress.for_node(&prev.name), cancel, &w).await;
+            progress.work(None);
+            res.map_err(|e| match e {
+                ExecError::Failed(m) => ExecError::Failed(format!("{m}; {} is not touched", t.name)),
+                ExecError::Cancelled(m) => ExecError::Cancelled(format!("{m}; {} is not touched", t.name)),
+                other => other,
+            })?;
         }
         progress.say(format!("{}: node {}/{total} ({})", t.name, i + 1, t.role.unit()));
         let shell = NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role)
