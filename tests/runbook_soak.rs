@@ -200,3 +200,19 @@ async fn x_stops_the_soak_and_says_what_was_seen() {
     assert!(text.contains(&format!("note     soak node/{first}: stopped by the operator: ")), "{text}");
     only_first_touched(&r, &first).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_of_0s_is_off_and_the_preview_progress_and_journal_say_so() {
+    let (r, order) = before_the_nodes(29, |s| s.runbook("soak", "\"0s\"")).await;
+    let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("soak: off ([runbook] soak = \"0s\")"), "{out}");
+    let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("soak off ([runbook] soak = \"0s\"): no flows were watched"), "{err}");
+    let text = r.journal().await;
+    for n in &order {
+        assert!(text.contains(&format!("note     soak node/{n}: off ([runbook] soak = \"0s\")")), "{n}: {text}");
+    }
+    assert!(!text.contains(": passed: "), "no soak passed without one: {text}");
+}

@@ -634,8 +634,19 @@ fn cilium_endpoints(read: &kube::Client) -> Api<DynamicObject> {
     Api::all_with(read.clone(), &ApiResource::from_gvk_with_plural(&gvk, "ciliumendpoints"))
 }
 
-/// The pods that must have a CiliumEndpoint: on the node, not hostNetwork, not there before
-/// the restart, Running, not terminating — and of those, the ones without one.
+/// The pods newly started on the node: not hostNetwork, not there before the restart, Running,
+/// not terminating (namespace, name).
+fn newly_started(pods: &[Pod], before: &BTreeSet<String>) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|p| !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false))
+        .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| !before.contains(u)))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// Of the pods newly started on the node: how many, and the ones without a CiliumEndpoint.
 async fn endpoints_missing(
     read: &kube::Client,
     node: &str,
@@ -644,15 +655,7 @@ async fn endpoints_missing(
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
     let pods =
         Api::<Pod>::all(read.clone()).list(&lp).await.map_err(|e| format!("cannot list the pods on {node}: {e}"))?;
-    let new: Vec<(String, String)> = pods
-        .items
-        .iter()
-        .filter(|p| !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false))
-        .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| !before.contains(u)))
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .map(|p| (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()))
-        .collect();
+    let new = newly_started(&pods.items, before);
     if new.is_empty() {
         return Ok((0, Vec::new()));
     }
@@ -851,6 +854,26 @@ mod tests {
         assert!(!flags_done(&on, Stage::Two, false) && flags_done(&on, Stage::Two, true));
         let kp = k3s::NodeArgs::parse(r#"["server","--disable-kube-proxy","true"]"#).expect("args");
         assert!(flags_done(&kp, Stage::Two, false));
+    }
+
+    #[test]
+    fn only_pods_newly_started_there_need_an_endpoint() {
+        let pod = |name: &str, uid: &str, phase: &str, host: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "media", "name": name, "uid": uid},
+                "spec": {"containers": [], "hostNetwork": host},
+                "status": {"phase": phase},
+            }))
+            .expect("pod")
+        };
+        let pods = [
+            pod("old", "u1", "Running", false),
+            pod("new", "u2", "Running", false),
+            pod("host", "u3", "Running", true),
+            pod("pending", "u4", "Pending", false),
+        ];
+        let before: BTreeSet<String> = ["u1".to_string()].into();
+        assert_eq!(newly_started(&pods, &before), [("media".to_string(), "new".to_string())]);
     }
 
     #[test]
