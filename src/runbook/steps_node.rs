@@ -500,7 +500,11 @@ async fn one_node(
         progress.say(format!("{name}: rebooting"));
         progress.phase(NodePhase::Rebooting);
         let token = journal
-            .change(&format!("node/{name}"), "reboot", "reboot (the connection dropping is expected)")
+            .change(
+                &format!("node/{name}"),
+                "reboot",
+                &format!("{} (the connection dropping is expected)", shell.remote_command(NodeCommand::Reboot)),
+            )
             .map_err(|e| w.err(&name, format!("journal: {e}; not rebooted")))?;
         let res = shell.reboot(&write).await;
         journal.change_done(token, res.is_ok(), &outcome(&res));
