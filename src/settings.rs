@@ -495,6 +495,13 @@ pub struct RunbookSettings {
     /// may take before it stops, the node left cordoned (Go duration; kubectl has no default,
     /// this one is `10m`).
     pub drain_timeout: String,
+    /// How long the node step watches Hubble flows to and from a node after its uncordon (Go
+    /// duration; `0s` turns the soak off, which the journal and the progress say).
+    pub soak: String,
+    /// Policy-denied drops per minute to or from the node that the soak tolerates (any other
+    /// drop reason stops the runbook at once). Default 120 (2/s): policy drops are the cluster's
+    /// intent (scans of closed ports), a storm of them after the switch is not.
+    pub soak_max_drops_per_minute: u32,
 }
 
 impl Default for RunbookSettings {
@@ -506,6 +513,8 @@ impl Default for RunbookSettings {
             lock_duration: "30s".into(),
             validate_window: "30s".into(),
             drain_timeout: "10m".into(),
+            soak: "2m".into(),
+            soak_max_drops_per_minute: 120,
         }
     }
 }
@@ -524,6 +533,11 @@ impl RunbookSettings {
     /// `drain_timeout` as a duration (validated when the settings are read).
     pub fn drain_timeout(&self) -> std::time::Duration {
         crate::duration::parse_non_negative(&self.drain_timeout).unwrap_or(std::time::Duration::from_secs(600))
+    }
+
+    /// `soak` as a duration (validated when the settings are read); zero: no soak.
+    pub fn soak(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.soak).unwrap_or(std::time::Duration::from_secs(120))
     }
 
     /// `lock_duration` as a duration (validated when the settings are read).
@@ -558,6 +572,10 @@ pub struct SshSettings {
     /// a socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_dir: Option<PathBuf>,
+    /// Reboot the node instead of restarting its k3s unit (recommended: a reboot clears
+    /// flannel.1, cni0 and the old iptables rules). The connection dropping during `reboot` is
+    /// expected.
+    pub reboot: bool,
     /// The command lines sent to the nodes.
     pub commands: SshCommands,
     /// Per-node overrides by Kubernetes node name, e.g. `[ssh.nodes."homelab-w1"] host = "w1.lan"`.
@@ -574,6 +592,7 @@ impl Default for SshSettings {
             command_timeout: 120,
             server_alive_interval: 15,
             control_dir: None,
+            reboot: false,
             commands: SshCommands::default(),
             nodes: BTreeMap::new(),
         }
@@ -912,6 +931,7 @@ impl Settings {
             ("lock_duration", &self.runbook.lock_duration, std::time::Duration::from_secs(1)),
             ("validate_window", &self.runbook.validate_window, std::time::Duration::from_secs(1)),
             ("drain_timeout", &self.runbook.drain_timeout, std::time::Duration::from_secs(1)),
+            ("soak", &self.runbook.soak, std::time::Duration::ZERO),
         ] {
             match crate::duration::parse_non_negative(value) {
                 Ok(d) if d >= min => {}
@@ -1249,6 +1269,18 @@ mod tests {
         let text = include_str!("../assets/cutover.toml");
         let s = Settings::from_toml(text, Path::new("assets/cutover.toml")).expect("assets/cutover.toml parses");
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn the_soak_takes_a_duration_and_zero_turns_it_off() {
+        let s = Settings::from_toml("[runbook]\nsoak = \"0s\"\n", Path::new("c.toml")).expect("0s is valid");
+        assert!(s.runbook.soak().is_zero());
+        assert_eq!(Settings::default().runbook.soak(), std::time::Duration::from_secs(120));
+        let err = Settings::from_toml("[runbook]\nsoak = \"two minutes\"\n", Path::new("c.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("soak"), "{err}");
     }
 
     #[test]

@@ -31,7 +31,8 @@ async fn stage1_switches_every_node_over_ssh_and_the_rollback_switches_them_back
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("Node order (one at a time, servers first):"), "{out}");
     assert!(out.contains("sudo -n tee /etc/rancher/k3s/config.yaml.d/90-cutover-stage1.yaml"), "{out}");
-    assert!(out.contains("soak: not carried out in this version"), "{out}");
+    assert!(out.contains("soak 2s: Hubble flows to and from the node from"), "{out}");
+    assert!(out.contains("have CiliumEndpoints"), "{out}");
 
     let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
@@ -72,6 +73,12 @@ async fn stage1_switches_every_node_over_ssh_and_the_rollback_switches_them_back
     let (_, text, _) = r.run(&["journal"]).await;
     assert!(text.contains("write-dropin node/"), "{text}");
     assert!(text.lines().filter(|l| l.contains("write-dropin")).count() >= ns.len(), "{text}");
+    // Every switched node soaked, its figures journaled.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("note     soak node/") && l.contains(": passed: ")).count(),
+        ns.len(),
+        "{text}"
+    );
 
     // Again: every node is done; nothing is written.
     let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;

@@ -164,6 +164,7 @@ async fn done(
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(RunEvent::Progress { text, .. })) => lines.push(text),
             Ok(Some(RunEvent::Done { result, .. })) => return (lines, result),
+            Ok(Some(RunEvent::Node { .. })) => {}
             Ok(None) => panic!("runner channel closed"),
             Err(_) => panic!("no result within {within:?}; progress so far:\n{}", lines.join("\n")),
         }
@@ -184,6 +185,7 @@ async fn progress_with(rx: &mut mpsc::UnboundedReceiver<RunEvent>, needle: &str)
                     return lines;
                 }
             }
+            Ok(Some(RunEvent::Node { .. })) => {}
             Ok(Some(RunEvent::Done { result, .. })) => {
                 panic!("ended before {needle:?}: {result:?}\n{}", lines.join("\n"))
             }
@@ -229,6 +231,7 @@ async fn cordon_and_uncordon_are_journaled_and_take_the_lock() {
             Record::Ack { .. } => "ack",
             Record::Change { .. } => "change",
             Record::ChangeDone { .. } => "change-done",
+            Record::Note { .. } => "note",
         })
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "intent").count(), 4);

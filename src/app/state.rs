@@ -384,6 +384,8 @@ pub struct RunningOp {
     pub last: Option<String>,
     /// `x` was pressed: stopping at the next safe point.
     pub cancelling: bool,
+    /// The node step's node in work and its phase (the Nodes pane's `▶`).
+    pub node_work: Option<crate::runbook::node_work::NodeWork>,
 }
 
 /// A rendered file for the preview: (repo-relative path, contents).

@@ -152,10 +152,21 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             }
             Vec::new()
         }
+        AppEvent::Run(crate::runbook::runner::RunEvent::Node { op, work }) => {
+            if let Some(r) = state.running.as_mut().filter(|r| r.op == op) {
+                r.node_work = work;
+            }
+            Vec::new()
+        }
         AppEvent::Started(op) => {
             state.log(Level::Info, format!("{}: running (x cancels)", op.title()));
-            state.running =
-                Some(crate::app::state::RunningOp { op, started: state.now, last: None, cancelling: false });
+            state.running = Some(crate::app::state::RunningOp {
+                op,
+                started: state.now,
+                last: None,
+                cancelling: false,
+                node_work: None,
+            });
             Vec::new()
         }
         AppEvent::Refused { op, reason } => {

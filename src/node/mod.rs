@@ -196,17 +196,10 @@ impl NodeShell {
     pub async fn reboot(&self, _write: &NodeWrite) -> Result<Output, SshError> {
         let line = self.remote_command(NodeCommand::Reboot);
         match self.client.run(&self.target, &line, None, self.timeout, &self.sudoers).await {
-            Err(SshError::Unreachable { reason, .. })
-                if reason.contains("closed by the node") || reason.contains("reset") =>
-            {
-                Ok(Output {
-                    code: 0,
-                    stdout: Vec::new(),
-                    stdout_truncated: false,
-                    stderr: format!("connection {reason} (the node is rebooting)"),
-                    stderr_truncated: false,
-                    duration: Duration::ZERO,
-                })
+            Err(SshError::Unreachable { reason, .. }) if dropped_by_reboot(&reason) => Ok(rebooting(&reason)),
+            // ssh exits 255 when the connection drops under it, often with no words at all.
+            Err(SshError::Ssh { message, .. }) if message.trim().is_empty() || dropped_by_reboot(&message) => {
+                Ok(rebooting(if message.trim().is_empty() { "dropped (ssh exit 255)" } else { message.trim() }))
             }
             other => other,
         }
@@ -330,8 +323,34 @@ pub fn sim_settings(info: &crate::sim::ssh::SshInfo) -> SshSettings {
     SshSettings { config_file: Some(info.config.clone()), ..SshSettings::default() }
 }
 
+/// Whether what ssh said means the connection dropped (as it does under a `reboot`).
+fn dropped_by_reboot(why: &str) -> bool {
+    ["closed", "reset", "broken pipe", "Broken pipe"].iter().any(|w| why.contains(w))
+}
+
+/// The outcome of a reboot whose connection dropped: sent, the node going down.
+fn rebooting(why: &str) -> Output {
+    Output {
+        code: 0,
+        stdout: Vec::new(),
+        stdout_truncated: false,
+        stderr: format!("connection {why} (the node is rebooting)"),
+        stderr_truncated: false,
+        duration: Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_dropped_connection_is_what_a_reboot_looks_like() {
+        assert!(super::dropped_by_reboot("connection closed by the node"));
+        assert!(super::dropped_by_reboot("Connection to 10.0.0.1 closed by remote host."));
+        assert!(super::dropped_by_reboot("client_loop: send disconnect: Broken pipe"));
+        assert!(!super::dropped_by_reboot("connection refused"));
+        assert_eq!(super::rebooting("dropped (ssh exit 255)").code, 0);
+    }
+
     use super::*;
 
     #[test]

@@ -138,6 +138,7 @@ pub async fn run(what: Headless, global: &GlobalArgs) -> Result<ExitCode> {
             ev = rx.recv() => match ev {
                 Some(RunEvent::Progress { op, text }) => eprintln!("{}: {text}", op.title()),
                 Some(RunEvent::Done { op, result }) => return Ok(report(&op, result)),
+                Some(RunEvent::Node { .. }) => {}
                 None => return Err(eyre!("the runner stopped without a result")),
             },
             why = signals.next() => {
@@ -274,6 +275,7 @@ pub fn format_text(entries: &[Entry], complete: bool) -> String {
             }
             Record::Result { outcome, message, .. } => format!("result   {}: {message}", outcome.as_str()),
             Record::Ack { what, by, .. } => format!("ack      {what} (by {by})"),
+            Record::Note { target, what, detail, .. } => format!("note     {what} {target}: {detail}"),
         };
         let _ = writeln!(out, "{:>5} {} {:<22} {what}", e.seq, e.time, e.record.op());
     }

@@ -109,15 +109,34 @@ impl Default for DrainOptions {
 pub struct Progress {
     tx: mpsc::UnboundedSender<RunEvent>,
     op: Operation,
+    /// The node the node step works on (its phases go to [`RunEvent::Node`]).
+    node: Option<String>,
 }
 
 impl Progress {
     pub fn new(tx: mpsc::UnboundedSender<RunEvent>, op: Operation) -> Self {
-        Progress { tx, op }
+        Progress { tx, op, node: None }
     }
 
     pub fn say(&self, text: impl Into<String>) {
         let _ = self.tx.send(RunEvent::Progress { op: self.op.clone(), text: text.into() });
+    }
+
+    /// The same progress, reporting the phases of work on `node`.
+    pub fn for_node(&self, node: &str) -> Progress {
+        Progress { node: Some(node.to_string()), ..self.clone() }
+    }
+
+    /// The node in work and its phase (`None`: no node is in work any more).
+    pub fn work(&self, work: Option<super::node_work::NodeWork>) {
+        let _ = self.tx.send(RunEvent::Node { op: self.op.clone(), work });
+    }
+
+    /// The phase of the node this progress is for (nothing without one).
+    pub fn phase(&self, phase: super::node_work::NodePhase) {
+        if let Some(node) = &self.node {
+            self.work(Some(super::node_work::NodeWork { node: node.clone(), phase }));
+        }
     }
 }
 
@@ -274,12 +293,15 @@ impl Executor {
             progress.say(format!("PDB {} allows 0 disruptions now; {} will wait for it", b.pdb, b.pods.join(", ")));
         }
         progress.say(format!("evicting {total} pod(s), deadline {}", mmss(self.drain.timeout)));
+        progress.phase(super::node_work::NodePhase::Draining { gone: 0, total });
         let pods: Vec<(drain::PodRef, Vec<String>)> = plan
             .evict
             .iter()
             .map(|p| (p.clone(), plan.pdbs_of(&p.key()).iter().map(|b| b.pdb.clone()).collect()))
             .collect();
-        let (started, evicted, left) = self.evict_all(pods, progress, cancel).await;
+        let (started, evicted, left) = self
+            .evict_all(pods, |gone, total| super::node_work::NodePhase::Draining { gone, total }, progress, cancel)
+            .await;
         if left.is_empty() {
             let skipped = if plan.skip.is_empty() { String::new() } else { format!(", {} skipped", plan.skip.len()) };
             return Ok(format!(
@@ -304,6 +326,7 @@ impl Executor {
     async fn evict_all(
         &self,
         pods: Vec<(drain::PodRef, Vec<String>)>,
+        phase: fn(usize, usize) -> super::node_work::NodePhase,
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> (tokio::time::Instant, usize, Vec<EvictFailure>) {
@@ -324,6 +347,7 @@ impl Executor {
                 cancel: cancel.clone(),
                 done: done.clone(),
                 total,
+                phase,
             };
             tasks.spawn(async move { ctx.evict_and_wait(pod).await });
         }
@@ -351,8 +375,15 @@ impl Executor {
         cancel: &CancellationToken,
     ) -> Result<String, ExecError> {
         let total = pods.len();
-        let (started, evicted, left) =
-            self.evict_all(pods.into_iter().map(|p| (p, Vec::new())).collect(), progress, cancel).await;
+        progress.phase(super::node_work::NodePhase::Recreating { gone: 0, total });
+        let (started, evicted, left) = self
+            .evict_all(
+                pods.into_iter().map(|p| (p, Vec::new())).collect(),
+                |gone, total| super::node_work::NodePhase::Recreating { gone, total },
+                progress,
+                cancel,
+            )
+            .await;
         if left.is_empty() {
             return Ok(format!("{evicted} pod(s) on {node} re-created in {}", mmss(started.elapsed())));
         }
@@ -505,6 +536,8 @@ struct EvictCtx {
     cancel: CancellationToken,
     done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     total: usize,
+    /// The node phase each pod gone reports (the drain's, or the re-creation's).
+    phase: fn(usize, usize) -> super::node_work::NodePhase,
 }
 
 impl EvictCtx {
@@ -574,6 +607,7 @@ impl EvictCtx {
         }
         let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         self.progress.say(format!("{key}: gone ({n}/{} evicted, {})", self.total, mmss(self.started.elapsed())));
+        self.progress.phase((self.phase)(n, self.total));
         Ok(())
     }
 }

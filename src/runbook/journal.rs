@@ -103,6 +103,9 @@ pub enum Record {
     Result { op: String, outcome: Outcome, message: String },
     /// An operator's explicit acknowledgement (a pre-flight warning, an interrupted operation).
     Ack { op: String, what: String, by: String },
+    /// What an operation observed, changing nothing (a node's soak: its flow figures and
+    /// verdict).
+    Note { op: String, target: String, what: String, detail: String },
 }
 
 impl Record {
@@ -114,7 +117,8 @@ impl Record {
             | Record::Change { op, .. }
             | Record::ChangeDone { op, .. }
             | Record::Result { op, .. }
-            | Record::Ack { op, .. } => op,
+            | Record::Ack { op, .. }
+            | Record::Note { op, .. } => op,
         }
     }
 }
@@ -422,7 +426,7 @@ pub fn unfinished(entries: &[Entry]) -> Vec<Unfinished> {
                 }
             }
             Record::Result { op, .. } => open.retain(|(u, _)| &u.op != op),
-            Record::Ack { .. } => {}
+            Record::Ack { .. } | Record::Note { .. } => {}
         }
     }
     open.into_iter()

@@ -29,6 +29,8 @@ use crate::cluster::write::{RequestJournal, WriteClient};
 pub enum RunEvent {
     /// A line of progress (an eviction, a retry, elapsed time).
     Progress { op: Operation, text: String },
+    /// The node step's node in work and its phase; `None` when no node is in work any more.
+    Node { op: Operation, work: Option<super::node_work::NodeWork> },
     /// The operation ended. `result` is the summary or why it stopped; the message says what is
     /// true when it is printed.
     Done { op: Operation, result: Result<String, ExecError> },
@@ -97,6 +99,14 @@ impl super::steps::StepJournal for OpJournal {
             .ok_or_else(|| "no operation is running: a change needs its journal intent first".to_string())?;
         self.journal
             .append(&Record::Change { op, target: target.into(), action: action.into(), detail: redact(detail) })
+            .map_err(|e| format!("cannot write the journal: {e}"))
+    }
+
+    fn note(&self, target: &str, what: &str, detail: &str) -> Result<(), String> {
+        let op = self.current().ok_or_else(|| "no operation is running: a note needs its intent".to_string())?;
+        self.journal
+            .append(&Record::Note { op, target: target.into(), what: what.into(), detail: redact(detail) })
+            .map(|_| ())
             .map_err(|e| format!("cannot write the journal: {e}"))
     }
 

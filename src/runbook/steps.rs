@@ -88,6 +88,8 @@ pub trait StepJournal: Send + Sync {
     fn change(&self, target: &str, action: &str, detail: &str) -> Result<u64, String>;
     /// How the change journaled as `token` went.
     fn change_done(&self, token: u64, ok: bool, detail: &str);
+    /// What the step observed, changing nothing (a soak's figures).
+    fn note(&self, target: &str, what: &str, detail: &str) -> Result<(), String>;
 }
 
 /// Whether a step needs its id typed to confirm (it deploys, reverts or restarts something).

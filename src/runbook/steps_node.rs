@@ -1,20 +1,29 @@
 //! The `node-cutover` steps: per node, one at a time, servers first (the `--cluster-init` one
 //! first, then the other servers, then agents; `[runbook] node_order` overrides), cordon →
 //! drain (the executor's one-door drain) → write the stage's k3s drop-in over SSH → read it
-//! back → restart k3s → wait (NotReady or a new config hash, then Ready with the new flags, the
-//! cilium agent on the node Ready and its `agent-not-ready` taint gone) → uncordon. The undo
-//! steps remove the drop-in and restart. Every node write is journaled as a `change` before it
-//! is made. A node that does not come back stops the step, is left as it is, and the next node
-//! is never touched. The soak (Hubble drops per node) is not carried out in this version.
+//! back → restart k3s (or reboot, `[ssh] reboot`) → wait (NotReady or a new config hash, then
+//! Ready with the new flags, the cilium agent on the node Ready and its `agent-not-ready` taint
+//! gone; then the pods newly started there have CiliumEndpoints, each wait with its own
+//! `wait_timeout`) → uncordon → soak (Hubble flows to and from the node for `[runbook] soak`,
+//! [`super::soak`]: any drop other than policy-denied, too many policy drops, or an unknown soak
+//! stops the runbook; its figures are journaled as a `note`). The undo steps remove the drop-in
+//! and restart (or reboot), without a soak. Every node write is journaled as a `change` before
+//! it is made. A node that does not come back, or fails its soak, stops the step, is left as it
+//! is, and the next node is never touched. The phases go to the cockpit as
+//! [`super::node_work::NodeWork`] events.
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use tokio_util::sync::CancellationToken;
 
 use super::executor::{ExecError, Executor, Progress};
+use super::node_work::NodePhase;
 use super::plan::Step;
+use super::soak::{SoakLimits, SoakStop};
 use super::steps::{StepEnv, StepJournal};
 use crate::checks::k3s;
 use crate::manifests::render::{Stage, render};
@@ -203,10 +212,17 @@ pub async fn preview(
             c.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).map(|l| format!("    {l}")),
         );
     }
+    let mut unsoaked: Option<&str> = None;
     for t in &targets {
         if let Some(d) = &t.done {
             lines.push(format!("{}: done ({d}); skipped", t.name));
+            if !step.undo {
+                unsoaked = Some(&t.name);
+            }
             continue;
+        }
+        if let Some(prev) = unsoaked.take() {
+            lines.push(format!("{prev}: switched before; it soaks again before {} is touched", t.name));
         }
         let shell = match NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role) {
             Ok(s) => s,
@@ -226,16 +242,27 @@ pub async fn preview(
             }
             Err(e) => lines.push(format!("  drain plan unreadable: {e}")),
         }
+        let bounce = if env.settings.ssh.reboot { NodeCommand::Reboot } else { NodeCommand::Restart };
         let cmds: Vec<NodeCommand> = if step.undo {
-            vec![NodeCommand::RemoveDropin { stage }, NodeCommand::Restart]
+            vec![NodeCommand::RemoveDropin { stage }, bounce]
         } else {
-            vec![NodeCommand::WriteDropin { stage }, NodeCommand::ReadDropin { stage }, NodeCommand::Restart]
+            vec![NodeCommand::WriteDropin { stage }, NodeCommand::ReadDropin { stage }, bounce]
         };
         lines.extend(shell.preview(&cmds, text.as_deref()).into_iter().map(|l| format!("  {l}")));
+        if !env.settings.ssh.reboot {
+            lines.push(
+                "  ([ssh] reboot = true reboots instead: recommended, it clears flannel.1, cni0 and the old iptables rules)"
+                    .into(),
+            );
+        }
         lines.push(format!(
             "  wait up to {} each: NotReady (or a new k3s.io/node-config-hash), then Ready{}; the cilium agent on it Ready; taint {AGENT_NOT_READY_TAINT} gone",
             crate::duration::format_short(env.wait_timeout),
             if t.role == NodeRole::Server { format!(", k3s.io/node-args with {}", flags_wanted(stage, step.undo)) } else { String::new() }
+        ));
+        lines.push(format!(
+            "  then, up to {} more: the pods newly started on it (not hostNetwork, not there before the restart) have CiliumEndpoints",
+            crate::duration::format_short(env.wait_timeout)
         ));
         if stage == Stage::One && !step.undo {
             lines.push(
@@ -243,7 +270,7 @@ pub async fn preview(
             );
         }
         lines.push(format!("  PATCH node {}: spec.unschedulable=false (uncordon)", t.name));
-        lines.push("  soak: not carried out in this version".into());
+        lines.push(format!("  {}", soak_preview(env, step.undo)));
     }
     let done = if !targets.is_empty() && targets.iter().all(|t| t.done.is_some()) {
         Some(format!("all {} node(s) switched", targets.len()))
@@ -251,6 +278,26 @@ pub async fn preview(
         None
     };
     Ok(super::steps::KindPreview { lines, done })
+}
+
+/// The preview's soak line.
+fn soak_preview(env: &StepEnv, undo: bool) -> String {
+    let limits = SoakLimits::from_settings(&env.settings.runbook);
+    if undo {
+        "soak: none on a rollback".into()
+    } else if limits.duration.is_zero() {
+        "soak: off ([runbook] soak = \"0s\")".into()
+    } else {
+        format!(
+            "soak {}: Hubble flows to and from the node from {}; stops on any drop other than policy-denied, more than {} policy-denied drops per minute, or fewer than {} flows (unknown)",
+            crate::duration::format_short(limits.duration),
+            env.relay
+                .as_ref()
+                .map_or_else(|| "no relay (the soak will be unknown and stop)".to_string(), |r| r.describe()),
+            limits.max_policy_drops_per_minute,
+            super::soak::MIN_FLOWS
+        )
+    }
 }
 
 /// What has been changed on the node in work, for messages.
@@ -294,10 +341,16 @@ pub async fn run(
     let total = targets.len();
     let mut switched = Vec::new();
     let mut skipped = Vec::new();
+    // The node switched before this run just ahead of the next one to work on: its soak may
+    // have stopped the last run, so it soaks again before the next node is touched.
+    let mut unsoaked: Option<&Target> = None;
     for (i, t) in targets.iter().enumerate() {
         if let Some(d) = &t.done {
             progress.say(format!("{}: already done ({d}); skipped", t.name));
             skipped.push(t.name.clone());
+            if !step.undo {
+                unsoaked = Some(t);
+            }
             continue;
         }
         if cancel.is_cancelled() {
@@ -308,10 +361,25 @@ pub async fn run(
                 list(&switched)
             )));
         }
+        if let Some(prev) = unsoaked.take() {
+            progress
+                .say(format!("{}: switched before this run; it soaks again before {} is touched", prev.name, t.name));
+            let w = Written(vec!["switched before this run".into()]);
+            let res = soak(env, read, &prev.name, journal, &progress.for_node(&prev.name), cancel, &w).await;
+            progress.work(None);
+            res.map_err(|e| match e {
+                ExecError::Failed(m) => ExecError::Failed(format!("{m}; {} is not touched", t.name)),
+                ExecError::Cancelled(m) => ExecError::Cancelled(format!("{m}; {} is not touched", t.name)),
+                other => other,
+            })?;
+        }
         progress.say(format!("{}: node {}/{total} ({})", t.name, i + 1, t.role.unit()));
         let shell = NodeShell::new(&client, &env.settings.ssh, &t.name, &t.ip, t.role)
             .map_err(|e| ExecError::Refused(format!("{}: {e}; nothing was changed on it", t.name)))?;
-        one_node(exec, env, step, stage, &shell, text.as_deref(), journal, progress, cancel).await.map_err(|e| {
+        let node_progress = progress.for_node(&t.name);
+        let res = one_node(exec, env, step, stage, &shell, text.as_deref(), journal, &node_progress, cancel).await;
+        progress.work(None);
+        res.map_err(|e| {
             let before = if switched.is_empty() {
                 String::new()
             } else {
@@ -363,6 +431,7 @@ async fn one_node(
     let name = shell.node().to_string();
     let read = exec.read_client();
     let mut w = Written::default();
+    progress.phase(NodePhase::Gates);
     // Gates: the node Ready, no other node cordoned, SSH and sudo usable.
     let nodes = Api::<Node>::all(read.clone())
         .list(&ListParams::default())
@@ -391,6 +460,7 @@ async fn one_node(
     let hash_before = config_hash(node);
     // Cordon, drain.
     progress.say(format!("{name}: cordoning"));
+    progress.phase(NodePhase::Cordoning);
     exec.set_unschedulable(&name, true).await.map_err(|e| w.err(&name, format!("cordon: {e}")))?;
     w.0.push("cordoned".into());
     progress.say(format!("{name}: draining"));
@@ -408,6 +478,7 @@ async fn one_node(
     match text {
         Some(c) => {
             progress.say(format!("{name}: writing {path}"));
+            progress.phase(NodePhase::WritingDropin);
             let token = journal
                 .change(&format!("node/{name}"), "write-dropin", &format!("{path}: {} bytes on stdin", c.len()))
                 .map_err(|e| w.err(&name, format!("journal: {e}; the drop-in is not written")))?;
@@ -428,6 +499,7 @@ async fn one_node(
         }
         None => {
             progress.say(format!("{name}: removing {path}"));
+            progress.phase(NodePhase::RemovingDropin);
             let token = journal
                 .change(&format!("node/{name}"), "remove-dropin", &path)
                 .map_err(|e| w.err(&name, format!("journal: {e}; the drop-in is not removed")))?;
@@ -438,26 +510,50 @@ async fn one_node(
         }
     }
     stop_if_cancelled(cancel, &name, &w)?;
-    // Restart.
-    progress.say(format!("{name}: restarting {}", shell.role().unit()));
-    let token = journal
-        .change(&format!("node/{name}"), "restart", &format!("systemctl restart {}", shell.role().unit()))
-        .map_err(|e| w.err(&name, format!("journal: {e}; not restarted")))?;
-    let res = shell.restart(&write).await;
-    journal.change_done(token, res.is_ok(), &outcome(&res));
-    if let Err(e) = res {
-        // The unit did not start (a critical-flag mismatch, say): its journal says why.
-        let failed = ssh_err(&w, &name, "restart", e);
-        let look = look(shell).await;
-        return Err(match failed {
-            ExecError::Failed(m) => ExecError::Failed(format!("{m}; {look}")),
-            other => other,
-        });
+    // The pods there now: the endpoints wait looks at the ones started after the restart.
+    let before = pod_uids(read, &name).await.map_err(|e| w.err(&name, format!("{e}; not restarted")))?;
+    // Restart, or reboot.
+    if env.settings.ssh.reboot {
+        progress.say(format!("{name}: rebooting"));
+        progress.phase(NodePhase::Rebooting);
+        let token = journal
+            .change(
+                &format!("node/{name}"),
+                "reboot",
+                &format!("{} (the connection dropping is expected)", shell.remote_command(NodeCommand::Reboot)),
+            )
+            .map_err(|e| w.err(&name, format!("journal: {e}; not rebooted")))?;
+        let res = shell.reboot(&write).await;
+        journal.change_done(token, res.is_ok(), &outcome(&res));
+        res.map_err(|e| ssh_err(&w, &name, "reboot", e))?;
+        w.0.push("rebooted".into());
+    } else {
+        progress.say(format!("{name}: restarting {}", shell.role().unit()));
+        progress.phase(NodePhase::Restarting);
+        let token = journal
+            .change(&format!("node/{name}"), "restart", &format!("systemctl restart {}", shell.role().unit()))
+            .map_err(|e| w.err(&name, format!("journal: {e}; not restarted")))?;
+        let res = shell.restart(&write).await;
+        journal.change_done(token, res.is_ok(), &outcome(&res));
+        if let Err(e) = res {
+            // The unit did not start (a critical-flag mismatch, say): its journal says why.
+            let failed = ssh_err(&w, &name, "restart", e);
+            let look = look(shell).await;
+            return Err(match failed {
+                ExecError::Failed(m) => ExecError::Failed(format!("{m}; {look}")),
+                other => other,
+            });
+        }
+        w.0.push(format!("{} restarted", shell.role().unit()));
     }
-    w.0.push(format!("{} restarted", shell.role().unit()));
     // Wait for it to come back.
     progress.say(format!("{name}: waiting for NotReady"));
-    if let Err(why) = wait_back(env, read, shell, stage, step.undo, hash_before, progress, cancel).await {
+    progress.phase(NodePhase::WaitingReady);
+    let back = match wait_back(env, read, shell, stage, step.undo, hash_before, progress, cancel).await {
+        Ok(()) => wait_endpoints(env, read, &name, &before, progress, cancel).await,
+        Err(e) => Err(e),
+    };
+    if let Err(why) = back {
         let msg =
             format!("{name} did not come back: {why}; it is left as it is ({}); {}", w.0.join(", "), look(shell).await);
         return Err(if cancel.is_cancelled() { ExecError::Cancelled(msg) } else { ExecError::Timeout(msg) });
@@ -476,11 +572,173 @@ async fn one_node(
     }
     // Uncordon.
     progress.say(format!("{name}: uncordoning"));
+    progress.phase(NodePhase::Uncordoning);
     exec.set_unschedulable(&name, false)
         .await
         .map_err(|e| ExecError::Failed(format!("{name}: uncordon: {e}; {}", w.0.join(", "))))?;
-    progress.say(format!("{name}: back (soak: not carried out in this version)"));
-    Ok(())
+    w.0.push("uncordoned".into());
+    if step.undo {
+        progress.say(format!("{name}: back (no soak on a rollback)"));
+        return Ok(());
+    }
+    soak(env, read, &name, journal, progress, cancel, &w).await
+}
+
+/// The soak after the uncordon, journaled as a `note` with its figures and verdict.
+async fn soak(
+    env: &StepEnv,
+    read: &kube::Client,
+    name: &str,
+    journal: &dyn StepJournal,
+    progress: &Progress,
+    cancel: &CancellationToken,
+    w: &Written,
+) -> Result<(), ExecError> {
+    let limits = SoakLimits::from_settings(&env.settings.runbook);
+    let target = format!("node/{name}");
+    let note = |detail: String| {
+        journal.note(&target, "soak", &detail).map_err(|e| {
+            ExecError::Failed(format!("{name}: journal: {e}; the soak's figures are not recorded; {}", w.0.join(", ")))
+        })
+    };
+    if limits.duration.is_zero() {
+        progress.say(format!("{name}: back; soak off ([runbook] soak = \"0s\"): no flows were watched"));
+        return note("off ([runbook] soak = \"0s\"): no flows were watched".into());
+    }
+    progress.say(format!(
+        "{name}: back; soaking {} (Hubble flows to and from it)",
+        crate::duration::format_short(limits.duration)
+    ));
+    let done = w.0.join(", ");
+    match super::soak::soak(env.relay.as_ref(), read, name, &limits, progress, cancel).await {
+        Ok(fig) => {
+            note(format!("passed: {}", fig.summary()))?;
+            progress.say(format!("{name}: soak passed: {}", fig.summary()));
+            Ok(())
+        }
+        Err(stop) => {
+            let fig = stop.figures().clone();
+            let examples = if fig.examples.is_empty() {
+                String::new()
+            } else {
+                format!("\nfor example:\n{}", fig.examples.join("\n"))
+            };
+            let look = format!("look: cutover flows --node-name {name} --verdict DROPPED -f");
+            match stop {
+                SoakStop::Drops { why, .. } => {
+                    note(format!("stopped: {why}: {}", fig.summary()))?;
+                    Err(ExecError::Failed(format!(
+                        "{name}: the soak stopped the runbook: {why}; {}; {name} is switched and left as it is ({done}); {look}{examples}",
+                        fig.summary()
+                    )))
+                }
+                SoakStop::Unknown { why, .. } => {
+                    note(format!("unknown: {why}: {}", fig.summary()))?;
+                    Err(ExecError::Failed(format!(
+                        "{name}: the soak is unknown (never green): {why}; {}; {name} is switched and left as it is ({done})",
+                        fig.summary()
+                    )))
+                }
+                SoakStop::Cancelled { .. } => {
+                    note(format!("stopped by the operator: {}", fig.summary()))?;
+                    Err(ExecError::Cancelled(format!(
+                        "{name}: soak stopped by the operator after {}; {name} is switched ({done})",
+                        fig.summary()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The uids of the pods on the node now.
+async fn pod_uids(read: &kube::Client, node: &str) -> Result<BTreeSet<String>, String> {
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let pods =
+        Api::<Pod>::all(read.clone()).list(&lp).await.map_err(|e| format!("cannot list the pods on {node}: {e}"))?;
+    Ok(pods.items.into_iter().filter_map(|p| p.metadata.uid).collect())
+}
+
+fn cilium_endpoints(read: &kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("cilium.io", "v2", "CiliumEndpoint");
+    Api::all_with(read.clone(), &ApiResource::from_gvk_with_plural(&gvk, "ciliumendpoints"))
+}
+
+/// The pods newly started on the node: not hostNetwork, not there before the restart, Running,
+/// not terminating (namespace, name).
+fn newly_started(pods: &[Pod], before: &BTreeSet<String>) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|p| !p.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false))
+        .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| !before.contains(u)))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// Of the pods newly started on the node: how many, and the ones without a CiliumEndpoint.
+async fn endpoints_missing(
+    read: &kube::Client,
+    node: &str,
+    before: &BTreeSet<String>,
+) -> Result<(usize, Vec<String>), String> {
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let pods =
+        Api::<Pod>::all(read.clone()).list(&lp).await.map_err(|e| format!("cannot list the pods on {node}: {e}"))?;
+    let new = newly_started(&pods.items, before);
+    if new.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let ceps = cilium_endpoints(read)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("CiliumEndpoints unreadable: {e}"))?;
+    let have: BTreeSet<(String, String)> = ceps
+        .items
+        .iter()
+        .map(|c| (c.metadata.namespace.clone().unwrap_or_default(), c.metadata.name.clone().unwrap_or_default()))
+        .collect();
+    let missing = new.iter().filter(|k| !have.contains(*k)).map(|(ns, n)| format!("{ns}/{n}")).collect();
+    Ok((new.len(), missing))
+}
+
+/// After Ready: waits (its own `wait_timeout`) until every pod newly started on the node has a
+/// CiliumEndpoint.
+async fn wait_endpoints(
+    env: &StepEnv,
+    read: &kube::Client,
+    name: &str,
+    before: &BTreeSet<String>,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let now = match endpoints_missing(read, name, before).await {
+            Ok((want, missing)) if missing.is_empty() => {
+                progress.say(format!("{name}: {want} pod(s) newly started there, every one with a CiliumEndpoint"));
+                return Ok(());
+            }
+            Ok((want, missing)) => {
+                progress.phase(NodePhase::WaitingEndpoints { have: want - missing.len(), want });
+                format!(
+                    "{} of {want} pod(s) newly started there without a CiliumEndpoint: {}",
+                    missing.len(),
+                    missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )
+            }
+            Err(e) => e,
+        };
+        if now != last {
+            progress.say(format!("{name}: waiting: {now}"));
+            last = now.clone();
+        }
+        if started.elapsed() >= env.wait_timeout {
+            return Err(format!("after {} more: {now}", crate::duration::format_short(env.wait_timeout)));
+        }
+        sleep(cancel).await?;
+    }
 }
 
 /// Why the move of a node's pods onto Cilium stopped.
@@ -722,6 +980,9 @@ async fn wait_back(
                     progress.say(format!("{name}: Ready after {}", crate::duration::format_short(started.elapsed())));
                     return Ok(());
                 }
+                if k3s::is_ready(&n) {
+                    progress.phase(NodePhase::WaitingAgent);
+                }
                 missing.join(", ")
             }
         };
@@ -771,6 +1032,26 @@ mod tests {
         assert!(!flags_done(&on, Stage::Two, false) && flags_done(&on, Stage::Two, true));
         let kp = k3s::NodeArgs::parse(r#"["server","--disable-kube-proxy","true"]"#).expect("args");
         assert!(flags_done(&kp, Stage::Two, false));
+    }
+
+    #[test]
+    fn only_pods_newly_started_there_need_an_endpoint() {
+        let pod = |name: &str, uid: &str, phase: &str, host: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "media", "name": name, "uid": uid},
+                "spec": {"containers": [], "hostNetwork": host},
+                "status": {"phase": phase},
+            }))
+            .expect("pod")
+        };
+        let pods = [
+            pod("old", "u1", "Running", false),
+            pod("new", "u2", "Running", false),
+            pod("host", "u3", "Running", true),
+            pod("pending", "u4", "Pending", false),
+        ];
+        let before: BTreeSet<String> = ["u1".to_string()].into();
+        assert_eq!(newly_started(&pods, &before), [("media".to_string(), "new".to_string())]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The Nodes pane: per node Ready, cordon, k3s role/version, the node's real CNI state (from
 //! evidence on the node: [`crate::app::migration`]), flannel and kube-proxy as the servers' flags
 //! say (marked when the node has not restarted since), the cilium agent, taint, CiliumNode, relay
-//! state, pods, flows/drops per s.
+//! state, pods, flows/drops per s. While the runbook's node step works on a node, its row is
+//! marked `▶` and the title says the phase (draining 3/7, restarting, soaking 1:20 of 2:00, …).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -58,7 +59,12 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, draw
     if focused {
         drawn.node = state.nodes.keys().nth(selected).cloned();
     }
-    let title = format!("Nodes{}", position(first, height, state.nodes.len()));
+    // The node step's node in work: `▶` on its row, its phase in the title.
+    let work = state.running.as_ref().and_then(|r| r.node_work.as_ref());
+    let title = match work {
+        Some(w) => format!("Nodes{} ▶ {}: {}", position(first, height, state.nodes.len()), w.node, w.phase),
+        None => format!("Nodes{}", position(first, height, state.nodes.len())),
+    };
     let inputs = state.migration_inputs();
     let verdicts: std::collections::BTreeMap<String, NodeVerdict> =
         inputs.verdicts().into_iter().map(|v| (v.node.clone(), v)).collect();
@@ -92,7 +98,10 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, draw
     // between the 12 columns below), up to the longest name.
     let longest = names.iter().map(|n| unicode_width::UnicodeWidthStr::width(*n)).max().unwrap_or(4);
     let name_w = if wide { 20 } else { (inner.width as usize).saturating_sub(56 + 11).clamp(8, longest.max(8)) };
-    let labels = crate::ui::names::labels(&names, name_w);
+    // While a node is in work every name gives two columns to the `▶ ` mark (the shortening
+    // keeps names apart at the narrower width).
+    let mark_w = if work.is_some() { 2 } else { 0 };
+    let labels = crate::ui::names::labels(&names, name_w.saturating_sub(mark_w));
     let mut rows = Vec::new();
     for (i, node) in state.nodes.values().enumerate().skip(first).take(height) {
         let args = effective_args(state, node);
@@ -170,12 +179,15 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, draw
             (true, false) => "srv",
             (false, false) => "agt",
         };
-        let mut cells = vec![
-            Cell::from(labels.get(i).cloned().unwrap_or_default()),
-            Cell::from(ready),
-            Cell::from(sched),
-            Cell::from(role),
-        ];
+        let label = labels.get(i).cloned().unwrap_or_default();
+        let name_cell = match work {
+            Some(w) if w.node == node.name => {
+                Cell::from(ratatui::text::Line::from(vec![Span::styled("▶ ", theme.warn()), Span::raw(label)]))
+            }
+            Some(_) => Cell::from(format!("  {label}")),
+            None => Cell::from(label),
+        };
+        let mut cells = vec![name_cell, Cell::from(ready), Cell::from(sched), Cell::from(role)];
         if wide {
             cells.push(Cell::from(node.kubelet_version.clone()));
         }

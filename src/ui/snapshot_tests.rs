@@ -1126,3 +1126,35 @@ fn validation_overlay_names_the_red_pair() {
     assert!(s.validating.is_none());
     insta::assert_snapshot!(render(&s, 100, 30));
 }
+
+#[test]
+fn the_node_in_work_is_marked_with_its_phase_and_the_mark_goes_when_it_ends() {
+    use crate::runbook::node_work::{NodePhase, NodeWork};
+    use crate::runbook::runner::RunEvent;
+    let mut s = typical(Mode::Armed);
+    let op = Operation::Step { id: "stage1-nodes".into(), title: "Per node".into(), disruptive: true };
+    update(&mut s, AppEvent::Started(op.clone()));
+    let work = |phase| RunEvent::Node { op: op.clone(), work: Some(NodeWork { node: "homelab-w1".into(), phase }) };
+    update(&mut s, AppEvent::Run(work(NodePhase::Draining { gone: 3, total: 7 })));
+    let out = render(&s, 120, 30);
+    assert!(out.contains("▶ homelab-w1: draining 3/7"), "{out}");
+    update(
+        &mut s,
+        AppEvent::Run(work(NodePhase::Soaking {
+            elapsed: std::time::Duration::from_secs(80),
+            total: std::time::Duration::from_secs(120),
+            flows: 412,
+            drops: 0,
+        })),
+    );
+    insta::assert_snapshot!(render(&s, 120, 30));
+    let out = render(&s, 120, 30);
+    assert!(out.contains("┃▶ …w1 "), "the row is marked:\n{out}");
+    update(&mut s, AppEvent::Run(RunEvent::Node { op: op.clone(), work: None }));
+    let out = render(&s, 120, 30);
+    assert!(!out.contains("▶ homelab") && !out.contains("┃▶ "), "cleared when the node is done:\n{out}");
+    update(&mut s, AppEvent::Run(work(NodePhase::Restarting)));
+    update(&mut s, AppEvent::Run(RunEvent::Done { op, result: Ok("done".into()) }));
+    let out = render(&s, 120, 30);
+    assert!(!out.contains("▶ homelab") && !out.contains("┃▶ "), "cleared when the operation ends:\n{out}");
+}

@@ -88,10 +88,17 @@ impl Setup {
 
     /// `scenario` as it starts, short runbook waits, no SSH.
     pub fn scenario(scenario: &str, seed: u64, speed: f64) -> Setup {
-        let runbook = [("wait_timeout", "\"3m\""), ("lock_duration", "\"2s\""), ("validate_window", "\"3s\"")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let runbook = [
+            ("wait_timeout", "\"3m\""),
+            ("lock_duration", "\"2s\""),
+            ("validate_window", "\"3s\""),
+            ("soak", "\"2s\""),
+            // The sim runs 20× faster: 20× the default 120 policy drops a minute.
+            ("soak_max_drops_per_minute", "2400"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         Setup {
             scenario: scenario.into(),
             seed,

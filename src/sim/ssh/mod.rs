@@ -12,7 +12,8 @@
 //!
 //! Exec requests run through [`shell`], which applies node operations to the world
 //! ([`crate::sim::world::node_op`]). A node whose SSH is faulted unreachable, or that is
-//! rebooting, closes its listener (connections are refused) and ends its sessions.
+//! rebooting, closes its listener (connections are refused) and ends its sessions; the session
+//! that ran the reboot ends without an exit status (the client's ssh exits 255).
 
 pub mod shell;
 
@@ -429,6 +430,12 @@ async fn run(node: Arc<NodeServer>, handle: russh::server::Handle, channel: Chan
     tracing::info!(node = %node.name, command = %line, code = out.code, "sim ssh: exec");
     if let Some(d) = out.sleep {
         tokio::time::sleep(d).await;
+    }
+    if out.reboot {
+        // The node goes down under the session, as a real reboot takes sshd with it before
+        // it answers: no exit status, the connection drops (the client's ssh exits 255).
+        node.disconnect_all("the node is rebooting").await;
+        return;
     }
     for chunk in out.stdout.chunks(16 * 1024) {
         if handle.data(channel, chunk.to_vec()).await.is_err() {
