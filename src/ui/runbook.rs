@@ -54,6 +54,18 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme, draw
         if !row.why.is_empty() {
             full.extend(wrap(&row.why, inner_w).into_iter().map(|l| Line::from(Span::styled(l, theme.dim()))));
         }
+        // The step running now: the node step's node in work and its sub-step, the last line.
+        if running == Some(row.id.as_str())
+            && let Some(r) = state.running.as_ref()
+        {
+            if let Some(w) = &r.node_work {
+                let text = format!("▶ {}: {}", w.node, w.phase);
+                full.extend(wrap(&text, inner_w).into_iter().map(|l| Line::from(Span::styled(l, theme.accent()))));
+            }
+            if let Some(last) = &r.last {
+                full.push(Line::from(Span::styled(fit(&format!("last: {last}"), inner_w), theme.dim())));
+            }
+        }
         // After a failure: what the cluster says now, and the ways on.
         if row.stopped() {
             if row.state != pre.state.word() {

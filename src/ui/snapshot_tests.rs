@@ -1158,3 +1158,31 @@ fn the_node_in_work_is_marked_with_its_phase_and_the_mark_goes_when_it_ends() {
     let out = render(&s, 120, 30);
     assert!(!out.contains("▶ homelab") && !out.contains("┃▶ "), "cleared when the operation ends:\n{out}");
 }
+
+#[test]
+fn the_runbook_view_shows_the_running_node_steps_node_its_sub_step_and_the_last_line() {
+    use crate::runbook::node_work::{NodePhase, NodeWork};
+    use crate::runbook::runner::RunEvent;
+    let mut s = runbook_state(false);
+    let rows = s.runbook.rows(None);
+    s.runbook.selected = rows.iter().position(|r| r.id == "stage1-nodes").expect("row");
+    let op = Operation::Step { id: "stage1-nodes".into(), title: "Per node".into(), disruptive: true };
+    update(&mut s, AppEvent::Started(op.clone()));
+    update(
+        &mut s,
+        AppEvent::Run(RunEvent::Progress { op: op.clone(), text: "homelab-w1: node 2/3 (k3s-agent)".into() }),
+    );
+    let work = NodeWork { node: "homelab-w1".into(), phase: NodePhase::Draining { gone: 3, total: 7 } };
+    update(&mut s, AppEvent::Run(RunEvent::Node { op: op.clone(), work: Some(work) }));
+    let (out, _) = frame(&mut s, 100, 30);
+    assert!(out.contains("▶ homelab-w1: draining 3/7"), "{out}");
+    assert!(out.contains("last: homelab-w1: node 2/3 (k3s-agent)"), "{out}");
+    // Another step highlighted: the panel is that step's.
+    s.runbook.selected = rows.iter().position(|r| r.id == "stage1-commit").expect("row");
+    let (out, _) = frame(&mut s, 100, 30);
+    assert!(!out.contains("▶ homelab-w1: draining"), "{out}");
+    update(&mut s, AppEvent::Run(RunEvent::Done { op, result: Ok("done".into()) }));
+    s.runbook.selected = rows.iter().position(|r| r.id == "stage1-nodes").expect("row");
+    let (out, _) = frame(&mut s, 100, 30);
+    assert!(!out.contains("▶ homelab-w1") && !out.contains("last: homelab-w1"), "gone when it ends: {out}");
+}
