@@ -1,7 +1,9 @@
-//! `cutover validate` (the passive checks) against the simulated cluster through the real binary:
-//! all green on a migrated cluster; each injected fault turns exactly its checks red; `--passive`
-//! sends no mutating request; the JUnit output is read by a real JUnit consumer (PyPI
-//! `junitparser`, pinned) with the right counts.
+//! `cutover validate` against the simulated cluster through the real binary: all checks green on
+//! a migrated cluster, passive (read-only) and active (armed: probe pods, Service and Jobs through
+//! the runner, cleaned up); each injected fault turns exactly its checks red, active ones
+//! included; an interrupted run leaves nothing behind after the next run; `--passive` and
+//! read-only mode send no mutating request; the JUnit output is read by a real JUnit consumer
+//! (PyPI `junitparser`, pinned) with the right counts.
 #![cfg(feature = "sim")] // drives the simulated cluster
 
 use std::collections::BTreeSet;
@@ -20,6 +22,33 @@ const WINDOW: &str = "3s";
 const SETTLE_POLLS: usize = 600;
 
 const PASSIVE: [&str; 5] = ["cross-node-flows", "dns-answers", "drops", "longhorn-csi", "loadbalancer-ip"];
+/// The active checks that run armed (`probe-longhorn-volume` is not built: skipped).
+const ACTIVE: [&str; 6] = [
+    "probe-pod-to-pod",
+    "probe-clusterip",
+    "probe-nodeport",
+    "probe-loadbalancer",
+    "probe-dns-egress",
+    "probe-hubble-flows",
+];
+const NODES: [&str; 3] = ["homelab-cp1", "homelab-w1", "homelab-w2"];
+
+/// A private state directory per test process (the runner's journal lives there).
+fn state_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
+}
+
+/// Every object in the store labelled as cutover's probes.
+fn probe_objects(sim: &Sim) -> Vec<String> {
+    ["pods", "services", "batch/jobs"]
+        .iter()
+        .flat_map(|id| items(sim, id))
+        .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cutover")
+        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")))
+        .collect()
+}
 
 async fn migrated() -> Sim {
     let sim =
@@ -78,7 +107,11 @@ async fn validate(sim: &Sim, context: &str, relay: bool, args: &[&str]) -> (i32,
     argv.extend(["validate".into(), "--window".into(), WINDOW.into()]);
     argv.extend(args.iter().map(|a| a.to_string()));
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_cutover")).args(&argv).output().expect("run cutover validate");
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(&argv)
+            .env("XDG_STATE_HOME", state_dir())
+            .output()
+            .expect("run cutover validate");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -119,6 +152,69 @@ fn red_subjects(report: &Value, id: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Armed: the passive and the active checks, as JSON.
+async fn armed_report(sim: &Sim, args: &[&str]) -> (i32, Value, String) {
+    let mut a = vec!["-o", "json"];
+    a.extend_from_slice(args);
+    let (code, out, err) = validate(sim, "sim", true, &a).await;
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("json report ({e}): {out}\nstderr: {err}"));
+    (code, v, err)
+}
+
+fn subjects(report: &Value, id: &str) -> BTreeSet<String> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["id"] == id)
+        .flat_map(|c| c["results"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["subject"].as_str().expect("subject").to_string())
+        .collect()
+}
+
+fn ordered_pairs(self_pairs: bool) -> BTreeSet<String> {
+    NODES
+        .iter()
+        .flat_map(|a| NODES.iter().filter(move |b| self_pairs || a != *b).map(move |b| format!("{a} → {b}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn armed_migrated_cluster_is_all_green_active_and_passive_and_cleans_up() {
+    let sim = migrated().await;
+    let before = sim.requests().len();
+    let (code, r, err) = armed_report(&sim, &[]).await;
+    let all: BTreeSet<String> = PASSIVE.iter().chain(ACTIVE.iter()).map(|s| s.to_string()).collect();
+    assert_eq!(checks_in(&r, "green"), all, "{r:#}\n{err}");
+    assert_eq!(code, 0, "{r:#}");
+    let skipped = r["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1, "{r:#}");
+    assert_eq!(skipped[0]["id"], "probe-longhorn-volume");
+    // Every ordered pair, every node; evidence from the probes' own lines and the relay.
+    assert_eq!(subjects(&r, "probe-pod-to-pod"), ordered_pairs(false), "{r:#}");
+    assert_eq!(subjects(&r, "probe-hubble-flows"), ordered_pairs(false), "{r:#}");
+    assert_eq!(subjects(&r, "probe-nodeport"), ordered_pairs(true), "{r:#}");
+    for id in ["probe-clusterip", "probe-loadbalancer", "probe-dns-egress"] {
+        assert_eq!(subjects(&r, id), NODES.iter().map(|s| s.to_string()).collect(), "{id}: {r:#}");
+    }
+    let text = r.to_string();
+    assert!(text.contains("icmp 10.42.") && text.contains("3 received"), "{text}");
+    assert!(text.contains("tcp 192.168.20.240:80 connected"), "{text}");
+    assert!(text.contains("fetch https://example.com/: HTTP 200"), "{text}");
+    assert!(text.contains("forwarded, 0 dropped between the probe pods"), "{text}");
+    // Through the runner: journaled operations, and nothing is left.
+    assert!(err.contains("create probes") && err.contains("delete probes"), "{err}");
+    assert_eq!(probe_objects(&sim), Vec::<String>::new(), "the run cleans up");
+    let requests = sim.requests();
+    let mutating: Vec<_> = requests[before..].iter().filter(|r| r.is_mutating()).collect();
+    assert!(
+        mutating.iter().all(|r| r.path.contains("/namespaces/default/") || r.path.contains("/leases")),
+        "only probe objects and the lock: {mutating:?}"
+    );
+    assert!(mutating.iter().any(|r| r.verb == "create" && r.path.ends_with("/jobs")), "{mutating:?}");
+    assert!(mutating.iter().any(|r| r.verb == "delete" && r.path.contains("/jobs/")), "{mutating:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     let sim = migrated().await;
@@ -146,13 +242,16 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     assert_eq!(skipped.len(), 7, "{r:#}");
     assert!(skipped.iter().all(|s| s["reason"] == "read-only mode"), "{r:#}");
 
-    // Armed (the admin context) without --passive: still passive only, the reason says why.
-    let (code, out, err) = validate(&sim, "sim", true, &["-o", "json", "--only", "longhorn-csi,probe-clusterip"]).await;
+    // Armed (the admin context) without --passive: the active checks selected run; the Longhorn
+    // volume check is not built and says so.
+    let (code, out, err) =
+        validate(&sim, "sim", true, &["-o", "json", "--only", "longhorn-csi,probe-longhorn-volume"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["checks"].as_array().map(Vec::len), Some(1));
-    assert_eq!(v["skipped"][0]["id"], "probe-clusterip");
-    assert_eq!(v["skipped"][0]["reason"], "active checks are not built in this version");
+    assert_eq!(v["skipped"][0]["id"], "probe-longhorn-volume");
+    assert!(v["skipped"][0]["reason"].as_str().is_some_and(|r| r.starts_with("not built in this version")), "{v:#}");
+    assert!(err.is_empty(), "no active check selected, nothing created: {err}");
     let (code, out, _) =
         validate(&sim, "sim", true, &["-o", "json", "--passive", "--only", "probe-hubble-flows"]).await;
     let v: Value = serde_json::from_str(&out).expect("json");
@@ -160,7 +259,7 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     assert_eq!(code, 1, "nothing ran, nothing is green");
 
     // The text report names every check and the skipped ones.
-    let (code, text, _) = validate(&sim, "sim-viewer", true, &[]).await;
+    let (code, text, _) = validate(&sim, "sim-viewer", true, &["--read-only"]).await;
     assert_eq!(code, 0, "{text}");
     for id in PASSIVE {
         assert!(text.contains(&format!("green    {id}  ")), "{id}: {text}");
