@@ -250,7 +250,7 @@ impl TrafficGen {
     pub fn generate(&mut self, t: &TopoIndex, faults: &ActiveFaults, min_flows: usize, out: &mut Observed) {
         let start = out.len();
         // Probe clients that run now ping and connect to the servers on the other nodes.
-        if !t.probe_clients.is_empty() && self.rng.u32(0..3) == 0 {
+        if !t.probe_clients.is_empty() {
             self.probes(t, faults, out);
         }
         let mut guard = 0;

@@ -64,7 +64,7 @@ pub mod timing {
     pub const AGENT_READY: f64 = 4.0;
     pub const AGENT_STAGGER: f64 = 3.0;
     /// A Job's pod (a probe client) runs this long, then its containers exit 0.
-    pub const JOB_RUN: f64 = 4.0;
+    pub const JOB_RUN: f64 = 8.0;
     /// A crashing container runs this long before it exits.
     pub const CRASH_RUN: f64 = 1.5;
     /// Graceful termination takes min(grace period, this).
