@@ -461,6 +461,31 @@ async fn an_interrupted_run_leaves_nothing_behind_after_the_next_run() {
     assert_eq!(probe_objects(&sim), Vec::<String>::new(), "{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(checks_in(&v, "green"), BTreeSet::from(["probe-clusterip".to_string()]), "{v:#}");
+
+    // Killed inside an operation: the cluster lock stays held too. Once it is stale (a 1 s lock
+    // here: stale after 2 s), --take-over-stale-lock takes it and --yes removes the leftovers.
+    let settings =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-lock-{}.toml", std::process::id()));
+    std::fs::write(&settings, "[runbook]\nlock_duration = \"1s\"\n").expect("settings");
+    let settings = settings.to_string_lossy().into_owned();
+    let mut child = spawn_validate(&sim, &["--settings", settings.as_str()]);
+    settle(&sim, "probe objects and the cluster lock held", |sim| {
+        !probe_objects(sim).is_empty()
+            && items(sim, "coordination.k8s.io/leases")
+                .iter()
+                .any(|l| l["metadata"]["name"] == "cutover-lock" && l["spec"]["holderIdentity"].is_string())
+    })
+    .await;
+    child.kill().expect("kill -9");
+    let _ = finish(child).await;
+    assert!(!probe_objects(&sim).is_empty());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let args = ["--yes", "--take-over-stale-lock", "--only", "probe-clusterip"];
+    let (code, _, err) =
+        validate(&sim, "sim", true, &[&["--settings", settings.as_str()][..], &args[..]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("delete probes of earlier runs"), "{err}");
+    assert_eq!(probe_objects(&sim), Vec::<String>::new(), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,6 +363,9 @@ pub struct ValidateArgs {
     /// Remove the probe objects earlier runs left behind (listed at the start) without asking.
     #[arg(long)]
     pub yes: bool,
+    /// Take over the cluster lock if it is stale (e.g. a killed run held it).
+    #[arg(long)]
+    pub take_over_stale_lock: bool,
     /// How long to read the live flow stream: a Go duration (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub window: String,
@@ -431,9 +434,15 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
         let journal =
             crate::runbook::journal::Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let runner = crate::runbook::runner::Runner::new(&conn, &settings.argo.namespace, journal, tx)
+        let mut runner = crate::runbook::runner::Runner::new(&conn, &settings.argo.namespace, journal, tx)
             .map_err(|e| color_eyre::eyre::eyre!(e))?;
-        door = Some(RunnerDoor { runner, rx, confirmed: "ran `cutover validate`".into() });
+        runner.lease_config_mut().duration = settings.runbook.lock_duration();
+        door = Some(RunnerDoor {
+            runner,
+            rx,
+            confirmed: "ran `cutover validate`".into(),
+            take_over_stale_lock: args.take_over_stale_lock,
+        });
     }
     match &leftovers {
         Ok(left) if !left.is_empty() => {
@@ -557,6 +566,7 @@ struct RunnerDoor {
     runner: crate::runbook::runner::Runner,
     rx: tokio::sync::mpsc::UnboundedReceiver<crate::runbook::runner::RunEvent>,
     confirmed: String,
+    take_over_stale_lock: bool,
 }
 
 impl active::Door for RunnerDoor {
@@ -564,12 +574,10 @@ impl active::Door for RunnerDoor {
         use crate::runbook::executor::ExecError;
         use crate::runbook::runner::{RunEvent, RunRequest};
         let preview = op.explain();
-        self.runner.start(RunRequest {
-            op,
-            preview,
-            confirmed: self.confirmed.clone(),
-            take_over_stale_lock: false,
-        })?;
+        let take_over = self.take_over_stale_lock;
+        let confirmed =
+            if take_over { format!("{}; --take-over-stale-lock", self.confirmed) } else { self.confirmed.clone() };
+        self.runner.start(RunRequest { op, preview, confirmed, take_over_stale_lock: take_over })?;
         loop {
             match self.rx.recv().await {
                 Some(RunEvent::Progress { op, text }) => eprintln!("cutover validate: {}: {text}", op.title()),
