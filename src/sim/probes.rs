@@ -207,3 +207,70 @@ pub fn probe_log(store: &Store, faults: &ActiveFaults, pod: &Value) -> String {
     out.push_str(&format!("CUTOVER-PROBE end {me} ok all probes ran\n"));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::validate::probes::{ProbeKind, parse_log};
+
+    fn world() -> Store {
+        let s = Store::new(Arc::new(|| jiff::Timestamp::UNIX_EPOCH));
+        let res = |id| registry::find(id).expect("resource");
+        for (name, ip) in [("a", "192.0.2.1"), ("b", "192.0.2.2")] {
+            let node = json!({"metadata": {"name": name}, "status": {
+                "addresses": [{"type": "InternalIP", "address": ip}],
+                "conditions": [{"type": "Ready", "status": "True"}]}});
+            s.create(res("nodes"), "", node).expect("node");
+        }
+        for (name, node, ip) in [("srv-a", "a", "10.42.0.5"), ("srv-b", "b", "10.42.1.5")] {
+            let pod = json!({"metadata": {"name": name, "labels": {"probe": "server"}},
+                "spec": {"nodeName": node, "containers": [{"name": "c"}]},
+                "status": {"phase": "Running", "podIP": ip}});
+            s.create(res("pods"), "default", pod).expect("pod");
+        }
+        let svc = json!({"metadata": {"name": "probe"}, "spec": {"clusterIP": "10.43.0.50",
+            "internalTrafficPolicy": "Local", "selector": {"probe": "server"}, "ports": [{"port": 8080}]}});
+        s.create(res("services"), "default", svc).expect("svc");
+        s
+    }
+
+    fn client(node: &str, peers: &str) -> Value {
+        json!({"spec": {"containers": [{"env": [
+            {"name": "PROBE_NODE", "value": node}, {"name": "PROBE_PEERS", "value": peers},
+            {"name": "PROBE_SERVICE", "value": "10.43.0.50:8080"},
+            {"name": "PROBE_DNS_CLUSTER", "value": "probe.default.svc.cluster.local"},
+            {"name": "PROBE_URL", "value": "https://example.com/"}]}]}})
+    }
+
+    #[test]
+    fn the_network_model_fails_exactly_what_the_fault_covers() {
+        let s = world();
+        let pod = client("a", "b=10.42.1.5");
+        assert!(is_probe_client(&pod) && !is_probe_client(&json!({"spec": {}})));
+        let ok = parse_log(&probe_log(&s, &ActiveFaults::default(), &pod));
+        assert!(ok.complete && ok.malformed.is_empty(), "{ok:?}");
+        assert!(ok.lines.iter().all(|l| l.ok), "{ok:?}");
+        assert_eq!(ok.lines.iter().filter(|l| l.kind == ProbeKind::PodToPod).count(), 2);
+        assert!(ok.lines.iter().any(|l| l.evidence == "nslookup probe.default.svc.cluster.local: 10.43.0.50"));
+
+        let mut broken = ActiveFaults::default();
+        broken.apply(&crate::sim::Fault::BrokenPath { a: "b".into(), b: "a".into() }, 1.0);
+        let p = parse_log(&probe_log(&s, &broken, &pod));
+        let failed: Vec<ProbeKind> = p.lines.iter().filter(|l| !l.ok).map(|l| l.kind).collect();
+        assert_eq!(failed, [ProbeKind::PodToPod, ProbeKind::PodToPod], "{p:?}");
+
+        let mut dns = ActiveFaults::default();
+        dns.apply(&crate::sim::Fault::DnsBroken, 1.0);
+        let p = parse_log(&probe_log(&s, &dns, &pod));
+        let failed: Vec<ProbeKind> = p.lines.iter().filter(|l| !l.ok).map(|l| l.kind).collect();
+        assert_eq!(failed, [ProbeKind::DnsEgress, ProbeKind::DnsEgress], "{p:?}");
+
+        // A peer IP no pod has, and a node without a local backend for the Local Service.
+        let p = parse_log(&probe_log(&s, &ActiveFaults::default(), &client("c", "a=10.42.9.9")));
+        assert!(p.lines.iter().filter(|l| l.kind != ProbeKind::DnsEgress).all(|l| !l.ok), "{p:?}");
+    }
+}
