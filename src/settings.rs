@@ -220,6 +220,8 @@ pub struct Settings {
     pub argo: ArgoSettings,
     pub hubble: HubbleSettings,
     pub runbook: RunbookSettings,
+    /// The active checks of `cutover validate` (probe pods, Service and Jobs).
+    pub validate: ValidateSettings,
     /// How the runbook reaches the nodes (the system `ssh`).
     pub ssh: SshSettings,
     /// Per kubeconfig-context overrides, e.g. `[contexts."homelab"] read_only = true`.
@@ -543,6 +545,46 @@ impl RunbookSettings {
     /// `lock_duration` as a duration (validated when the settings are read).
     pub fn lock_duration(&self) -> std::time::Duration {
         crate::duration::parse_non_negative(&self.lock_duration).unwrap_or(std::time::Duration::from_secs(30))
+    }
+}
+
+/// `[validate]`: where and how the active checks' probes run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidateSettings {
+    /// The namespace the probe pods, Service and Jobs are created in (it must exist).
+    pub namespace: String,
+    /// The probes' image: needs sh, socat, ping, nc, nslookup and curl; pinned by tag.
+    pub image: String,
+    /// Deadline of each phase of a probe run (servers Ready, clients finished), and the client
+    /// Jobs' activeDeadlineSeconds. Go duration.
+    pub timeout: String,
+    /// The external URL every probe fetches (dns-egress); its host is the external name resolved.
+    pub url: String,
+    /// The cluster name every probe resolves.
+    pub cluster_name: String,
+    /// `namespace/name` of the ingress LoadBalancer Service probed through its NodePort and its
+    /// MetalLB IP.
+    pub ingress_service: String,
+}
+
+impl Default for ValidateSettings {
+    fn default() -> Self {
+        ValidateSettings {
+            namespace: "default".into(),
+            image: "nicolaka/netshoot:v0.13".into(),
+            timeout: "2m".into(),
+            url: "https://example.com/".into(),
+            cluster_name: "kubernetes.default.svc.cluster.local".into(),
+            ingress_service: "haproxy-ingress/haproxy-ingress".into(),
+        }
+    }
+}
+
+impl ValidateSettings {
+    /// `timeout` as a duration (validated when the settings are read).
+    pub fn timeout(&self) -> std::time::Duration {
+        crate::duration::parse_non_negative(&self.timeout).unwrap_or(std::time::Duration::from_secs(120))
     }
 }
 
@@ -938,6 +980,30 @@ impl Settings {
                 Ok(_) => return Err(invalid("runbook", key, format!("{value:?} is shorter than 1s"))),
                 Err(e) => return Err(invalid("runbook", key, format!("{value:?}: {e}"))),
             }
+        }
+        match crate::duration::parse_non_negative(&self.validate.timeout) {
+            Ok(d) if d >= std::time::Duration::from_secs(5) => {}
+            Ok(_) => {
+                return Err(invalid("validate", "timeout", format!("{:?} is shorter than 5s", self.validate.timeout)));
+            }
+            Err(e) => return Err(invalid("validate", "timeout", format!("{:?}: {e}", self.validate.timeout))),
+        }
+        for (key, value) in [
+            ("namespace", &self.validate.namespace),
+            ("image", &self.validate.image),
+            ("url", &self.validate.url),
+            ("cluster_name", &self.validate.cluster_name),
+        ] {
+            if value.trim().is_empty() || value.contains(char::is_whitespace) {
+                return Err(invalid("validate", key, format!("{value:?} must be one word, not empty")));
+            }
+        }
+        if !self.validate.ingress_service.split_once('/').is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty()) {
+            return Err(invalid(
+                "validate",
+                "ingress_service",
+                format!("{:?} must be namespace/name", self.validate.ingress_service),
+            ));
         }
         Ok(())
     }

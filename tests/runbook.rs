@@ -176,13 +176,15 @@ async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on
     let before = r.sim.requests().len();
     let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("ok       stage1-validate") && out.contains("5 passive check(s) green"), "{out}");
-    assert!(out.contains("active check(s) not run"), "{out}");
+    assert!(out.contains("ok       stage1-validate") && out.contains("5 passive and 6 active check(s) green"), "{out}");
+    assert!(out.contains("1 not run (probe-longhorn-volume)"), "{out}");
     r.sim.inject(&Fault::BrokenPath { a: "homelab-w1".into(), b: "homelab-w2".into() });
     let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(err.contains("the runbook stops at stage1-validate") && err.contains("cross-node-flows"), "{err}");
-    // Only the cluster lock was written: a validation reads.
+    assert!(err.contains("probe-pod-to-pod (homelab-w1 → homelab-w2 red, homelab-w2 → homelab-w1 red)"), "{err}");
+    // Besides the cluster lock, only the probe objects were written (in the probe namespace),
+    // and none is left.
     let writes: Vec<String> = r
         .sim
         .requests()
@@ -191,5 +193,12 @@ async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on
         .filter(|q| q.is_mutating() && !q.path.contains("/leases"))
         .map(|q| format!("{} {}", q.method, q.path))
         .collect();
-    assert!(writes.is_empty(), "{writes:?}");
+    assert!(writes.iter().all(|w| w.contains("/namespaces/default/")), "{writes:?}");
+    assert!(writes.iter().any(|w| w.starts_with("POST") && w.ends_with("/jobs")), "{writes:?}");
+    let left: Vec<_> = ["pods", "services", "batch/jobs"]
+        .iter()
+        .flat_map(|id| r.sim.shared.store.list(cutover::sim::registry::find(id).expect("resource"), None).0)
+        .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cutover")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -24,6 +24,13 @@ pub enum Operation {
     /// operator's acknowledgement (`why`: the state it was in) so the runbook goes on after it.
     /// Always confirmed by typing the step id.
     SkipStep { id: String, why: String },
+    /// Creates a validation run's probe objects (Pods, Services, Jobs; each labelled
+    /// `app.kubernetes.io/managed-by=cutover` and `cutover.io/probe-run=<run>`, in `namespace`;
+    /// the executor refuses anything else). `what` names them for the journal.
+    ProbeCreate { run: String, namespace: String, what: String, objects: Vec<serde_json::Value> },
+    /// Deletes the probe objects of run `run`, or (`None`) of every run (leftovers), in every
+    /// namespace, found by their labels.
+    ProbeDelete { run: Option<String>, why: String },
 }
 
 impl Operation {
@@ -35,6 +42,10 @@ impl Operation {
             }
             Operation::Sync { app } | Operation::Refresh { app } => format!("application/{app}"),
             Operation::Step { id, .. } | Operation::SkipStep { id, .. } => format!("step/{id}"),
+            Operation::ProbeCreate { run, .. } | Operation::ProbeDelete { run: Some(run), .. } => {
+                format!("probes/{run}")
+            }
+            Operation::ProbeDelete { run: None, .. } => "probes/earlier-runs".into(),
         }
     }
 
@@ -49,6 +60,8 @@ impl Operation {
             Operation::Cordon { node } | Operation::Uncordon { node } | Operation::Drain { node } => node,
             Operation::Sync { app } | Operation::Refresh { app } => app,
             Operation::Step { id, .. } | Operation::SkipStep { id, .. } => id,
+            Operation::ProbeCreate { run, .. } | Operation::ProbeDelete { run: Some(run), .. } => run,
+            Operation::ProbeDelete { run: None, .. } => "earlier-runs",
         }
     }
 
@@ -62,6 +75,9 @@ impl Operation {
             Operation::Refresh { app } => format!("refresh {app}"),
             Operation::Step { id, .. } => format!("step {id}"),
             Operation::SkipStep { id, .. } => format!("skip {id}"),
+            Operation::ProbeCreate { run, what, .. } => format!("create probes {run} ({what})"),
+            Operation::ProbeDelete { run: Some(run), .. } => format!("delete probes {run}"),
+            Operation::ProbeDelete { run: None, .. } => "delete probes of earlier runs".into(),
         }
     }
 
@@ -91,6 +107,24 @@ impl Operation {
                 format!("Skip step {id} ({why})."),
                 "Nothing is sent, committed or run on a node: the journal records that you skipped it,".into(),
                 "and the runbook goes on with the step after it. The steps after it re-check their gates.".into(),
+            ],
+            Operation::ProbeCreate { namespace, objects, .. } => {
+                let mut v = vec![format!("CREATE in namespace {namespace}:")];
+                v.extend(objects.iter().map(|o| {
+                    let s = |p: &str| o.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("?").to_string();
+                    format!("  {} {} (node {})", s("/kind"), s("/metadata/name"), {
+                        let n = s("/spec/nodeName");
+                        if n == "?" { s("/spec/template/spec/nodeName") } else { n }
+                    })
+                }));
+                v
+            }
+            Operation::ProbeDelete { run, why } => vec![
+                format!(
+                    "DELETE the Jobs, Pods and Services labelled {} in every namespace ({why}).",
+                    crate::validate::probes::selector(run.as_deref())
+                ),
+                "Nothing else is touched: only objects cutover's validation runs created carry these labels.".into(),
             ],
         }
     }

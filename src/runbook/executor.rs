@@ -205,6 +205,178 @@ impl Executor {
                     Err(ExecError::Refused(format!("skip {id}: this runner has no runbook; nothing was journaled")))
                 }
             },
+            Operation::ProbeCreate { run, namespace, objects, .. } => {
+                self.probe_create(run, namespace, objects, progress, cancel).await
+            }
+            Operation::ProbeDelete { run, .. } => self.probe_delete(run.as_deref(), progress, cancel).await,
+        }
+    }
+
+    /// Creates probe objects, refusing (before sending anything) any object that is not a Pod,
+    /// Service or Job of this run in `namespace`, labelled as cutover's.
+    #[allow(clippy::disallowed_methods)]
+    async fn probe_create(
+        &self,
+        run: &str,
+        namespace: &str,
+        objects: &[serde_json::Value],
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<String, ExecError> {
+        use crate::validate::probes::{MANAGED_BY, RUN_LABEL};
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Service;
+        let s =
+            |o: &serde_json::Value, p: &str| o.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+        for o in objects {
+            let label = |k: &str| o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(|v| v.as_str());
+            let ok_kind = matches!(
+                (s(o, "/apiVersion").as_str(), s(o, "/kind").as_str()),
+                ("v1", "Pod" | "Service") | ("batch/v1", "Job")
+            );
+            if !ok_kind
+                || s(o, "/metadata/namespace") != namespace
+                || label(MANAGED_BY.0) != Some(MANAGED_BY.1)
+                || label(RUN_LABEL) != Some(run)
+            {
+                return Err(ExecError::Refused(format!(
+                    "refused: {} {:?} is not a probe object of run {run} in {namespace}; nothing was sent",
+                    s(o, "/kind"),
+                    s(o, "/metadata/name")
+                )));
+            }
+        }
+        let client = self.write.kube().clone();
+        let mut created: Vec<String> = Vec::new();
+        let pp = kube::api::PostParams::default();
+        for o in objects {
+            if cancel.is_cancelled() {
+                return Err(ExecError::Cancelled(format!(
+                    "cancelled after creating {} of {} object(s): {}",
+                    created.len(),
+                    objects.len(),
+                    created.join(", ")
+                )));
+            }
+            let what = format!("{}/{}", s(o, "/kind").to_lowercase(), s(o, "/metadata/name"));
+            let bad = |e: serde_json::Error| ExecError::Failed(format!("{what}: not a valid object: {e}"));
+            let res = match s(o, "/kind").as_str() {
+                "Pod" => {
+                    let v: Pod = serde_json::from_value(o.clone()).map_err(bad)?;
+                    Api::<Pod>::namespaced(client.clone(), namespace).create(&pp, &v).await.map(|_| ())
+                }
+                "Service" => {
+                    let v: Service = serde_json::from_value(o.clone()).map_err(bad)?;
+                    Api::<Service>::namespaced(client.clone(), namespace).create(&pp, &v).await.map(|_| ())
+                }
+                _ => {
+                    let v: Job = serde_json::from_value(o.clone()).map_err(bad)?;
+                    Api::<Job>::namespaced(client.clone(), namespace).create(&pp, &v).await.map(|_| ())
+                }
+            };
+            if let Err(e) = res {
+                let so_far = if created.is_empty() { "nothing".to_string() } else { created.join(", ") };
+                return Err(ExecError::Failed(format!(
+                    "creating {what} failed: {}; created before it: {so_far} (the run's cleanup deletes them by label)",
+                    api_err(e)
+                )));
+            }
+            progress.say(format!("created {what}"));
+            created.push(what);
+        }
+        Ok(format!("created {} probe object(s) in {namespace}", created.len()))
+    }
+
+    /// Deletes the Jobs (their pods with them), Pods and Services carrying the probe labels of
+    /// `run` (or of every run), in every namespace, and waits (up to 60 s) until they are gone.
+    #[allow(clippy::disallowed_methods)]
+    async fn probe_delete(
+        &self,
+        run: Option<&str>,
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Result<String, ExecError> {
+        use k8s_openapi::api::batch::v1::Job;
+        use k8s_openapi::api::core::v1::Service;
+        use kube::api::DeleteParams;
+        let sel = crate::validate::probes::selector(run);
+        let lp = ListParams::default().labels(&sel);
+        let read = self.read.clone();
+        let write = self.write.kube().clone();
+        let key =
+            |m: &kube::api::ObjectMeta| (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+        let jobs: Vec<_> = Api::<Job>::all(read.clone())
+            .list_metadata(&lp)
+            .await
+            .map_err(api_err)?
+            .items
+            .iter()
+            .map(|j| key(&j.metadata))
+            .collect();
+        let pods: Vec<_> = Api::<Pod>::all(read.clone())
+            .list_metadata(&lp)
+            .await
+            .map_err(api_err)?
+            .items
+            .iter()
+            .map(|j| key(&j.metadata))
+            .collect();
+        let svcs: Vec<_> = Api::<Service>::all(read.clone())
+            .list_metadata(&lp)
+            .await
+            .map_err(api_err)?
+            .items
+            .iter()
+            .map(|j| key(&j.metadata))
+            .collect();
+        let gone = |r: Result<(), kube::Error>| match r {
+            Ok(()) => Ok(()),
+            Err(e) if api_status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(api_err(e)),
+        };
+        let background = DeleteParams::background();
+        let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::background() };
+        let mut deleted = 0usize;
+        for (ns, name) in &jobs {
+            gone(Api::<Job>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()))?;
+            deleted += 1;
+        }
+        for (ns, name) in &pods {
+            gone(Api::<Pod>::namespaced(write.clone(), ns).delete(name, &now).await.map(|_| ()))?;
+            deleted += 1;
+        }
+        for (ns, name) in &svcs {
+            gone(Api::<Service>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()))?;
+            deleted += 1;
+        }
+        progress.say(format!(
+            "deleted {} Job(s), {} Pod(s), {} Service(s) labelled {sel}",
+            jobs.len(),
+            pods.len(),
+            svcs.len()
+        ));
+        // Wait until nothing with the labels is left (pods terminate, Job pods are collected).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = Api::<Pod>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
+                + Api::<Job>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
+                + Api::<Service>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len();
+            if left == 0 {
+                return Ok(format!("deleted {deleted} probe object(s) labelled {sel}; none left"));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ExecError::Timeout(format!(
+                    "deleted {deleted} probe object(s) labelled {sel}; {left} still terminating after 60s"
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = cancel.cancelled() => {
+                    return Err(ExecError::Cancelled(format!(
+                        "deleted {deleted} probe object(s) labelled {sel}; {left} still terminating (not waited for)"
+                    )));
+                }
+            }
         }
     }
 

@@ -317,14 +317,20 @@ pub async fn preview(
         }
         StepKind::Validate => {
             changes.push(format!(
-                "Read for {}: the passive checks {} (nothing is created; the runbook stops unless every one is green)",
+                "Read for {}: the passive checks {}",
                 crate::duration::format_short(env.validate_window),
                 crate::validate::PassiveCheck::ALL.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ")
             ));
+            let v = &env.settings.validate;
             changes.push(format!(
-                "Not run: the active probe checks ({}): not built in this version",
-                crate::validate::ACTIVE_CHECKS.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
+                "Then the active checks {}: CREATE a probe server pod per node, a probe Service and a probe Job per \
+                 node in {} (image {}), read their logs and the probe flows, DELETE them (by label) at the end",
+                crate::validate::active::runnable(&crate::validate::Selection::all()).join(", "),
+                v.namespace,
+                v.image
             ));
+            changes.push(format!("Not run: probe-longhorn-volume ({})", crate::validate::LONGHORN_SKIP));
+            changes.push("The runbook stops unless every check that ran is green.".into());
         }
         StepKind::NodeCutover => {
             let r = super::steps_node::preview(
@@ -427,7 +433,7 @@ pub(crate) async fn run(
         StepKind::ArgoRefresh => exec.refresh(&app).await,
         StepKind::ArgoSync => exec.sync(&app).await,
         StepKind::ArgoWait => wait(env, read, step, progress, cancel).await,
-        StepKind::Validate => validate(env, read, step, progress).await,
+        StepKind::Validate => validate(exec, env, read, step, progress, cancel).await,
         StepKind::NodeCutover => super::steps_node::run(exec, env, step, journal, progress, cancel).await,
     }
 }
@@ -539,8 +545,41 @@ async fn wait(
     }
 }
 
-/// `validate`: the passive checks, read-only; anything not green stops the runbook.
-async fn validate(env: &StepEnv, read: &kube::Client, step: &Step, progress: &Progress) -> Result<String, ExecError> {
+/// The executor as the active checks' door inside a step: the step's intent is journaled and
+/// the cluster lock held; each request is journaled by the write client before it is sent.
+struct StepDoor<'a> {
+    exec: &'a Executor,
+    progress: &'a Progress,
+    cancel: &'a CancellationToken,
+}
+
+/// The executor's future, boxed: the executor runs this step, which runs the executor again.
+type ExecFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, ExecError>> + Send + 'a>>;
+
+impl crate::validate::active::Door for StepDoor<'_> {
+    #[allow(refining_impl_trait)]
+    fn run(&mut self, op: crate::app::action::Operation) -> ExecFuture<'_> {
+        Box::pin(async move {
+            self.progress.say(op.title());
+            // Cleanup must run even after the step is cancelled: deletes get a fresh token.
+            let fresh = CancellationToken::new();
+            let cancel =
+                if matches!(op, crate::app::action::Operation::ProbeDelete { .. }) { &fresh } else { self.cancel };
+            self.exec.run(&op, self.progress, cancel).await
+        })
+    }
+}
+
+/// `validate`: the passive checks, then (armed: this runs in the executor) the active probe
+/// checks; anything not green stops the runbook.
+async fn validate(
+    exec: &Executor,
+    env: &StepEnv,
+    read: &kube::Client,
+    step: &Step,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<String, ExecError> {
     use crate::validate::{ActiveSkip, PassiveOptions, State};
     let Some(relay) = &env.relay else {
         return Err(ExecError::Refused(format!(
@@ -553,10 +592,31 @@ async fn validate(env: &StepEnv, read: &kube::Client, step: &Step, progress: &Pr
         step.id,
         crate::duration::format_short(env.validate_window)
     ));
-    let opts = PassiveOptions { window: env.validate_window, active_skip: ActiveSkip::NotBuilt, ..Default::default() };
-    let report = crate::validate::run_passive(read, relay, &opts)
+    let opts = PassiveOptions { window: env.validate_window, active_skip: ActiveSkip::Ran, ..Default::default() };
+    let mut report = crate::validate::run_passive(read, relay, &opts)
         .await
         .map_err(|e| ExecError::Failed(format!("{}: {e}", step.id)))?;
+    let passive = report.checks.len();
+    let cfg = crate::validate::probe_config(&env.settings);
+    let run = crate::validate::probes::new_run_id();
+    let say = |m: String| progress.say(format!("{}: {m}", step.id));
+    let mut door = StepDoor { exec, progress, cancel };
+    let outcome = crate::validate::active::run_active(
+        read,
+        &mut door,
+        relay,
+        &cfg,
+        &crate::validate::Selection::all(),
+        &run,
+        &say,
+        cancel,
+    )
+    .await;
+    if let Err(e) = &outcome.cleanup {
+        progress.say(format!("{}: cleanup of run {run}: {e}", step.id));
+    }
+    report.checks.extend(outcome.checks);
+    let active = report.checks.len() - passive;
     let summary = |c: &crate::validate::CheckResult| {
         let bad: Vec<String> = c
             .results
@@ -570,9 +630,9 @@ async fn validate(env: &StepEnv, read: &kube::Client, step: &Step, progress: &Pr
     let skipped = report.skipped.len();
     if report.exit_code() == crate::validate::EXIT_GREEN {
         Ok(format!(
-            "{}: {} passive check(s) green; {skipped} active check(s) not run (not built in this version)",
+            "{}: {passive} passive and {active} active check(s) green (probe run {run}, cleaned up); {skipped} not run ({})",
             step.id,
-            report.checks.len()
+            report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
         ))
     } else {
         Err(ExecError::Failed(format!(

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod faults;
+pub mod probes;
 pub mod registry;
 pub mod relay;
 pub mod ssh;

@@ -1,16 +1,21 @@
-//! `cutover validate`: the plan's validation checklist as checks with evidence. This version
-//! builds the **passive** checks — they read the cluster (pods, Services, nodes) and the Hubble
-//! flow stream over a window, and create nothing. The active checks (probe pods, a probe Service,
-//! a Longhorn PVC) are listed in every report as skipped, with the reason.
+//! `cutover validate`: the plan's validation checklist as checks with evidence. The **passive**
+//! checks read the cluster (pods, Services, nodes) and the Hubble flow stream over a window, and
+//! create nothing. The **active** checks (armed mode only) create probe pods, a probe Service
+//! and probe Jobs through the runner, read the Jobs' logs and the flows between the probes, and
+//! delete everything again ([`active`], [`probes`]). The Longhorn volume check is not built: it is
+//! listed as skipped with the reason.
 //!
 //! Split by seam: [`observe`] reads (one list of nodes, pods and Services, the flow stream over
 //! the window) into an [`observe::Observation`]; [`checks`] evaluates it (pure functions, unit
 //! tested on hand-built inputs); [`output`] writes text, JSON and JUnit XML. [`run_passive`] is the
-//! one entry the CLI, the runbook's `validate` step and a cockpit overlay call.
+//! one entry the CLI, the runbook's `validate` step and a cockpit overlay call for the passive
+//! checks, [`active::run_active`] for the active ones.
 
+pub mod active;
 pub mod checks;
 pub mod observe;
 pub mod output;
+pub mod probes;
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -85,8 +90,8 @@ impl PassiveCheck {
     }
 }
 
-/// The active checks of issue #14 (probe objects, armed mode only): not built in this version,
-/// always reported as skipped. (id, title).
+/// The active checks (probe objects, armed mode only), (id, title). All but
+/// `probe-longhorn-volume` run in `cutover validate` when armed; see [`active`].
 pub const ACTIVE_CHECKS: &[(&str, &str)] = &[
     ("probe-pod-to-pod", "Probe pods on every ordered node pair reach each other (ICMP, TCP)"),
     ("probe-clusterip", "A probe Service with a backend on every node answers from every node"),
@@ -154,16 +159,23 @@ pub enum ActiveSkip {
     PassiveRequested,
     /// The connection is read-only (`--read-only` or the context's setting).
     ReadOnly,
-    /// Armed, but this version has no active checks.
+    /// Armed, but this caller runs the passive checks only (the cockpit's overlay).
     NotBuilt,
+    /// Armed: the active checks ran (only the unbuilt Longhorn volume check is skipped).
+    Ran,
 }
+
+/// Why `probe-longhorn-volume` is always skipped.
+pub const LONGHORN_SKIP: &str =
+    "not built in this version (a PVC written on one node and read back on another); see longhorn-csi";
 
 impl ActiveSkip {
     pub fn reason(self) -> &'static str {
         match self {
             ActiveSkip::PassiveRequested => "--passive",
             ActiveSkip::ReadOnly => "read-only mode",
-            ActiveSkip::NotBuilt => "active checks are not built in this version",
+            ActiveSkip::NotBuilt => "this caller runs the passive checks only; run `cutover validate` armed",
+            ActiveSkip::Ran => LONGHORN_SKIP,
         }
     }
 }
@@ -199,8 +211,13 @@ pub struct CheckResult {
 
 impl CheckResult {
     pub fn new(check: PassiveCheck, results: Vec<SubResult>, notes: Vec<String>) -> CheckResult {
+        CheckResult::from_parts(check.id(), check.title(), results, notes)
+    }
+
+    /// Any check (the active ones too) by id and title.
+    pub fn from_parts(id: &str, title: &str, results: Vec<SubResult>, notes: Vec<String>) -> CheckResult {
         let state = results.iter().map(|r| r.state).max().unwrap_or(State::Unknown);
-        CheckResult { id: check.id().into(), title: check.title().into(), state, results, notes }
+        CheckResult { id: id.into(), title: title.into(), state, results, notes }
     }
 }
 
@@ -305,6 +322,7 @@ pub fn report_from(observation: &observe::Observation, opts: &PassiveOptions) ->
     let skipped = ACTIVE_CHECKS
         .iter()
         .filter(|(id, _)| opts.selection.includes(id))
+        .filter(|(id, _)| opts.active_skip != ActiveSkip::Ran || *id == "probe-longhorn-volume")
         .map(|(id, title)| Skipped {
             id: (*id).into(),
             title: (*title).into(),
@@ -339,10 +357,15 @@ pub struct ValidateArgs {
     /// Run only these checks (repeatable, or comma-separated).
     #[arg(long, value_name = "CHECK", num_args = 1..)]
     pub only: Vec<String>,
-    /// Passive checks only (read-only; no probe objects). This version runs only passive checks
-    /// in any case; the active ones are listed as skipped.
+    /// Passive checks only (no probe objects, no change at all). Read-only mode implies it.
     #[arg(long)]
     pub passive: bool,
+    /// Remove the probe objects earlier runs left behind (listed at the start) without asking.
+    #[arg(long)]
+    pub yes: bool,
+    /// Take over the cluster lock if it is stale (e.g. a killed run held it).
+    #[arg(long)]
+    pub take_over_stale_lock: bool,
     /// How long to read the live flow stream: a Go duration (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_name = "DUR")]
     pub window: String,
@@ -388,20 +411,100 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
     } else if conn.read_only {
         ActiveSkip::ReadOnly
     } else {
-        ActiveSkip::NotBuilt
+        ActiveSkip::Ran
     };
     let relay = match &global.hubble_server {
         Some(addr) => RelayTarget::Address(addr.clone()),
         None => RelayTarget::Kube { client: conn.client.clone(), namespace: settings.cilium.namespace.clone() },
     };
-    let opts = PassiveOptions { selection, window, active_skip };
-    let report = match run_passive(&conn.client, &relay, &opts).await {
+    let armed = active_skip == ActiveSkip::Ran;
+    let want_active = armed && !active::runnable(&selection).is_empty();
+    let opts = PassiveOptions { selection: selection.clone(), window, active_skip };
+    let mut report = match run_passive(&conn.client, &relay, &opts).await {
         Ok(r) => r,
         Err(ValidateError::Unreachable(m)) => {
             eprintln!("cutover validate: {m}");
             return Ok(ExitCode::from(EXIT_UNREACHABLE));
         }
     };
+    // Leftovers of earlier runs (listing reads only), after the passive checks could read.
+    let leftovers = list_leftovers(&conn.client).await;
+    let mut door = None;
+    if armed && (want_active || (args.yes && leftovers.as_ref().is_ok_and(|l| !l.is_empty()))) {
+        let journal =
+            crate::runbook::journal::Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut runner = crate::runbook::runner::Runner::new(&conn, &settings.argo.namespace, journal, tx)
+            .map_err(|e| color_eyre::eyre::eyre!(e))?;
+        runner.lease_config_mut().duration = settings.runbook.lock_duration();
+        door = Some(RunnerDoor {
+            runner,
+            rx,
+            confirmed: "ran `cutover validate`".into(),
+            take_over_stale_lock: args.take_over_stale_lock,
+        });
+    }
+    match &leftovers {
+        Ok(left) if !left.is_empty() => {
+            eprintln!("cutover validate: {} probe object(s) of earlier runs are left:", left.len());
+            for l in left {
+                eprintln!("  {l}");
+            }
+            match door.as_mut() {
+                Some(d) if args.yes => {
+                    d.confirmed = "--yes on the command line".into();
+                    match active::Door::run(
+                        d,
+                        crate::app::action::Operation::ProbeDelete {
+                            run: None,
+                            why: "leftovers of earlier validation runs".into(),
+                        },
+                    )
+                    .await
+                    {
+                        Ok(m) => eprintln!("cutover validate: {m}"),
+                        Err(e) => eprintln!("cutover validate: removing them failed: {e}"),
+                    }
+                    d.confirmed = "ran `cutover validate`".into();
+                }
+                _ if conn.read_only => eprintln!("cutover validate: read-only mode: listed only, nothing removed"),
+                _ if args.passive => eprintln!("cutover validate: --passive: listed only, nothing removed"),
+                _ => eprintln!("cutover validate: pass --yes to remove them"),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("cutover validate: cannot look for probe objects of earlier runs: {e}"),
+    }
+    if let (true, Some(door)) = (want_active, door.as_mut()) {
+        let cfg = probe_config(&settings);
+        let run = probes::new_run_id();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let say = |m: String| eprintln!("cutover validate: {m}");
+        let start = std::time::Instant::now();
+        let mut signals = crate::tui::Signals::new().wrap_err("cannot watch for signals")?;
+        let fut = active::run_active(&conn.client, door, &relay, &cfg, &selection, &run, &say, &cancel);
+        tokio::pin!(fut);
+        let mut interrupted = false;
+        let outcome = loop {
+            tokio::select! {
+                o = &mut fut => break o,
+                why = signals.next() => {
+                    if interrupted {
+                        eprintln!("cutover validate: {why} again: stopping now; the probes of run {run} are left (the next run lists them)");
+                        return Ok(ExitCode::from(4));
+                    }
+                    interrupted = true;
+                    eprintln!("cutover validate: {why}: stopping the probes of run {run} and removing them (again to stop at once)");
+                    cancel.cancel();
+                }
+            }
+        };
+        if let Err(e) = &outcome.cleanup {
+            eprintln!("cutover validate: cleanup of run {run}: {e}");
+        }
+        report.checks.extend(outcome.checks);
+        report.elapsed += start.elapsed();
+    }
     let text = match args.output {
         Output::Text => output::text(&report),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&report).wrap_err("encoding the report")?),
@@ -409,6 +512,82 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
     };
     crate::cli::write_stdout(&text).wrap_err("writing the report to stdout")?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The probes' settings.
+pub fn probe_config(settings: &crate::settings::Settings) -> probes::ProbeConfig {
+    let v = &settings.validate;
+    probes::ProbeConfig {
+        namespace: v.namespace.clone(),
+        image: v.image.clone(),
+        timeout: v.timeout(),
+        url: v.url.clone(),
+        cluster_name: v.cluster_name.clone(),
+        ingress_service: v.ingress_service.clone(),
+    }
+}
+
+/// The probe objects of earlier runs (`kind namespace/name (run X)`), by label, in every
+/// namespace. Reads only.
+pub async fn list_leftovers(read: &kube::Client) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    use kube::api::{Api, ListParams};
+    let lp = ListParams::default().labels(&probes::selector(None));
+    let line = |kind: &str, m: &kube::api::ObjectMeta| {
+        let run = m.labels.as_ref().and_then(|l| l.get(probes::RUN_LABEL)).cloned().unwrap_or_default();
+        format!("{kind} {}/{} (run {run})", m.namespace.as_deref().unwrap_or(""), m.name.as_deref().unwrap_or(""))
+    };
+    let err = |e: kube::Error| crate::cluster::client::redact(&e.to_string());
+    let timeout = Duration::from_secs(30);
+    let within = |what: &'static str| move |_| format!("listing {what}: no answer within 30s");
+    let mut out = Vec::new();
+    let jobs = tokio::time::timeout(timeout, Api::<Job>::all(read.clone()).list_metadata(&lp))
+        .await
+        .map_err(within("jobs"))?
+        .map_err(err)?;
+    out.extend(jobs.items.iter().map(|j| line("job", &j.metadata)));
+    let pods = tokio::time::timeout(timeout, Api::<Pod>::all(read.clone()).list_metadata(&lp))
+        .await
+        .map_err(within("pods"))?
+        .map_err(err)?;
+    out.extend(pods.items.iter().map(|p| line("pod", &p.metadata)));
+    let svcs = tokio::time::timeout(timeout, Api::<Service>::all(read.clone()).list_metadata(&lp))
+        .await
+        .map_err(within("services"))?
+        .map_err(err)?;
+    out.extend(svcs.items.iter().map(|s| line("service", &s.metadata)));
+    Ok(out)
+}
+
+/// The runner as the active checks' door: starts one operation and waits for its result,
+/// printing its progress on stderr.
+struct RunnerDoor {
+    runner: crate::runbook::runner::Runner,
+    rx: tokio::sync::mpsc::UnboundedReceiver<crate::runbook::runner::RunEvent>,
+    confirmed: String,
+    take_over_stale_lock: bool,
+}
+
+impl active::Door for RunnerDoor {
+    async fn run(&mut self, op: crate::app::action::Operation) -> Result<String, crate::runbook::executor::ExecError> {
+        use crate::runbook::executor::ExecError;
+        use crate::runbook::runner::{RunEvent, RunRequest};
+        let preview = op.explain();
+        let take_over = self.take_over_stale_lock;
+        let confirmed =
+            if take_over { format!("{}; --take-over-stale-lock", self.confirmed) } else { self.confirmed.clone() };
+        self.runner.start(RunRequest { op, preview, confirmed, take_over_stale_lock: take_over })?;
+        loop {
+            match self.rx.recv().await {
+                Some(RunEvent::Progress { op, text }) => eprintln!("cutover validate: {}: {text}", op.title()),
+                Some(RunEvent::Done { result, .. }) => return result,
+                // Node phases come only from the runbook's node step.
+                Some(RunEvent::Node { .. }) => {}
+                None => return Err(ExecError::Failed("the runner stopped without a result".into())),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -461,7 +640,8 @@ mod tests {
 
     #[test]
     fn skip_reasons() {
-        assert_eq!(ActiveSkip::NotBuilt.reason(), "active checks are not built in this version");
+        assert!(ActiveSkip::NotBuilt.reason().starts_with("this caller runs the passive checks only"));
+        assert_eq!(ActiveSkip::Ran.reason(), LONGHORN_SKIP);
         assert_eq!(ActiveSkip::PassiveRequested.reason(), "--passive");
         assert_eq!(ActiveSkip::ReadOnly.reason(), "read-only mode");
     }

@@ -247,6 +247,17 @@ pub async fn observe(
 /// Reads the live flow stream (new flows only, as `cutover flows -f` without a backlog) for
 /// `window`, reducing each flow to a [`FlowFact`].
 pub async fn read_flows(relay: &RelayTarget, window: Duration) -> Result<FlowWindow, String> {
+    read_flows_until(relay, window, &tokio_util::sync::CancellationToken::new(), |_| true).await
+}
+
+/// [`read_flows`] until `stop` is cancelled (at most `window`), keeping only the facts `keep`
+/// accepts (all are counted in `seen`).
+pub async fn read_flows_until(
+    relay: &RelayTarget,
+    window: Duration,
+    stop: &tokio_util::sync::CancellationToken,
+    keep: impl Fn(&FlowFact) -> bool,
+) -> Result<FlowWindow, String> {
     let label = relay.describe();
     let channel = match tokio::time::timeout(RELAY_CONNECT_TIMEOUT, relay.connect()).await {
         Ok(Ok(c)) => c,
@@ -269,14 +280,17 @@ pub async fn read_flows(relay: &RelayTarget, window: Duration) -> Result<FlowWin
     loop {
         let next = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
+            _ = stop.cancelled() => break,
             m = stream.message() => m,
         };
         match next {
             Ok(Some(resp)) => match resp.response_types {
                 Some(ResponseTypes::Flow(f)) => {
                     w.seen += 1;
-                    if w.facts.len() < MAX_FACTS {
-                        w.facts.push(FlowFact::from_flow(&f));
+                    let fact = FlowFact::from_flow(&f);
+                    if !keep(&fact) {
+                    } else if w.facts.len() < MAX_FACTS {
+                        w.facts.push(fact);
                     } else {
                         w.not_kept += 1;
                     }

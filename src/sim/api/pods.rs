@@ -181,6 +181,20 @@ pub fn log(state: &Arc<ApiState>, p: &ObjectPath, q: &Query) -> Result<Response<
             "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
         )));
     }
+    let limit = q.get("limitBytes").and_then(|t| t.parse::<usize>().ok());
+    if crate::sim::probes::is_probe_client(&pod) {
+        // A probe client's output comes from the network model; logs are kept after it ends.
+        let faults = state.shared.faults.borrow().clone();
+        let full = crate::sim::probes::probe_log(&state.shared.store, &faults, &pod);
+        let lines: Vec<&str> = full.lines().collect();
+        let tail = q.get("tailLines").and_then(|t| t.parse::<usize>().ok()).unwrap_or(lines.len());
+        let mut text = String::new();
+        for l in lines.iter().skip(lines.len().saturating_sub(tail)) {
+            text.push_str(l);
+            text.push('\n');
+        }
+        return Ok(text_response(limit_bytes(text, limit)));
+    }
     let created = s(&pod, "/metadata/creationTimestamp").parse::<jiff::Timestamp>().unwrap_or(state.shared.store.now());
     let msgs: &[&str] = if image.contains("cilium") {
         &[
@@ -222,11 +236,31 @@ pub fn log(state: &Arc<ApiState>, p: &ObjectPath, q: &Query) -> Result<Response<
             timestamps,
         )
     } else {
-        Body::from(text)
+        Body::from(limit_bytes(text, limit))
     };
     let mut r = Response::new(body);
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(r)
+}
+
+/// `limitBytes`: the first N bytes of the log, as the kubelet cuts it (may end mid-line).
+fn limit_bytes(mut text: String, limit: Option<usize>) -> String {
+    if let Some(n) = limit
+        && text.len() > n
+    {
+        let mut cut = n;
+        while cut > 0 && !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+fn text_response(text: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
 }
 
 /// `follow=true`: the lines so far, then a new line every few (simulated) seconds while the pod

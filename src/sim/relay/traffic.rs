@@ -70,6 +70,9 @@ pub(crate) struct TopoIndex {
     metrics_server: Vec<usize>,
     clients: Vec<usize>,
     service_names: Vec<String>,
+    /// cutover's validation probes (`cutover.io/probe=client|server`).
+    probe_clients: Vec<usize>,
+    probe_servers: Vec<usize>,
 }
 
 impl TopoIndex {
@@ -147,6 +150,12 @@ impl TopoIndex {
             }
             if !p.host_network && p.node.is_some() {
                 idx.clients.push(i);
+            }
+            if has_label(i, "cutover.io/probe=client") {
+                idx.probe_clients.push(i);
+            }
+            if has_label(i, "cutover.io/probe=server") {
+                idx.probe_servers.push(i);
             }
         }
         for s in &t.services {
@@ -240,6 +249,10 @@ impl TrafficGen {
     /// without a ready Cilium agent are left out. Times are filled in by the caller.
     pub fn generate(&mut self, t: &TopoIndex, faults: &ActiveFaults, min_flows: usize, out: &mut Observed) {
         let start = out.len();
+        // Probe clients that run now ping and connect to the servers on the other nodes.
+        if !t.probe_clients.is_empty() {
+            self.probes(t, faults, out);
+        }
         let mut guard = 0;
         while out.len() - start < min_flows && guard < min_flows * 4 + 16 {
             guard += 1;
@@ -709,6 +722,22 @@ impl TrafficGen {
             dst_service: Some(app.service.clone()),
         };
         self.conversation(t, faults, &c, out);
+    }
+
+    /// Each running probe client: ICMP echo and TCP 8080 to a probe server on every other node.
+    fn probes(&mut self, t: &TopoIndex, faults: &ActiveFaults, out: &mut Observed) {
+        for &client in &t.probe_clients {
+            for &server in &t.probe_servers {
+                if t.pods[client].node == t.pods[server].node {
+                    continue;
+                }
+                for (proto, dport) in [(Proto::Icmp, 0), (Proto::Tcp, 8080)] {
+                    let sport = if proto == Proto::Tcp { self.ephemeral() } else { 0 };
+                    let c = Conv { src: Ep::Pod(client), dst: Ep::Pod(server), proto, sport, dport, dst_service: None };
+                    self.conversation(t, faults, &c, out);
+                }
+            }
+        }
     }
 
     fn longhorn(&mut self, t: &TopoIndex, faults: &ActiveFaults, out: &mut Observed) {

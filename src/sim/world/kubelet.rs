@@ -60,6 +60,10 @@ pub struct PodRt {
     /// Cilium endpoint id (0 = not a Cilium endpoint).
     pub endpoint_id: u32,
     pub container_ids: Vec<String>,
+    /// A run-to-completion pod (a Job's, `restartPolicy` Never/OnFailure): when its containers
+    /// exit 0 (simulated), and whether they have.
+    pub completes_at: Option<f64>,
+    pub completed: bool,
     /// Fingerprint of what the last status write was computed from, and the pod's
     /// resourceVersion after it (nothing changed → no need to rebuild the status).
     pub written: Option<(u64, String)>,
@@ -136,6 +140,12 @@ fn image_id(image: &str) -> String {
     format!("{repo}@sha256:{}", o::sha_hex(image))
 }
 
+/// A Job's pod whose containers end (`restartPolicy` Never or OnFailure).
+fn runs_to_completion(pod: &Value) -> bool {
+    o::controller_of(pod).is_some_and(|c| c.kind == "Job")
+        && matches!(o::s(pod, "/spec/restartPolicy"), "Never" | "OnFailure")
+}
+
 impl World {
     fn new_rt(&self, pod: &Value, node: &str) -> PodRt {
         let k = self.nodes.get(node);
@@ -161,6 +171,8 @@ impl World {
             terminating_since: None,
             endpoint_id: 0,
             container_ids: Vec::new(),
+            completes_at: None,
+            completed: false,
             written: None,
         }
     }
@@ -415,6 +427,17 @@ impl World {
                 }
             }
         }
+        if runs_to_completion(pod) {
+            let at = *rt.completes_at.get_or_insert(self.now + timing::JOB_RUN);
+            if self.now >= at {
+                rt.completed = true;
+                rt.ready = false;
+                rt.ready_at = None;
+            }
+            if rt.completed {
+                return;
+            }
+        }
         if let Some(cause) = rt.crash_cause.clone() {
             self.crash_step(pod, rt, &cause, main.first().map(|c| c.0.clone()).unwrap_or_default());
             return;
@@ -542,7 +565,8 @@ impl World {
 
     fn write_pod_status(&self, pod: &Value, rt: &mut PodRt) {
         let fp = o::fnv64(&format!(
-            "{}|{}|{:?}|{}|{:?}|{}|{}|{}|{}",
+            "{}|{}|{}|{:?}|{}|{:?}|{}|{}|{}|{}",
+            rt.completed,
             rt.running,
             rt.ready,
             rt.sandbox,
@@ -630,6 +654,11 @@ impl World {
                     st["containerID"] = json!(format!("containerd://{}", rt.container_ids.get(i).cloned().unwrap_or_default()));
                     st["state"] = json!({"running": {"startedAt": rt.started_ts}});
                 }
+                if rt.completed {
+                    st["started"] = json!(false);
+                    st["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": rt.started_ts,
+                        "finishedAt": rt.started_ts, "containerID": st["containerID"].clone()}});
+                }
                 if i == 0 {
                     if let Some(c) = &rt.crash
                         && c.in_backoff
@@ -648,7 +677,7 @@ impl World {
             })
             .collect();
         let mut status = json!({
-            "phase": if rt.running { "Running" } else { "Pending" },
+            "phase": if rt.completed { "Succeeded" } else if rt.running { "Running" } else { "Pending" },
             "conditions": conds,
             "containerStatuses": statuses,
             "hostIP": self.nodes.get(&rt.node).map(|k| k.ip.clone()).unwrap_or_default(),

@@ -63,6 +63,8 @@ pub mod timing {
     /// Cilium agent Running → Ready: AGENT_READY + node index × AGENT_STAGGER (node by node).
     pub const AGENT_READY: f64 = 4.0;
     pub const AGENT_STAGGER: f64 = 3.0;
+    /// A Job's pod (a probe client) runs this long, then its containers exit 0.
+    pub const JOB_RUN: f64 = 8.0;
     /// A crashing container runs this long before it exits.
     pub const CRASH_RUN: f64 = 1.5;
     /// Graceful termination takes min(grace period, this).
@@ -261,6 +263,9 @@ impl World {
             }
             if let Some(c) = &rt.crash {
                 at(c.until);
+            }
+            if let (false, Some(t)) = (rt.completed, rt.completes_at) {
+                at(t);
             }
             if let Some(t) = rt.terminating_since {
                 at(t + timing::TERMINATE_MAX);

@@ -1,6 +1,7 @@
 //! Workload controllers: Deployments (ReplicaSets, rolling/recreate updates), ReplicaSets,
 //! DaemonSets (one pod per eligible node, rolling updates with maxUnavailable), StatefulSets
-//! (ordered pods and their PVCs), Jobs (complete at once, no pods), and the garbage collector
+//! (ordered pods and their PVCs), Jobs (cutover's probe Jobs run a pod; others complete at once,
+//! no pods), and the garbage collector
 //! (dependents of deleted owners go too).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -722,16 +723,75 @@ impl World {
         }
     }
 
-    /// Jobs complete without running pods (only the certgen Job uses them here).
+    /// Jobs labelled `app.kubernetes.io/managed-by=cutover` (the validation probes) run one pod
+    /// from their template and complete (or fail) with it, as the Job controller does for
+    /// `completions: 1, parallelism: 1`. Other Jobs (the certgen hook) complete at once without
+    /// pods.
     fn jobs_tick(&mut self) {
         let (jobs, _) = self.store.list(res(ids::JOBS), None);
+        let (pods, _) = self.store.list(res(ids::PODS), None);
         let now = self.now_str.clone();
-        for j in jobs.iter().filter(|j| j.pointer("/status/succeeded").is_none() && !o::is_terminating(j)) {
-            let _ = self.store.mutate(res(ids::JOBS), o::namespace(j), o::name(j), |x| {
-                x["status"] = json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
-                    "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}]});
-                Ok(())
-            });
+        for j in jobs.iter().filter(|j| !o::is_terminating(j)) {
+            let finished = j.pointer("/status/succeeded").is_some_and(|n| n.as_i64().unwrap_or(0) > 0)
+                || j.pointer("/status/failed").is_some_and(|n| n.as_i64().unwrap_or(0) > 0);
+            if finished {
+                continue;
+            }
+            if o::labels(j).get("app.kubernetes.io/managed-by").map(String::as_str) != Some("cutover") {
+                let _ = self.store.mutate(res(ids::JOBS), o::namespace(j), o::name(j), |x| {
+                    x["status"] = json!({"startTime": now, "completionTime": now, "succeeded": 1, "ready": 0, "terminating": 0,
+                        "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}]});
+                    Ok(())
+                });
+                continue;
+            }
+            let ns = o::namespace(j).to_string();
+            let mine = owned_by(&pods, o::uid(j));
+            if mine.is_empty() && j.pointer("/status/startTime").is_none() {
+                let template = j.pointer("/spec/template").cloned().unwrap_or(json!({}));
+                let uid = o::uid(j).to_string();
+                let name = o::name(j).to_string();
+                let extra = [
+                    ("batch.kubernetes.io/controller-uid", uid.clone()),
+                    ("batch.kubernetes.io/job-name", name.clone()),
+                    ("controller-uid", uid),
+                    ("job-name", name.clone()),
+                ];
+                let pod = self.pod_from_template(j, &template, &extra);
+                if self.create_pod(&ns, pod, Some(&format!("{name}-")), None) {
+                    let _ = self.store.mutate(res(ids::JOBS), &ns, &name, |x| {
+                        x["status"] = json!({"startTime": now, "active": 1, "ready": 0, "terminating": 0});
+                        Ok(())
+                    });
+                }
+                continue;
+            }
+            let phase = |p: &Arc<Value>| o::s(p, "/status/phase").to_string();
+            let succeeded = mine.iter().filter(|p| phase(p) == "Succeeded").count();
+            let failed = mine.iter().filter(|p| phase(p) == "Failed").count();
+            let active = mine.len() - succeeded - failed;
+            let start = o::s(j, "/metadata/creationTimestamp").to_string();
+            let start = j.pointer("/status/startTime").and_then(Value::as_str).unwrap_or(&start).to_string();
+            let status = if succeeded > 0 {
+                json!({"startTime": start, "completionTime": now, "succeeded": succeeded, "active": 0, "ready": 0, "terminating": 0,
+                    "conditions": [
+                        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
+                        {"type": "Complete", "status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now}]})
+            } else if failed > 0 {
+                json!({"startTime": start, "failed": failed, "active": 0, "ready": 0, "terminating": 0,
+                    "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now}]})
+            } else {
+                json!({"startTime": start, "active": active, "ready": 0, "terminating": 0})
+            };
+            if j.get("status") != Some(&status)
+                && (succeeded + failed > 0
+                    || j.pointer("/status/active").and_then(Value::as_u64) != Some(active as u64))
+            {
+                let _ = self.store.mutate(res(ids::JOBS), &ns, o::name(j), |x| {
+                    x["status"] = status;
+                    Ok(())
+                });
+            }
         }
     }
 
