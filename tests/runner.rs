@@ -164,7 +164,7 @@ async fn done(
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(RunEvent::Progress { text, .. })) => lines.push(text),
             Ok(Some(RunEvent::Done { result, .. })) => return (lines, result),
-            Ok(Some(RunEvent::Node { .. })) => {}
+            Ok(Some(RunEvent::Node { .. } | RunEvent::Report { .. })) => {}
             Ok(None) => panic!("runner channel closed"),
             Err(_) => panic!("no result within {within:?}; progress so far:\n{}", lines.join("\n")),
         }
@@ -185,7 +185,7 @@ async fn progress_with(rx: &mut mpsc::UnboundedReceiver<RunEvent>, needle: &str)
                     return lines;
                 }
             }
-            Ok(Some(RunEvent::Node { .. })) => {}
+            Ok(Some(RunEvent::Node { .. } | RunEvent::Report { .. })) => {}
             Ok(Some(RunEvent::Done { result, .. })) => {
                 panic!("ended before {needle:?}: {result:?}\n{}", lines.join("\n"))
             }
@@ -537,4 +537,80 @@ async fn a_skip_is_journaled_as_skipped_with_its_acknowledgement_and_sends_nothi
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     e.sim.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leaves_nothing() {
+    use cutover::runbook::plan::Runbook;
+    use cutover::runbook::steps::StepEnv;
+    let sim = Sim::start(SimOptions { scenario: "migrated".into(), speed: 8.0, ..Default::default() })
+        .await
+        .expect("sim starts");
+    let global =
+        GlobalArgs { kubeconfig: Some(sim.kubeconfig.clone()), context: Some("sim".into()), ..Default::default() };
+    let conn = connect(&global, |_| false).await.expect("connects");
+    let dir = TempDir::new().expect("tmp");
+    let journal = Journal::at(dir.path.join("journal").join("sim.jsonl"));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut r = Runner::new(&conn, "argocd", journal.clone(), tx).expect("runner");
+    let settings = std::sync::Arc::new(cutover::settings::Settings::default());
+    let mut env = StepEnv::new(settings, std::sync::Arc::new(Runbook::built_in()))
+        .with_relay(cutover::hubble::client::RelayTarget::Address(sim.relay_addr.to_string()));
+    env.validate_window = Duration::from_secs(3);
+    r.enable_runbook(env);
+    r.start(req(Operation::Validate)).expect("starts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    let mut report = None;
+    let result = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(RunEvent::Report { report: rep, .. })) => report = Some(rep),
+            Ok(Some(RunEvent::Done { result, .. })) => break result,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("runner channel closed"),
+            Err(_) => panic!("no result in time"),
+        }
+    };
+    let report = report.expect("the report comes before the end");
+    for id in ["probe-pod-to-pod", "probe-clusterip", "probe-nodeport", "probe-loadbalancer", "probe-dns-egress"] {
+        let c = report.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("{id} ran"));
+        assert!(!c.results.is_empty(), "{id} has its subjects");
+        assert!(c.results.iter().all(|r| !r.evidence.is_empty()), "{id}: every subject with evidence");
+    }
+    for c in &report.checks {
+        eprintln!("{} {}", c.id, c.state.as_str());
+    }
+    // The end says what the report says.
+    let green = report.exit_code() == cutover::validate::EXIT_GREEN;
+    assert_eq!(result.is_ok(), green, "{result:?}");
+    // Nothing of the run is left, and the journal has the operation and its probe writes.
+    let admin = {
+        let kc = kube::config::Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
+        let opts = kube::config::KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config")).expect("client")
+    };
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=cutover");
+    let pods = Api::<Pod>::all(admin.clone()).list(&lp).await.expect("pods");
+    let left: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(left.is_empty(), "probe pods left: {left:?}");
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::all(admin.clone()).list(&lp).await.expect("jobs");
+    assert!(jobs.items.is_empty(), "probe Jobs left");
+    let svcs = Api::<k8s_openapi::api::core::v1::Service>::all(admin).list(&lp).await.expect("services");
+    assert!(svcs.items.is_empty(), "probe Services left");
+    let v = journal.read().expect("journal reads");
+    assert_eq!(v.bad, None, "journal chain");
+    assert!(
+        v.entries.iter().any(|e| matches!(&e.record, Record::Intent { title, .. } if title.starts_with("validate"))),
+        "intent journaled"
+    );
+    // Read-only: the same operation is refused, nothing sent.
+    let ro = connect(&GlobalArgs { read_only: true, ..global }, |_| false).await.expect("connects");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let mut r = Runner::new(&ro, "argocd", Journal::at(dir.path.join("ro.jsonl")), tx).expect("runner");
+    assert!(r.start(req(Operation::Validate)).is_err(), "read-only refuses it");
 }

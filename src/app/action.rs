@@ -31,6 +31,10 @@ pub enum Operation {
     /// Deletes the probe objects of run `run`, or (`None`) of every run (leftovers), in every
     /// namespace, found by their labels.
     ProbeDelete { run: Option<String>, why: String },
+    /// The cockpit's validation with the active checks (`v`, then `a`): the passive checks, then
+    /// one probe run (its objects created and deleted inside this one operation, as the
+    /// runbook's `validate` step does). Changes nothing but the probe objects.
+    Validate,
 }
 
 impl Operation {
@@ -46,6 +50,7 @@ impl Operation {
                 format!("probes/{run}")
             }
             Operation::ProbeDelete { run: None, .. } => "probes/earlier-runs".into(),
+            Operation::Validate => "validation/active".into(),
         }
     }
 
@@ -62,6 +67,7 @@ impl Operation {
             Operation::Step { id, .. } | Operation::SkipStep { id, .. } => id,
             Operation::ProbeCreate { run, .. } | Operation::ProbeDelete { run: Some(run), .. } => run,
             Operation::ProbeDelete { run: None, .. } => "earlier-runs",
+            Operation::Validate => "validation",
         }
     }
 
@@ -78,6 +84,7 @@ impl Operation {
             Operation::ProbeCreate { run, what, .. } => format!("create probes {run} ({what})"),
             Operation::ProbeDelete { run: Some(run), .. } => format!("delete probes {run}"),
             Operation::ProbeDelete { run: None, .. } => "delete probes of earlier runs".into(),
+            Operation::Validate => "validate (passive and active checks)".into(),
         }
     }
 
@@ -125,6 +132,15 @@ impl Operation {
                     crate::validate::probes::selector(run.as_deref())
                 ),
                 "Nothing else is touched: only objects cutover's validation runs created carry these labels.".into(),
+            ],
+            Operation::Validate => vec![
+                "Read the cluster and the flow stream (the passive checks), then run the active checks:".into(),
+                "CREATE one probe server Pod per Ready node, a probe Service and one client Job per node".into(),
+                format!(
+                    "(labelled {}, in [validate] namespace), read the clients' logs and the relay,",
+                    crate::validate::probes::selector(None)
+                ),
+                "then DELETE every object of the run, also after a failure or x. Nothing else is changed.".into(),
             ],
         }
     }

@@ -127,7 +127,7 @@ pub static KEYMAP: &[Binding] = &[
         "v",
         G,
         Action::Validate,
-        "validation: the passive checks (flows, DNS, drops, Longhorn CSI, LB IP), read-only; v again reruns",
+        "validation: the passive checks (flows, DNS, drops, Longhorn CSI, LB IP), read-only; v reruns; armed, a adds the probes",
     ),
     key(
         KeyCode::Char('b'),

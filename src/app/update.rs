@@ -152,6 +152,10 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             }
             Vec::new()
         }
+        AppEvent::Run(crate::runbook::runner::RunEvent::Report { report, .. }) => {
+            // The active validation's report: the overlay shows it like a passive one.
+            update(state, AppEvent::Validated(Ok(report)))
+        }
         AppEvent::Run(crate::runbook::runner::RunEvent::Node { op, work }) => {
             if let Some(r) = state.running.as_mut().filter(|r| r.op == op) {
                 r.node_work = work;
@@ -160,6 +164,11 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
         }
         AppEvent::Started(op) => {
             state.log(Level::Info, format!("{}: running (x cancels)", op.title()));
+            if op == Operation::Validate {
+                // Its live progress is in the overlay.
+                state.ui.validate_open = true;
+                state.ui.validate_scroll = 0;
+            }
             state.running = Some(crate::app::state::RunningOp {
                 op,
                 started: state.now,
@@ -558,6 +567,20 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 if state.validating.is_none() {
                     state.validating = Some(state.now);
                     return vec![Command::RunValidate];
+                }
+            }
+            // The active checks too: they create probe objects, so armed only, confirmed.
+            KeyCode::Char('a') => {
+                if state.mode == Mode::ReadOnly {
+                    state.log(
+                        Level::Warn,
+                        "read-only: the active checks create probe pods, a Service and Jobs; not in read-only mode",
+                    );
+                } else if state.running.is_some() {
+                    state.log(Level::Warn, "an operation is running: the active checks wait until it ends");
+                } else {
+                    state.ui.validate_open = false;
+                    state.ui.confirm = Some(Pending::new(Operation::Validate));
                 }
             }
             KeyCode::Char('q') => return request_quit(state),

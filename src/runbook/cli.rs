@@ -138,7 +138,7 @@ pub async fn run(what: Headless, global: &GlobalArgs) -> Result<ExitCode> {
             ev = rx.recv() => match ev {
                 Some(RunEvent::Progress { op, text }) => eprintln!("{}: {text}", op.title()),
                 Some(RunEvent::Done { op, result }) => return Ok(report(&op, result)),
-                Some(RunEvent::Node { .. }) => {}
+                Some(RunEvent::Node { .. } | RunEvent::Report { .. }) => {}
                 None => return Err(eyre!("the runner stopped without a result")),
             },
             why = signals.next() => {

@@ -122,6 +122,11 @@ impl Progress {
         let _ = self.tx.send(RunEvent::Progress { op: self.op.clone(), text: text.into() });
     }
 
+    /// A validation report, for the cockpit's overlay.
+    pub fn report(&self, report: crate::validate::Report) {
+        let _ = self.tx.send(RunEvent::Report { op: self.op.clone(), report: Box::new(report) });
+    }
+
     /// The same progress, reporting the phases of work on `node`.
     pub fn for_node(&self, node: &str) -> Progress {
         Progress { node: Some(node.to_string()), ..self.clone() }
@@ -209,6 +214,17 @@ impl Executor {
                 self.probe_create(run, namespace, objects, progress, cancel).await
             }
             Operation::ProbeDelete { run, .. } => self.probe_delete(run.as_deref(), progress, cancel).await,
+            Operation::Validate => match &self.steps {
+                Some((env, _)) => {
+                    let (summary, report) =
+                        super::steps::validate_all(self, env, "validate", false, progress, cancel).await?;
+                    progress.report(report);
+                    summary
+                }
+                None => {
+                    Err(ExecError::Refused("validate: this runner has no runbook settings; nothing was sent".into()))
+                }
+            },
         }
     }
 

@@ -297,7 +297,7 @@ async fn drive(
                 ev = rx.recv() => match ev {
                     Some(RunEvent::Progress { text, .. }) => say(&format!("  {text}")),
                     Some(RunEvent::Done { result, .. }) => break result,
-                    Some(RunEvent::Node { .. }) => {}
+                    Some(RunEvent::Node { .. } | RunEvent::Report { .. }) => {}
                     None => return Err(eyre!("the runner stopped without a result")),
                 },
                 why = signals.next() => {

@@ -31,6 +31,8 @@ pub enum RunEvent {
     Progress { op: Operation, text: String },
     /// The node step's node in work and its phase; `None` when no node is in work any more.
     Node { op: Operation, work: Option<super::node_work::NodeWork> },
+    /// A validation report the operation produced (`Operation::Validate`), sent before `Done`.
+    Report { op: Operation, report: Box<crate::validate::Report> },
     /// The operation ended. `result` is the summary or why it stopped; the message says what is
     /// true when it is printed.
     Done { op: Operation, result: Result<String, ExecError> },

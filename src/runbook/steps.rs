@@ -433,7 +433,7 @@ pub(crate) async fn run(
         StepKind::ArgoRefresh => exec.refresh(&app).await,
         StepKind::ArgoSync => exec.sync(&app).await,
         StepKind::ArgoWait => wait(env, read, step, progress, cancel).await,
-        StepKind::Validate => validate(exec, env, read, step, progress, cancel).await,
+        StepKind::Validate => validate(exec, env, step, progress, cancel).await,
         StepKind::NodeCutover => super::steps_node::run(exec, env, step, journal, progress, cancel).await,
     }
 }
@@ -575,31 +575,44 @@ impl crate::validate::active::Door for StepDoor<'_> {
 async fn validate(
     exec: &Executor,
     env: &StepEnv,
-    read: &kube::Client,
     step: &Step,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<String, ExecError> {
+    let (summary, _) = validate_all(exec, env, &step.id, true, progress, cancel).await?;
+    summary
+}
+
+/// The passive checks, then one probe run of the active checks through the executor (its
+/// objects created and deleted inside this operation): the summary (`Err` when not every check
+/// is green) and the report. `Err` outside: nothing could be judged (no relay, no reads).
+pub(crate) async fn validate_all(
+    exec: &Executor,
+    env: &StepEnv,
+    what: &str,
+    in_runbook: bool,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(Result<String, ExecError>, crate::validate::Report), ExecError> {
     use crate::validate::{ActiveSkip, PassiveOptions, State};
+    let read = exec.read_client();
     let Some(relay) = &env.relay else {
         return Err(ExecError::Refused(format!(
-            "{}: no hubble-relay to read flows from (give --hubble-server or let the cockpit port-forward); nothing was changed",
-            step.id
+            "{what}: no hubble-relay to read flows from (give --hubble-server or let the cockpit port-forward); nothing was changed"
         )));
     };
     progress.say(format!(
-        "{}: reading the cluster and {} of flows",
-        step.id,
+        "{what}: reading the cluster and {} of flows",
         crate::duration::format_short(env.validate_window)
     ));
     let opts = PassiveOptions { window: env.validate_window, active_skip: ActiveSkip::Ran, ..Default::default() };
     let mut report = crate::validate::run_passive(read, relay, &opts)
         .await
-        .map_err(|e| ExecError::Failed(format!("{}: {e}", step.id)))?;
+        .map_err(|e| ExecError::Failed(format!("{what}: {e}")))?;
     let passive = report.checks.len();
     let cfg = crate::validate::probe_config(&env.settings);
     let run = crate::validate::probes::new_run_id();
-    let say = |m: String| progress.say(format!("{}: {m}", step.id));
+    let say = |m: String| progress.say(format!("{what}: {m}"));
     let mut door = StepDoor { exec, progress, cancel };
     let outcome = crate::validate::active::run_active(
         read,
@@ -612,9 +625,13 @@ async fn validate(
         cancel,
     )
     .await;
-    if let Err(e) = &outcome.cleanup {
-        progress.say(format!("{}: cleanup of run {run}: {e}", step.id));
-    }
+    let cleaned = match &outcome.cleanup {
+        Ok(_) => "cleaned up".to_string(),
+        Err(e) => {
+            progress.say(format!("{what}: cleanup of run {run}: {e}"));
+            format!("cleanup incomplete: {e}; the next `cutover validate --yes` removes what is left")
+        }
+    };
     report.checks.extend(outcome.checks);
     let active = report.checks.len() - passive;
     let summary = |c: &crate::validate::CheckResult| {
@@ -628,19 +645,19 @@ async fn validate(
     };
     let not_green: Vec<String> = report.checks.iter().filter(|c| c.state != State::Green).map(summary).collect();
     let skipped = report.skipped.len();
-    if report.exit_code() == crate::validate::EXIT_GREEN {
+    let result = if report.exit_code() == crate::validate::EXIT_GREEN {
         Ok(format!(
-            "{}: {passive} passive and {active} active check(s) green (probe run {run}, cleaned up); {skipped} not run ({})",
-            step.id,
+            "{what}: {passive} passive and {active} active check(s) green (probe run {run}, {cleaned}); {skipped} not run ({})",
             report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
         ))
     } else {
         Err(ExecError::Failed(format!(
-            "{}: not green, the runbook stops (nothing was changed; `cutover validate` shows the evidence): {}",
-            step.id,
+            "{what}: not green{} (probe run {run}, {cleaned}; `cutover validate` shows the evidence): {}",
+            if in_runbook { ", the runbook stops" } else { "" },
             if not_green.is_empty() { "no check ran".to_string() } else { not_green.join("; ") }
         )))
-    }
+    };
+    Ok((result, report))
 }
 
 /// The first 12 characters of a commit id (a chart version stays whole).

@@ -380,7 +380,17 @@ pub fn preflight(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme)
 /// The validation overlay (`v`): the passive checks as `cutover validate` prints them.
 pub fn validation(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme) {
     let mut lines: Vec<Line> = Vec::new();
+    let active = state.running.as_ref().filter(|r| r.op == crate::app::action::Operation::Validate);
     let header = match (&state.validation, state.validating) {
+        _ if active.is_some() => {
+            let r = active.map(|r| (r.started, r.last.clone()));
+            let (since, last) = r.unwrap_or((state.now, None));
+            format!(
+                "active checks running since {} (probe objects created, then deleted; x stops) · {}",
+                since.strftime("%H:%M:%S"),
+                last.as_deref().unwrap_or("starting")
+            )
+        }
         (_, Some(since)) => format!(
             "running since {} (reads only: nodes, pods, Services and the flow stream for the window)",
             since.strftime("%H:%M:%S")
@@ -414,10 +424,12 @@ pub fn validation(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme
     let scroll = state.ui.validate_scroll.min(lines.len().saturating_sub(visible));
     let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
     frame.render_widget(Clear, r);
-    let title = fit(
-        " validation (read-only) · ↑↓ scroll · v again · any other key closes ",
-        r.width.saturating_sub(2) as usize,
-    );
+    let title = if state.mode == crate::app::state::Mode::ReadOnly {
+        " validation (read-only) · ↑↓ scroll · v again · any other key closes "
+    } else {
+        " validation · ↑↓ scroll · v again (reads only) · a with the active checks · other keys close "
+    };
+    let title = fit(title, r.width.saturating_sub(2) as usize);
     frame.render_widget(Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(title)), r);
 }
 

@@ -1080,8 +1080,8 @@ fn header_cuts_the_runbook_position_to_80_columns_and_a_disagreement_comes_first
     }
 }
 
-#[test]
-fn validation_overlay_names_the_red_pair() {
+/// A validation report with a red pair, a green LoadBalancer IP and one skipped active check.
+fn red_pair_report() -> crate::validate::Report {
     use crate::validate::{CheckResult, PassiveCheck, Report, Skipped, State, SubResult};
     use std::time::Duration;
     let sub = |subject: &str, state: State, ev: &str| SubResult {
@@ -1090,7 +1090,7 @@ fn validation_overlay_names_the_red_pair() {
         evidence: vec![ev.into()],
         duration: Duration::from_secs(3),
     };
-    let report = Report {
+    Report {
         checks: vec![
             CheckResult::new(
                 PassiveCheck::CrossNodeFlows,
@@ -1109,12 +1109,17 @@ fn validation_overlay_names_the_red_pair() {
         skipped: vec![Skipped {
             id: "probe-clusterip".into(),
             title: "ClusterIP from every node".into(),
-            reason: "active checks are not built in this version".into(),
+            reason: "this run reads only; a in the cockpit's overlay (or `cutover validate`) runs them".into(),
         }],
         window: Duration::from_secs(3),
         flows_seen: Some(2931),
         elapsed: Duration::from_secs(4),
-    };
+    }
+}
+
+#[test]
+fn validation_overlay_names_the_red_pair() {
+    let report = red_pair_report();
     let mut s = typical(Mode::Armed);
     let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Char('v'), KeyModifiers::NONE)));
     assert_eq!(cmds, vec![crate::app::update::Command::RunValidate]);
@@ -1185,4 +1190,53 @@ fn the_runbook_view_shows_the_running_node_steps_node_its_sub_step_and_the_last_
     s.runbook.selected = rows.iter().position(|r| r.id == "stage1-nodes").expect("row");
     let (out, _) = frame(&mut s, 100, 30);
     assert!(!out.contains("▶ homelab-w1") && !out.contains("last: homelab-w1"), "gone when it ends: {out}");
+}
+
+#[test]
+fn a_in_the_validation_overlay_runs_the_active_checks_through_the_runner_after_a_confirmation() {
+    use crate::app::update::Command;
+    use crate::runbook::runner::RunEvent;
+    let mut s = typical(Mode::Armed);
+    press(&mut s, KeyCode::Char('v'));
+    update(&mut s, AppEvent::Validated(Ok(Box::new(red_pair_report()))));
+    let out = render(&s, 120, 30);
+    assert!(out.contains("a with the active checks"), "{out}");
+    // a: a confirmation that says what is created and deleted; y hands it to the runner.
+    press(&mut s, KeyCode::Char('a'));
+    let pending = s.ui.confirm.clone().expect("a confirmation");
+    assert_eq!(pending.op, Operation::Validate);
+    assert!(!pending.needs_name(), "probe objects only: y confirms");
+    assert!(pending.preview.iter().any(|l| l.contains("CREATE one probe server Pod per Ready node")), "{pending:?}");
+    let cmds = update(&mut s, AppEvent::Key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE)));
+    assert!(matches!(&cmds[..], [Command::Execute { op: Operation::Validate, .. }]), "{cmds:?}");
+    // Running: the overlay opens with its live progress.
+    update(&mut s, AppEvent::Started(Operation::Validate));
+    update(
+        &mut s,
+        AppEvent::Run(RunEvent::Progress { op: Operation::Validate, text: "validate: 3 client Job(s) running".into() }),
+    );
+    assert!(s.ui.validate_open);
+    let out = render(&s, 140, 30);
+    assert!(out.contains("active checks running since") && out.contains("validate: 3 client Job(s) running"), "{out}");
+    // Its report replaces the overlay's; the end clears the running line.
+    let mut report = red_pair_report();
+    report.skipped.clear();
+    update(&mut s, AppEvent::Run(RunEvent::Report { op: Operation::Validate, report: Box::new(report) }));
+    update(
+        &mut s,
+        AppEvent::Run(RunEvent::Done {
+            op: Operation::Validate,
+            result: Err(crate::runbook::executor::ExecError::Failed("validate: not green".into())),
+        }),
+    );
+    let out = render(&s, 140, 30);
+    assert!(!out.contains("active checks running") && out.contains("NOT green"), "{out}");
+    assert!(s.validation.as_ref().is_some_and(|(_, r)| r.as_ref().is_ok_and(|r| r.skipped.is_empty())));
+
+    // Read-only: a opens nothing.
+    let mut ro = typical(Mode::ReadOnly);
+    press(&mut ro, KeyCode::Char('v'));
+    press(&mut ro, KeyCode::Char('a'));
+    assert!(ro.ui.confirm.is_none());
+    assert!(render(&ro, 120, 30).contains("validation (read-only)"));
 }

@@ -159,7 +159,7 @@ pub enum ActiveSkip {
     PassiveRequested,
     /// The connection is read-only (`--read-only` or the context's setting).
     ReadOnly,
-    /// Armed, but this caller runs the passive checks only (the cockpit's overlay).
+    /// Armed, but this run reads only (the cockpit's `v`; its `a` runs the active checks).
     NotBuilt,
     /// Armed: the active checks ran (only the unbuilt Longhorn volume check is skipped).
     Ran,
@@ -174,7 +174,7 @@ impl ActiveSkip {
         match self {
             ActiveSkip::PassiveRequested => "--passive",
             ActiveSkip::ReadOnly => "read-only mode",
-            ActiveSkip::NotBuilt => "this caller runs the passive checks only; run `cutover validate` armed",
+            ActiveSkip::NotBuilt => "this run reads only; a in the cockpit's overlay (or `cutover validate`) runs them",
             ActiveSkip::Ran => LONGHORN_SKIP,
         }
     }
@@ -583,7 +583,7 @@ impl active::Door for RunnerDoor {
                 Some(RunEvent::Progress { op, text }) => eprintln!("cutover validate: {}: {text}", op.title()),
                 Some(RunEvent::Done { result, .. }) => return result,
                 // Node phases come only from the runbook's node step.
-                Some(RunEvent::Node { .. }) => {}
+                Some(RunEvent::Node { .. } | RunEvent::Report { .. }) => {}
                 None => return Err(ExecError::Failed("the runner stopped without a result".into())),
             }
         }
@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn skip_reasons() {
-        assert!(ActiveSkip::NotBuilt.reason().starts_with("this caller runs the passive checks only"));
+        assert!(ActiveSkip::NotBuilt.reason().starts_with("this run reads only"));
         assert_eq!(ActiveSkip::Ran.reason(), LONGHORN_SKIP);
         assert_eq!(ActiveSkip::PassiveRequested.reason(), "--passive");
         assert_eq!(ActiveSkip::ReadOnly.reason(), "read-only mode");
