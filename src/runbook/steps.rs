@@ -324,12 +324,14 @@ pub async fn preview(
             let v = &env.settings.validate;
             changes.push(format!(
                 "Then the active checks {}: CREATE a probe server pod per node, a probe Service and a probe Job per \
-                 node in {} (image {}), read their logs and the probe flows, DELETE them (by label) at the end",
+                 node in {} (image {}), a {} PVC on storage class {} written by a Job on one node and read back by a \
+                 Job on each other node, read their logs and the probe flows, DELETE them (by label) at the end",
                 crate::validate::active::runnable(&crate::validate::Selection::all()).join(", "),
                 v.namespace,
-                v.image
+                v.image,
+                crate::validate::probes::VOLUME_SIZE,
+                v.storage_class
             ));
-            changes.push(format!("Not run: probe-longhorn-volume ({})", crate::validate::LONGHORN_SKIP));
             changes.push("The runbook stops unless every check that ran is green.".into());
         }
         StepKind::NodeCutover => {
@@ -629,10 +631,17 @@ async fn validate(
     let not_green: Vec<String> = report.checks.iter().filter(|c| c.state != State::Green).map(summary).collect();
     let skipped = report.skipped.len();
     if report.exit_code() == crate::validate::EXIT_GREEN {
+        let not_run = if skipped == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {skipped} not run ({})",
+                report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
         Ok(format!(
-            "{}: {passive} passive and {active} active check(s) green (probe run {run}, cleaned up); {skipped} not run ({})",
-            step.id,
-            report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            "{}: {passive} passive and {active} active check(s) green (probe run {run}, cleaned up){not_run}",
+            step.id
         ))
     } else {
         Err(ExecError::Failed(format!(
