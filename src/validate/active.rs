@@ -672,6 +672,6 @@ async fn failed_mount(read: &kube::Client, namespace: &str, pod: &str) -> Option
         .iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(pod) && e.reason.as_deref() == Some("FailedMount"))
         .filter_map(|e| e.message.as_deref())
-        .last()
+        .next_back()
         .map(probes::cut_evidence)
 }
