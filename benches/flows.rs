@@ -186,6 +186,7 @@ fn bench_relay() {
             speed: 1.0,
             relay_addr: std::sync::OnceLock::from(addr),
             api_ca_pem: std::sync::OnceLock::new(),
+            volumes: Default::default(),
         });
         let per_node = 16_383;
         let cfg = RelayConfig {

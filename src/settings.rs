@@ -552,7 +552,7 @@ impl RunbookSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidateSettings {
-    /// The namespace the probe pods, Service and Jobs are created in (it must exist).
+    /// The namespace the probe pods, Service, Jobs and PVC are created in (it must exist).
     pub namespace: String,
     /// The probes' image: needs sh, socat, ping, nc, nslookup and curl; pinned by tag.
     pub image: String,
@@ -566,6 +566,8 @@ pub struct ValidateSettings {
     /// `namespace/name` of the ingress LoadBalancer Service probed through its NodePort and its
     /// MetalLB IP.
     pub ingress_service: String,
+    /// The storage class of the volume probe's PVC (probe-longhorn-volume).
+    pub storage_class: String,
 }
 
 impl Default for ValidateSettings {
@@ -577,6 +579,7 @@ impl Default for ValidateSettings {
             url: "https://example.com/".into(),
             cluster_name: "kubernetes.default.svc.cluster.local".into(),
             ingress_service: "haproxy-ingress/haproxy-ingress".into(),
+            storage_class: "longhorn".into(),
         }
     }
 }
@@ -993,6 +996,7 @@ impl Settings {
             ("image", &self.validate.image),
             ("url", &self.validate.url),
             ("cluster_name", &self.validate.cluster_name),
+            ("storage_class", &self.validate.storage_class),
         ] {
             if value.trim().is_empty() || value.contains(char::is_whitespace) {
                 return Err(invalid("validate", key, format!("{value:?} must be one word, not empty")));

@@ -46,6 +46,7 @@ async fn start(cfg: RelayConfig) -> Relay {
         speed: 1.0,
         relay_addr: std::sync::OnceLock::from(addr),
         api_ca_pem: std::sync::OnceLock::new(),
+        volumes: Default::default(),
     });
     let task = serve_with(listener, shared.clone(), cfg);
     Relay { addr, shared, task }

@@ -57,6 +57,7 @@ async fn start(topology: Topology, cfg: RelayConfig) -> Relay {
         speed: 1.0,
         relay_addr: std::sync::OnceLock::from(addr),
         api_ca_pem: std::sync::OnceLock::new(),
+        volumes: Default::default(),
     });
     let task = serve_with(listener, shared.clone(), cfg);
     Relay { addr, shared, task }

@@ -176,8 +176,8 @@ async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on
     let before = r.sim.requests().len();
     let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(out.contains("ok       stage1-validate") && out.contains("5 passive and 6 active check(s) green"), "{out}");
-    assert!(out.contains("1 not run (probe-longhorn-volume)"), "{out}");
+    assert!(out.contains("ok       stage1-validate") && out.contains("5 passive and 7 active check(s) green"), "{out}");
+    assert!(!out.contains("not run"), "every check ran, the Longhorn volume's too: {out}");
     r.sim.inject(&Fault::BrokenPath { a: "homelab-w1".into(), b: "homelab-w2".into() });
     let (code, out, err) = r.run(&["run", "--yes", "stage1-validate"]).await;
     assert_eq!(code, Some(1), "{out}\n{err}");
@@ -195,7 +195,7 @@ async fn the_validate_step_passes_on_a_migrated_cluster_and_stops_the_runbook_on
         .collect();
     assert!(writes.iter().all(|w| w.contains("/namespaces/default/")), "{writes:?}");
     assert!(writes.iter().any(|w| w.starts_with("POST") && w.ends_with("/jobs")), "{writes:?}");
-    let left: Vec<_> = ["pods", "services", "batch/jobs"]
+    let left: Vec<_> = ["pods", "services", "batch/jobs", "persistentvolumeclaims"]
         .iter()
         .flat_map(|id| r.sim.shared.store.list(cutover::sim::registry::find(id).expect("resource"), None).0)
         .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cutover")

@@ -572,7 +572,14 @@ async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leav
         }
     };
     let report = report.expect("the report comes before the end");
-    for id in ["probe-pod-to-pod", "probe-clusterip", "probe-nodeport", "probe-loadbalancer", "probe-dns-egress"] {
+    for id in [
+        "probe-pod-to-pod",
+        "probe-clusterip",
+        "probe-nodeport",
+        "probe-loadbalancer",
+        "probe-dns-egress",
+        "probe-longhorn-volume",
+    ] {
         let c = report.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("{id} ran"));
         assert!(!c.results.is_empty(), "{id} has its subjects");
         assert!(c.results.iter().all(|r| !r.evidence.is_empty()), "{id}: every subject with evidence");
@@ -613,4 +620,59 @@ async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leav
     let (tx, _rx) = mpsc::unbounded_channel();
     let mut r = Runner::new(&ro, "argocd", Journal::at(dir.path.join("ro.jsonl")), tx).expect("runner");
     assert!(r.start(req(Operation::Validate)).is_err(), "read-only refuses it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_pvcs_go_through_the_door_only_with_the_run_labels_and_are_deleted_with_the_run() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let e = env().await;
+    let (mut r, mut rx) = e.runner();
+    let pvc = |labels: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "cutover-probe-r7-vol", "namespace": NS, "labels": labels},
+            "spec": {"storageClassName": "longhorn", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "16Mi"}}}})
+    };
+    let ours = json!({"app.kubernetes.io/managed-by": "cutover", "cutover.io/probe-run": "r7"});
+    let create = |objects: Vec<serde_json::Value>| {
+        req(Operation::ProbeCreate { run: "r7".into(), namespace: NS.into(), what: "volume claim".into(), objects })
+    };
+    let before = e.sim.requests().into_iter().filter(|q| q.is_mutating() && !q.path.contains("/leases")).count();
+    // Refused before anything is sent: another run's claim, an unlabelled one, a PersistentVolume.
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "cutover-probe-r7-pv", "namespace": NS, "labels": ours.clone()}, "spec": {}});
+    for objects in [
+        vec![pvc(ours.clone()), pvc(json!({"app.kubernetes.io/managed-by": "cutover", "cutover.io/probe-run": "r8"}))],
+        vec![pvc(json!({}))],
+        vec![pv],
+    ] {
+        r.start(create(objects)).expect("starts");
+        let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+        assert!(matches!(&res, Err(ExecError::Refused(m)) if m.contains("is not a probe object of run r7")), "{res:?}");
+    }
+    let sent = e.sim.requests().into_iter().filter(|q| q.is_mutating() && !q.path.contains("/leases")).count();
+    assert_eq!(sent, before, "nothing was sent for a refused object");
+    // Labelled: created (and bound by the sim's provisioner), then deleted with its run.
+    r.start(create(vec![pvc(ours)])).expect("starts");
+    let (_, res) = done(&mut rx, Duration::from_secs(20)).await;
+    assert!(res.as_deref().is_ok_and(|m| m.contains("created 1 probe object(s)")), "{res:?}");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(e.admin.clone(), NS);
+    let mut bound = None;
+    for _ in 0..100 {
+        let c = claims.get("cutover-probe-r7-vol").await.expect("the claim exists");
+        if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+            bound = c.spec.and_then(|s| s.volume_name);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pv_name = bound.expect("the claim is Bound");
+    r.start(req(Operation::ProbeDelete { run: Some("r7".into()), why: "test".into() })).expect("starts");
+    let (lines, res) = done(&mut rx, Duration::from_secs(60)).await;
+    assert!(res.as_deref().is_ok_and(|m| m.contains("none left")), "{res:?}");
+    assert!(lines.iter().any(|l| l.contains("1 PVC(s)")), "{lines:?}");
+    assert!(claims.get_opt("cutover-probe-r7-vol").await.expect("get").is_none());
+    let pvs: Api<PersistentVolume> = Api::all(e.admin.clone());
+    assert!(pvs.get_opt(&pv_name).await.expect("get").is_none(), "its volume (reclaim policy Delete) went with it");
+    e.sim.stop();
 }

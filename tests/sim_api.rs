@@ -80,6 +80,7 @@ async fn bare(relay: Option<std::net::SocketAddr>) -> Bare {
         speed: 1.0,
         relay_addr,
         api_ca_pem: std::sync::OnceLock::new(),
+        volumes: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

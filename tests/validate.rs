@@ -1,6 +1,6 @@
 //! `cutover validate` against the simulated cluster through the real binary: all checks green on
-//! a migrated cluster, passive (read-only) and active (armed: probe pods, Service and Jobs through
-//! the runner, cleaned up); each injected fault turns exactly its checks red, active ones
+//! a migrated cluster, passive (read-only) and active (armed: probe pods, Service, Jobs and a PVC
+//! through the runner, cleaned up); each injected fault turns exactly its checks red, active ones
 //! included; an interrupted run leaves nothing behind after the next run; `--passive` and
 //! read-only mode send no mutating request; the JUnit output is read by a real JUnit consumer
 //! (PyPI `junitparser`, pinned) with the right counts.
@@ -22,13 +22,14 @@ const WINDOW: &str = "3s";
 const SETTLE_POLLS: usize = 600;
 
 const PASSIVE: [&str; 5] = ["cross-node-flows", "dns-answers", "drops", "longhorn-csi", "loadbalancer-ip"];
-/// The active checks that run armed (`probe-longhorn-volume` is not built: skipped).
-const ACTIVE: [&str; 6] = [
+/// The active checks that run armed.
+const ACTIVE: [&str; 7] = [
     "probe-pod-to-pod",
     "probe-clusterip",
     "probe-nodeport",
     "probe-loadbalancer",
     "probe-dns-egress",
+    "probe-longhorn-volume",
     "probe-hubble-flows",
 ];
 const NODES: [&str; 3] = ["homelab-cp1", "homelab-w1", "homelab-w2"];
@@ -40,9 +41,18 @@ fn state_dir() -> PathBuf {
     dir
 }
 
+/// Settings of every run: a short probe timeout (a volume probe stuck on a node waits for it).
+fn settings_file() -> PathBuf {
+    let path = state_dir().join("cutover.toml");
+    std::fs::write(&path, SETTINGS).expect("settings");
+    path
+}
+
+const SETTINGS: &str = "[validate]\ntimeout = \"15s\"\n";
+
 /// Every object in the store labelled as cutover's probes.
 fn probe_objects(sim: &Sim) -> Vec<String> {
-    ["pods", "services", "batch/jobs"]
+    ["pods", "services", "batch/jobs", "persistentvolumeclaims"]
         .iter()
         .flat_map(|id| items(sim, id))
         .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cutover")
@@ -110,6 +120,7 @@ async fn validate(sim: &Sim, context: &str, relay: bool, args: &[&str]) -> (i32,
         let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
             .args(&argv)
             .env("XDG_STATE_HOME", state_dir())
+            .env("CUTOVER_CONFIG", settings_file())
             .output()
             .expect("run cutover validate");
         (
@@ -187,14 +198,12 @@ async fn armed_migrated_cluster_is_all_green_active_and_passive_and_cleans_up() 
     let all: BTreeSet<String> = PASSIVE.iter().chain(ACTIVE.iter()).map(|s| s.to_string()).collect();
     assert_eq!(checks_in(&r, "green"), all, "{r:#}\n{err}");
     assert_eq!(code, 0, "{r:#}");
-    let skipped = r["skipped"].as_array().expect("skipped");
-    assert_eq!(skipped.len(), 1, "{r:#}");
-    assert_eq!(skipped[0]["id"], "probe-longhorn-volume");
+    assert_eq!(r["skipped"].as_array().map(Vec::len), Some(0), "nothing skipped: {r:#}");
     // Every ordered pair, every node; evidence from the probes' own lines and the relay.
     assert_eq!(subjects(&r, "probe-pod-to-pod"), ordered_pairs(false), "{r:#}");
     assert_eq!(subjects(&r, "probe-hubble-flows"), ordered_pairs(false), "{r:#}");
     assert_eq!(subjects(&r, "probe-nodeport"), ordered_pairs(true), "{r:#}");
-    for id in ["probe-clusterip", "probe-loadbalancer", "probe-dns-egress"] {
+    for id in ["probe-clusterip", "probe-loadbalancer", "probe-dns-egress", "probe-longhorn-volume"] {
         assert_eq!(subjects(&r, id), NODES.iter().map(|s| s.to_string()).collect(), "{id}: {r:#}");
     }
     let text = r.to_string();
@@ -202,6 +211,10 @@ async fn armed_migrated_cluster_is_all_green_active_and_passive_and_cleans_up() 
     assert!(text.contains("tcp 192.168.20.240:80 connected"), "{text}");
     assert!(text.contains("fetch https://example.com/: HTTP 200"), "{text}");
     assert!(text.contains("forwarded, 0 dropped between the probe pods"), "{text}");
+    // The volume: written on the first node, read back on each other one.
+    assert!(text.contains("write: ok wrote token "), "{text}");
+    assert!(text.contains("(written on homelab-cp1)") && text.contains("read: ok read token "), "{text}");
+    assert!(text.contains("Bound to volume pvc-"), "{text}");
     // Through the runner: journaled operations, and nothing is left.
     assert!(err.contains("create probes") && err.contains("delete probes"), "{err}");
     assert_eq!(probe_objects(&sim), Vec::<String>::new(), "the run cleans up");
@@ -213,6 +226,14 @@ async fn armed_migrated_cluster_is_all_green_active_and_passive_and_cleans_up() 
     );
     assert!(mutating.iter().any(|r| r.verb == "create" && r.path.ends_with("/jobs")), "{mutating:?}");
     assert!(mutating.iter().any(|r| r.verb == "delete" && r.path.contains("/jobs/")), "{mutating:?}");
+    assert!(mutating.iter().any(|r| r.verb == "create" && r.path.ends_with("/persistentvolumeclaims")), "{mutating:?}");
+    assert!(mutating.iter().any(|r| r.verb == "delete" && r.path.contains("/persistentvolumeclaims/")), "{mutating:?}");
+    // The PVC's volume went with it.
+    assert!(
+        items(&sim, "persistentvolumes")
+            .iter()
+            .all(|pv| pv["spec"]["claimRef"]["name"].as_str().is_none_or(|n| !n.starts_with("cutover-probe-")))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,16 +263,20 @@ async fn migrated_cluster_is_all_green_and_active_checks_are_skipped() {
     assert_eq!(skipped.len(), 7, "{r:#}");
     assert!(skipped.iter().all(|s| s["reason"] == "read-only mode"), "{r:#}");
 
-    // Armed (the admin context) without --passive: the active checks selected run; the Longhorn
-    // volume check is not built and says so.
+    // Armed (the admin context) without --passive: the active checks selected run; only the
+    // volume probe is selected: a PVC and its Jobs, no probe servers.
     let (code, out, err) =
         validate(&sim, "sim", true, &["-o", "json", "--only", "longhorn-csi,probe-longhorn-volume"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(v["checks"].as_array().map(Vec::len), Some(1));
-    assert_eq!(v["skipped"][0]["id"], "probe-longhorn-volume");
-    assert!(v["skipped"][0]["reason"].as_str().is_some_and(|r| r.starts_with("not built in this version")), "{v:#}");
-    assert!(err.is_empty(), "no active check selected, nothing created: {err}");
+    assert_eq!(
+        checks_in(&v, "green"),
+        BTreeSet::from(["longhorn-csi".into(), "probe-longhorn-volume".into()]),
+        "{v:#}"
+    );
+    assert_eq!(v["skipped"].as_array().map(Vec::len), Some(0), "{v:#}");
+    assert!(err.contains("volume claim") && !err.contains("server pods"), "{err}");
+    assert_eq!(probe_objects(&sim), Vec::<String>::new(), "{err}");
     let (code, out, _) =
         validate(&sim, "sim", true, &["-o", "json", "--passive", "--only", "probe-hubble-flows"]).await;
     let v: Value = serde_json::from_str(&out).expect("json");
@@ -285,7 +310,7 @@ async fn each_fault_turns_exactly_its_checks_red() {
             &["loadbalancer-ip", "probe-loadbalancer"],
             |sim| lb_ip(sim).is_none(),
         ),
-        (Fault::LonghornCsiNotReady { node: "homelab-w1".into() }, &["longhorn-csi"], |sim| {
+        (Fault::LonghornCsiNotReady { node: "homelab-w1".into() }, &["longhorn-csi", "probe-longhorn-volume"], |sim| {
             items(sim, "pods").iter().any(|p| {
                 p["metadata"]["labels"]["app"] == "longhorn-csi-plugin"
                     && p["spec"]["nodeName"] == "homelab-w1"
@@ -329,6 +354,11 @@ async fn each_fault_turns_exactly_its_checks_red() {
             }
             Fault::LonghornCsiNotReady { .. } => {
                 assert_eq!(red_subjects(&r, "longhorn-csi"), BTreeSet::from(["homelab-w1".to_string()]));
+                // Written on homelab-cp1; the reader on homelab-w1 cannot mount the volume.
+                assert_eq!(red_subjects(&r, "probe-longhorn-volume"), BTreeSet::from(["homelab-w1".to_string()]));
+                let text = r.to_string();
+                assert!(text.contains("ContainerCreating") && text.contains("FailedMount"), "{text}");
+                assert!(text.contains("driver name driver.longhorn.io not found"), "{text}");
             }
             Fault::DnsBroken => {
                 assert!(!red_subjects(&r, "dns-answers").is_empty());
@@ -388,6 +418,7 @@ fn spawn_validate(sim: &Sim, args: &[&str]) -> std::process::Child {
         .args(["--hubble-server", &sim.relay_addr.to_string(), "validate", "--window", "1s", "-o", "json"])
         .args(args)
         .env("XDG_STATE_HOME", state_dir())
+        .env("CUTOVER_CONFIG", settings_file())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -466,7 +497,7 @@ async fn an_interrupted_run_leaves_nothing_behind_after_the_next_run() {
     // here: stale after 2 s), --take-over-stale-lock takes it and --yes removes the leftovers.
     let settings =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("validate-lock-{}.toml", std::process::id()));
-    std::fs::write(&settings, "[runbook]\nlock_duration = \"1s\"\n").expect("settings");
+    std::fs::write(&settings, format!("[runbook]\nlock_duration = \"1s\"\n{SETTINGS}")).expect("settings");
     let settings = settings.to_string_lossy().into_owned();
     let mut child = spawn_validate(&sim, &["--settings", settings.as_str()]);
     settle(&sim, "probe objects and the cluster lock held", |sim| {
@@ -613,9 +644,9 @@ async fn junit_output_is_read_by_junitparser_with_the_right_counts() {
     let stdout = junit_counts(&path, &xml);
     let lines: Vec<&str> = stdout.lines().collect();
     // pod-to-pod: 6 ordered pairs, the 2 of the broken pair fail; clusterip: 3 nodes pass; the
-    // Longhorn volume check is skipped.
-    assert_eq!(lines[1], "7 2 1 0", "passed failed skipped errors:\n{stdout}\n{xml}");
-    assert!(lines[2].starts_with("probe-longhorn-volume=not built in this version"), "{stdout}");
+    // volume: written on homelab-cp1, read back on homelab-w1, not on homelab-w2 (its CSI plugin).
+    assert_eq!(lines[1], "9 3 0 0", "passed failed skipped errors:\n{stdout}\n{xml}");
+    assert_eq!(lines.len(), 2, "nothing skipped: {stdout}");
     let _ = std::fs::remove_file(&path);
 }
 

@@ -229,7 +229,7 @@ impl Executor {
     }
 
     /// Creates probe objects, refusing (before sending anything) any object that is not a Pod,
-    /// Service or Job of this run in `namespace`, labelled as cutover's.
+    /// Service, PersistentVolumeClaim or Job of this run in `namespace`, labelled as cutover's.
     #[allow(clippy::disallowed_methods)]
     async fn probe_create(
         &self,
@@ -241,14 +241,14 @@ impl Executor {
     ) -> Result<String, ExecError> {
         use crate::validate::probes::{MANAGED_BY, RUN_LABEL};
         use k8s_openapi::api::batch::v1::Job;
-        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
         let s =
             |o: &serde_json::Value, p: &str| o.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
         for o in objects {
             let label = |k: &str| o.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(|v| v.as_str());
             let ok_kind = matches!(
                 (s(o, "/apiVersion").as_str(), s(o, "/kind").as_str()),
-                ("v1", "Pod" | "Service") | ("batch/v1", "Job")
+                ("v1", "Pod" | "Service" | "PersistentVolumeClaim") | ("batch/v1", "Job")
             );
             if !ok_kind
                 || s(o, "/metadata/namespace") != namespace
@@ -285,6 +285,13 @@ impl Executor {
                     let v: Service = serde_json::from_value(o.clone()).map_err(bad)?;
                     Api::<Service>::namespaced(client.clone(), namespace).create(&pp, &v).await.map(|_| ())
                 }
+                "PersistentVolumeClaim" => {
+                    let v: PersistentVolumeClaim = serde_json::from_value(o.clone()).map_err(bad)?;
+                    Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+                        .create(&pp, &v)
+                        .await
+                        .map(|_| ())
+                }
                 _ => {
                     let v: Job = serde_json::from_value(o.clone()).map_err(bad)?;
                     Api::<Job>::namespaced(client.clone(), namespace).create(&pp, &v).await.map(|_| ())
@@ -303,8 +310,9 @@ impl Executor {
         Ok(format!("created {} probe object(s) in {namespace}", created.len()))
     }
 
-    /// Deletes the Jobs (their pods with them), Pods and Services carrying the probe labels of
-    /// `run` (or of every run), in every namespace, and waits (up to 60 s) until they are gone.
+    /// Deletes the Jobs (their pods with them), Pods, Services and PersistentVolumeClaims (after
+    /// the pods that mount them) carrying the probe labels of `run` (or of every run), in every
+    /// namespace, and waits (up to 60 s) until they are gone.
     #[allow(clippy::disallowed_methods)]
     async fn probe_delete(
         &self,
@@ -313,7 +321,7 @@ impl Executor {
         cancel: &CancellationToken,
     ) -> Result<String, ExecError> {
         use k8s_openapi::api::batch::v1::Job;
-        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
         use kube::api::DeleteParams;
         let sel = crate::validate::probes::selector(run);
         let lp = ListParams::default().labels(&sel);
@@ -345,6 +353,14 @@ impl Executor {
             .iter()
             .map(|j| key(&j.metadata))
             .collect();
+        let pvcs: Vec<_> = Api::<PersistentVolumeClaim>::all(read.clone())
+            .list_metadata(&lp)
+            .await
+            .map_err(api_err)?
+            .items
+            .iter()
+            .map(|j| key(&j.metadata))
+            .collect();
         let gone = |r: Result<(), kube::Error>| match r {
             Ok(()) => Ok(()),
             Err(e) if api_status(&e) == Some(404) => Ok(()),
@@ -365,18 +381,32 @@ impl Executor {
             gone(Api::<Service>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()))?;
             deleted += 1;
         }
+        // A PVC in use stays until its pods are gone (pvc-protection); then its volume goes too.
+        for (ns, name) in &pvcs {
+            gone(
+                Api::<PersistentVolumeClaim>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()),
+            )?;
+            deleted += 1;
+        }
         progress.say(format!(
-            "deleted {} Job(s), {} Pod(s), {} Service(s) labelled {sel}",
+            "deleted {} Job(s), {} Pod(s), {} Service(s), {} PVC(s) labelled {sel}",
             jobs.len(),
             pods.len(),
-            svcs.len()
+            svcs.len(),
+            pvcs.len()
         ));
         // Wait until nothing with the labels is left (pods terminate, Job pods are collected).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let left = Api::<Pod>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
                 + Api::<Job>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
-                + Api::<Service>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len();
+                + Api::<Service>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
+                + Api::<PersistentVolumeClaim>::all(read.clone())
+                    .list_metadata(&lp)
+                    .await
+                    .map_err(api_err)?
+                    .items
+                    .len();
             if left == 0 {
                 return Ok(format!("deleted {deleted} probe object(s) labelled {sel}; none left"));
             }

@@ -412,10 +412,9 @@ pub fn evaluate_gate(
             Ok(e) => r(GateState::Green, e),
             Err(e) => r(GateState::Red, format!("unavailable: {e}")),
         },
-        Gate::ValidateAvailable => r(
-            GateState::Green,
-            "the passive checks run (read-only); the active probe checks are not built in this version".into(),
-        ),
+        Gate::ValidateAvailable => {
+            r(GateState::Green, "the passive checks run (read-only); armed, the active probe checks run too".into())
+        }
     }
 }
 

@@ -324,12 +324,14 @@ pub async fn preview(
             let v = &env.settings.validate;
             changes.push(format!(
                 "Then the active checks {}: CREATE a probe server pod per node, a probe Service and a probe Job per \
-                 node in {} (image {}), read their logs and the probe flows, DELETE them (by label) at the end",
+                 node in {} (image {}), a {} PVC on storage class {} written by a Job on one node and read back by a \
+                 Job on each other node, read their logs and the probe flows, DELETE them (by label) at the end",
                 crate::validate::active::runnable(&crate::validate::Selection::all()).join(", "),
                 v.namespace,
-                v.image
+                v.image,
+                crate::validate::probes::VOLUME_SIZE,
+                v.storage_class
             ));
-            changes.push(format!("Not run: probe-longhorn-volume ({})", crate::validate::LONGHORN_SKIP));
             changes.push("The runbook stops unless every check that ran is green.".into());
         }
         StepKind::NodeCutover => {
@@ -646,9 +648,16 @@ pub(crate) async fn validate_all(
     let not_green: Vec<String> = report.checks.iter().filter(|c| c.state != State::Green).map(summary).collect();
     let skipped = report.skipped.len();
     let result = if report.exit_code() == crate::validate::EXIT_GREEN {
+        let not_run = if skipped == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {skipped} not run ({})",
+                report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        };
         Ok(format!(
-            "{what}: {passive} passive and {active} active check(s) green (probe run {run}, {cleaned}); {skipped} not run ({})",
-            report.skipped.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            "{what}: {passive} passive and {active} active check(s) green (probe run {run}, {cleaned}){not_run}"
         ))
     } else {
         Err(ExecError::Failed(format!(

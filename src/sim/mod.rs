@@ -144,6 +144,8 @@ pub struct SimShared {
     /// PEM of the CA of the API server's per-start TLS certificate (set by `api::serve`; the API
     /// port speaks both plain HTTP and TLS). Public data, not a secret.
     pub api_ca_pem: std::sync::OnceLock<String>,
+    /// Longhorn volume contents and the volume probes' output (see [`probes::VolumeData`]).
+    pub volumes: probes::Volumes,
 }
 
 impl SimShared {
@@ -251,6 +253,7 @@ impl Sim {
             speed: opts.speed,
             relay_addr: std::sync::OnceLock::from(relay_addr),
             api_ca_pem: std::sync::OnceLock::new(),
+            volumes: probes::Volumes::default(),
         });
 
         let scenario = world::Scenario::load(&opts.scenario)?;

@@ -208,6 +208,54 @@ pub fn probe_log(store: &Store, faults: &ActiveFaults, pod: &Value) -> String {
     out
 }
 
+/// Longhorn's volumes in the sim: what each volume (by PV name) holds, and the output of the
+/// volume probe pods (by pod uid), produced when their container ran. Kept beside the store (a
+/// volume's content is not an API object); the kubelet writes it, the API's log endpoint reads it.
+#[derive(Debug, Default)]
+pub struct VolumeData {
+    pub content: BTreeMap<String, String>,
+    pub logs: BTreeMap<String, String>,
+}
+
+pub type Volumes = std::sync::Arc<std::sync::Mutex<VolumeData>>;
+
+/// A volume probe pod (see `crate::validate::probes::VOLUME_SCRIPT`): its environment has
+/// `PROBE_VOLUME_ROLE`.
+pub fn is_volume_probe(pod: &Value) -> bool {
+    !env_of(pod).get("PROBE_VOLUME_ROLE").is_none_or(String::is_empty)
+}
+
+/// Runs a volume probe pod's script against the volume `pv` it mounted, as the container would:
+/// the writer stores the token, a reader compares what the volume holds with it. Returns the
+/// log it prints.
+pub fn volume_run(data: &mut VolumeData, pod: &Value, pv: &str) -> String {
+    let env = env_of(pod);
+    let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+    let (me, token, claim, writer) =
+        (get("PROBE_VOLUME_NODE"), get("PROBE_TOKEN"), get("PROBE_CLAIM"), get("PROBE_WRITER"));
+    let file = get("PROBE_FILE");
+    let line = match get("PROBE_VOLUME_ROLE").as_str() {
+        "write" => {
+            data.content.insert(pv.to_string(), format!("{token}\n"));
+            format!("CUTOVER-PROBE longhorn-volume {me} ok wrote token {token} to {claim}")
+        }
+        _ => match data.content.get(pv).map(|c| c.trim_end_matches('\n').to_string()) {
+            Some(got) if got == token => {
+                format!(
+                    "CUTOVER-PROBE longhorn-volume {me} ok read token {got} back from {claim} (written on {writer})"
+                )
+            }
+            Some(got) => format!(
+                "CUTOVER-PROBE longhorn-volume {me} fail read {claim}: expected token {token} (written on {writer}), got: {got}"
+            ),
+            None => format!(
+                "CUTOVER-PROBE longhorn-volume {me} fail read {claim}: expected token {token} (written on {writer}), got: cat: can't open '{file}': No such file or directory"
+            ),
+        },
+    };
+    format!("{line}\nCUTOVER-PROBE end {me} ok volume probe ran\n")
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -272,5 +320,30 @@ mod tests {
         // A peer IP no pod has, and a node without a local backend for the Local Service.
         let p = parse_log(&probe_log(&s, &ActiveFaults::default(), &client("c", "a=10.42.9.9")));
         assert!(p.lines.iter().filter(|l| l.kind != ProbeKind::DnsEgress).all(|l| !l.ok), "{p:?}");
+    }
+
+    #[test]
+    fn a_volume_keeps_what_the_writer_wrote_for_the_reader_on_another_node() {
+        let pod = |node: &str, role: &str, token: &str| {
+            json!({"spec": {"containers": [{"env": [
+                {"name": "PROBE_VOLUME_NODE", "value": node}, {"name": "PROBE_VOLUME_ROLE", "value": role},
+                {"name": "PROBE_TOKEN", "value": token}, {"name": "PROBE_CLAIM", "value": "claim"},
+                {"name": "PROBE_WRITER", "value": "a"}, {"name": "PROBE_FILE", "value": "/d/token"}]}]}})
+        };
+        let w = pod("a", "write", "r1");
+        assert!(is_volume_probe(&w) && !is_probe_client(&w));
+        let mut data = VolumeData::default();
+        // Nothing written yet: the reader fails and says what it found.
+        let early = parse_log(&volume_run(&mut data, &pod("b", "read", "r1"), "pv-1"));
+        assert!(!early.lines[0].ok && early.lines[0].evidence.contains("No such file"), "{early:?}");
+        let wrote = parse_log(&volume_run(&mut data, &w, "pv-1"));
+        assert!(wrote.complete && wrote.lines[0].ok && wrote.lines[0].kind == ProbeKind::LonghornVolume, "{wrote:?}");
+        let read = parse_log(&volume_run(&mut data, &pod("b", "read", "r1"), "pv-1"));
+        assert!(read.lines[0].ok && read.lines[0].subject == "b", "{read:?}");
+        assert!(read.lines[0].evidence.contains("read token r1 back from claim (written on a)"), "{read:?}");
+        // Another volume does not hold it; another token does not match.
+        assert!(!parse_log(&volume_run(&mut data, &pod("b", "read", "r1"), "pv-2")).lines[0].ok);
+        let wrong = parse_log(&volume_run(&mut data, &pod("b", "read", "r9"), "pv-1"));
+        assert!(!wrong.lines[0].ok && wrong.lines[0].evidence.contains("got: r1"), "{wrong:?}");
     }
 }

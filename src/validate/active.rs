@@ -11,12 +11,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, ListParams, LogParams};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::probes::{self, ClientOutcome, ProbeConfig, ProbeKind, ProbeNode, Targets};
+use super::probes::{
+    self, ClientOutcome, ProbeConfig, ProbeKind, ProbeNode, StepOutcome, Targets, VolumeRole, VolumeStep,
+};
 use super::{ACTIVE_CHECKS, CheckResult, Selection, State, SubResult};
 use crate::app::action::Operation;
 use crate::hubble::client::RelayTarget;
@@ -39,12 +41,12 @@ fn title(id: &str) -> &'static str {
     ACTIVE_CHECKS.iter().find(|(i, _)| *i == id).map_or("", |(_, t)| t)
 }
 
-/// The ids of the active checks this run can run (all but the Longhorn volume).
+/// The ids of the active checks this run can run (all of them).
 pub fn runnable(selection: &Selection) -> Vec<&'static str> {
     ProbeKind::ALL
         .iter()
         .map(|k| k.check_id())
-        .chain(["probe-hubble-flows"])
+        .chain(["probe-hubble-flows", "probe-longhorn-volume"])
         .filter(|id| selection.includes(id))
         .collect()
 }
@@ -154,7 +156,6 @@ async fn probe<D: Door>(
     say: &(dyn Fn(String) + Sync),
     cancel: &CancellationToken,
 ) -> Result<Vec<CheckResult>, String> {
-    let t0 = Instant::now();
     let list_timeout = Duration::from_secs(30);
     let nodes = tokio::time::timeout(list_timeout, Api::<Node>::all(read.clone()).list(&ListParams::default()))
         .await
@@ -175,6 +176,34 @@ async fn probe<D: Door>(
     if probe_nodes.is_empty() {
         return Err("no Ready node to run probes on".into());
     }
+    let mut checks = Vec::new();
+    let wants_network =
+        ProbeKind::ALL.iter().any(|k| selection.includes(k.check_id())) || selection.includes("probe-hubble-flows");
+    if wants_network {
+        checks = network(read, door, relay, cfg, selection, run, say, cancel, &probe_nodes, notes.clone()).await?;
+    }
+    if selection.includes("probe-longhorn-volume") {
+        checks.push(volume(read, door, cfg, run, say, cancel, &probe_nodes, notes).await?);
+    }
+    Ok(checks)
+}
+
+/// The network probes: servers, the probe Service, the client Jobs, their logs and the flows.
+#[allow(clippy::too_many_arguments)]
+async fn network<D: Door>(
+    read: &kube::Client,
+    door: &mut D,
+    relay: &RelayTarget,
+    cfg: &ProbeConfig,
+    selection: &Selection,
+    run: &str,
+    say: &(dyn Fn(String) + Sync),
+    cancel: &CancellationToken,
+    probe_nodes: &[ProbeNode],
+    mut notes: Vec<String>,
+) -> Result<Vec<CheckResult>, String> {
+    let t0 = Instant::now();
+    let list_timeout = Duration::from_secs(30);
     // The ingress Service: its NodePort and MetalLB IP.
     let (ing_ns, ing_name) = cfg.ingress_service.split_once('/').unwrap_or(("", &cfg.ingress_service));
     let ingress = match Api::<Service>::namespaced(read.clone(), ing_ns).get_opt(ing_name).await {
@@ -206,7 +235,7 @@ async fn probe<D: Door>(
         run: run.into(),
         namespace: cfg.namespace.clone(),
         what: "server pods and Service".into(),
-        objects: probes::server_objects(cfg, run, &probe_nodes),
+        objects: probes::server_objects(cfg, run, probe_nodes),
     })
     .await
     .map_err(|e| format!("creating the probe servers: {e}"))?;
@@ -289,7 +318,7 @@ async fn probe<D: Door>(
             run: run.into(),
             namespace: cfg.namespace.clone(),
             what: "client Jobs".into(),
-            objects: probes::client_objects(cfg, run, &probe_nodes, &targets),
+            objects: probes::client_objects(cfg, run, probe_nodes, &targets),
         })
         .await;
     if let Err(e) = created {
@@ -332,7 +361,7 @@ async fn probe<D: Door>(
     let pods =
         pods_api.list(&client_sel).await.map_err(|e| format!("cannot list the probe clients: {}", kube_msg(&e)))?;
     let mut outcomes = Vec::new();
-    for n in &probe_nodes {
+    for n in probe_nodes {
         let pod =
             pods.items.iter().find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(n.name.as_str()));
         let (done, took) = finished.get(&n.name).map_or((None, cfg.timeout), |(ok, d)| (Some(*ok), *d));
@@ -408,14 +437,7 @@ async fn probe<D: Door>(
         if kind == ProbeKind::ClusterIp && targets.service.is_empty() {
             check_notes.push("the probe Service has no ClusterIP".into());
         }
-        checks.push(probes::evaluate_kind(
-            kind,
-            title(kind.check_id()),
-            &probe_nodes,
-            &targets,
-            &outcomes,
-            check_notes,
-        ));
+        checks.push(probes::evaluate_kind(kind, title(kind.check_id()), probe_nodes, &targets, &outcomes, check_notes));
     }
     if let Some(w) = flow_window {
         let mut probe_pods: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
@@ -437,4 +459,219 @@ async fn probe<D: Door>(
         checks.push(probes::evaluate_flows(title("probe-hubble-flows"), &probe_pods, &flow_nodes, &w));
     }
     Ok(checks)
+}
+
+/// The volume probe: a PVC on the Longhorn storage class, a writer Job on the first node, then a
+/// reader Job on each other node in turn (the volume moves from node to node), each waited for
+/// up to the timeout. The first step that does not succeed ends the probe; the nodes after it
+/// are not reached. Everything is deleted with the run's other probes.
+#[allow(clippy::too_many_arguments)]
+async fn volume<D: Door>(
+    read: &kube::Client,
+    door: &mut D,
+    cfg: &ProbeConfig,
+    run: &str,
+    say: &(dyn Fn(String) + Sync),
+    cancel: &CancellationToken,
+    probe_nodes: &[ProbeNode],
+    mut notes: Vec<String>,
+) -> Result<CheckResult, String> {
+    let id = ProbeKind::LonghornVolume.check_id();
+    let t0 = Instant::now();
+    let claim = probes::volume_claim_name(run);
+    let one = |subject: &str, state: State, why: String, notes: Vec<String>| {
+        CheckResult::from_parts(
+            id,
+            title(id),
+            vec![SubResult { subject: subject.into(), state, evidence: vec![why], duration: t0.elapsed() }],
+            notes,
+        )
+    };
+    if probe_nodes.len() < 2 {
+        return Ok(one("cluster", State::Unknown, "a volume moved between nodes needs two Ready nodes".into(), notes));
+    }
+    say(format!("run {run}: creating the volume probe's PVC {claim} (storage class {})", cfg.storage_class));
+    door.run(Operation::ProbeCreate {
+        run: run.into(),
+        namespace: cfg.namespace.clone(),
+        what: "volume claim".into(),
+        objects: vec![probes::volume_claim(cfg, run)],
+    })
+    .await
+    .map_err(|e| format!("creating the volume probe's PVC: {e}"))?;
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(read.clone(), &cfg.namespace);
+    let deadline = Instant::now() + cfg.timeout;
+    let volume = loop {
+        let pvc = pvcs.get_opt(&claim).await.map_err(|e| format!("cannot read PVC {claim}: {}", kube_msg(&e)))?;
+        let status = pvc.as_ref().and_then(|p| p.status.as_ref());
+        if status.and_then(|s| s.phase.as_deref()) == Some("Bound") {
+            break pvc.and_then(|p| p.spec?.volume_name).unwrap_or_default();
+        }
+        if !pause(cancel, deadline).await {
+            if cancel.is_cancelled() {
+                return Err("cancelled while the volume probe's PVC was provisioned".into());
+            }
+            let phase = status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "unknown".into());
+            return Ok(one(
+                &claim,
+                State::Red,
+                format!(
+                    "PVC {claim} (storage class {}) not Bound within {}s: phase {phase}",
+                    cfg.storage_class,
+                    cfg.timeout.as_secs()
+                ),
+                notes,
+            ));
+        }
+    };
+    notes.push(format!("PVC {}/{claim} Bound to volume {volume}", cfg.namespace));
+    let writer = probe_nodes[0].name.clone();
+    let mut steps = Vec::new();
+    let mut stopped: Option<String> = None;
+    for (i, n) in probe_nodes.iter().enumerate() {
+        let role = if i == 0 { VolumeRole::Write } else { VolumeRole::Read };
+        if let Some(why) = &stopped {
+            steps.push(VolumeStep {
+                node: n.name.clone(),
+                role,
+                outcome: StepOutcome::NotReached(why.clone()),
+                took: Duration::ZERO,
+            });
+            continue;
+        }
+        say(format!("run {run}: volume probe: {} on {}", role.as_str(), n.name));
+        let step = volume_step(read, door, cfg, run, i, &n.name, role, &writer, cancel).await?;
+        let ok = match &step.outcome {
+            StepOutcome::Log(l) => {
+                let mine = l.lines.iter().filter(|x| x.kind == ProbeKind::LonghornVolume && x.subject == n.name);
+                let (mut any, mut bad) = (false, false);
+                for x in mine {
+                    any = true;
+                    bad |= !x.ok;
+                }
+                any && !bad
+            }
+            _ => false,
+        };
+        if !ok {
+            stopped = Some(format!("the volume probe stopped after the {} on {}", role.as_str(), n.name));
+        }
+        steps.push(step);
+    }
+    Ok(probes::evaluate_volume(title(id), &steps, notes))
+}
+
+/// One Job of the volume probe: created through the door, waited for up to the timeout, its log
+/// read (bounded). A Job that does not finish says what its pod waits for (the FailedMount event).
+#[allow(clippy::too_many_arguments)]
+async fn volume_step<D: Door>(
+    read: &kube::Client,
+    door: &mut D,
+    cfg: &ProbeConfig,
+    run: &str,
+    step: usize,
+    node: &str,
+    role: VolumeRole,
+    writer: &str,
+    cancel: &CancellationToken,
+) -> Result<VolumeStep, String> {
+    let started = Instant::now();
+    let job_name = probes::volume_job_name(run, step);
+    door.run(Operation::ProbeCreate {
+        run: run.into(),
+        namespace: cfg.namespace.clone(),
+        what: format!("volume {} Job on {node}", role.as_str()),
+        objects: vec![probes::volume_job(cfg, run, step, node, role, writer)],
+    })
+    .await
+    .map_err(|e| format!("creating the volume probe's Job on {node}: {e}"))?;
+    let jobs = Api::<Job>::namespaced(read.clone(), &cfg.namespace);
+    let pods = Api::<Pod>::namespaced(read.clone(), &cfg.namespace);
+    let deadline = Instant::now() + cfg.timeout;
+    let done = loop {
+        let j = jobs.get_opt(&job_name).await.map_err(|e| format!("cannot read Job {job_name}: {}", kube_msg(&e)))?;
+        if let Some(d) = j.as_ref().and_then(job_done) {
+            break Some(d);
+        }
+        if !pause(cancel, deadline).await {
+            if cancel.is_cancelled() {
+                return Err("cancelled while the volume probe ran".into());
+            }
+            break None;
+        }
+    };
+    let took = started.elapsed();
+    let sel = ListParams::default().labels(&format!("job-name={job_name}"));
+    let pod = pods
+        .list(&sel)
+        .await
+        .map_err(|e| format!("cannot list the pods of Job {job_name}: {}", kube_msg(&e)))?
+        .items
+        .into_iter()
+        .next();
+    let outcome = match (done, pod) {
+        (_, None) => StepOutcome::Failed(format!("Job {job_name} on {node} has no pod")),
+        (None, Some(p)) => {
+            let waiting = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.clone());
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "unknown".into());
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let mut why = format!(
+                "Job {job_name} did not finish within {}s on {node}: pod {name} {phase}{}",
+                cfg.timeout.as_secs(),
+                waiting.map(|w| format!(" ({w})")).unwrap_or_default()
+            );
+            if let Some(m) = failed_mount(read, &cfg.namespace, &name).await {
+                why.push_str(&format!("; FailedMount: {m}"));
+            }
+            StepOutcome::Failed(why)
+        }
+        (Some(ok), Some(p)) => {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            match read_log(&pods, &name).await {
+                Ok(l) if !ok && l.lines.is_empty() => StepOutcome::Failed(format!(
+                    "Job {job_name} on {node} failed; its log has no result ({} malformed line(s))",
+                    l.malformed.len()
+                )),
+                Ok(l) => StepOutcome::Log(l),
+                Err(e) if !ok => StepOutcome::Failed(format!("Job {job_name} on {node} failed; {e}")),
+                Err(e) => StepOutcome::NoResult(e),
+            }
+        }
+    };
+    Ok(VolumeStep { node: node.to_string(), role, outcome, took })
+}
+
+/// A probe pod's log, bounded and parsed.
+async fn read_log(pods: &Api<Pod>, name: &str) -> Result<probes::ParsedLog, String> {
+    let lp = LogParams {
+        container: Some("probe".into()),
+        limit_bytes: Some(probes::LOG_LIMIT_BYTES),
+        tail_lines: Some(probes::LOG_TAIL_LINES),
+        ..Default::default()
+    };
+    match tokio::time::timeout(Duration::from_secs(30), pods.logs(name, &lp)).await {
+        Ok(Ok(text)) => Ok(probes::parse_log(&text)),
+        Ok(Err(e)) => Err(format!("cannot read the log of {name}: {}", kube_msg(&e))),
+        Err(_) => Err(format!("cannot read the log of {name}: no answer within 30s")),
+    }
+}
+
+/// The message of the latest FailedMount event of a pod, if it can be read.
+async fn failed_mount(read: &kube::Client, namespace: &str, pod: &str) -> Option<String> {
+    let events = Api::<Event>::namespaced(read.clone(), namespace);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={pod}")).limit(50);
+    let list = tokio::time::timeout(Duration::from_secs(10), events.list(&lp)).await.ok()?.ok()?;
+    list.items
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod) && e.reason.as_deref() == Some("FailedMount"))
+        .filter_map(|e| e.message.as_deref())
+        .next_back()
+        .map(probes::cut_evidence)
 }

@@ -2,8 +2,8 @@
 //! checks read the cluster (pods, Services, nodes) and the Hubble flow stream over a window, and
 //! create nothing. The **active** checks (armed mode only) create probe pods, a probe Service
 //! and probe Jobs through the runner, read the Jobs' logs and the flows between the probes, and
-//! delete everything again ([`active`], [`probes`]). The Longhorn volume check is not built: it is
-//! listed as skipped with the reason.
+//! delete everything again ([`active`], [`probes`]); the Longhorn volume check also creates a
+//! PVC, written by a Job on one node and read back by Jobs on the others.
 //!
 //! Split by seam: [`observe`] reads (one list of nodes, pods and Services, the flow stream over
 //! the window) into an [`observe::Observation`]; [`checks`] evaluates it (pure functions, unit
@@ -90,8 +90,8 @@ impl PassiveCheck {
     }
 }
 
-/// The active checks (probe objects, armed mode only), (id, title). All but
-/// `probe-longhorn-volume` run in `cutover validate` when armed; see [`active`].
+/// The active checks (probe objects, armed mode only), (id, title). All run in `cutover
+/// validate` when armed; see [`active`].
 pub const ACTIVE_CHECKS: &[(&str, &str)] = &[
     ("probe-pod-to-pod", "Probe pods on every ordered node pair reach each other (ICMP, TCP)"),
     ("probe-clusterip", "A probe Service with a backend on every node answers from every node"),
@@ -161,13 +161,9 @@ pub enum ActiveSkip {
     ReadOnly,
     /// Armed, but this run reads only (the cockpit's `v`; its `a` runs the active checks).
     NotBuilt,
-    /// Armed: the active checks ran (only the unbuilt Longhorn volume check is skipped).
+    /// Armed: the active checks ran (none is skipped).
     Ran,
 }
-
-/// Why `probe-longhorn-volume` is always skipped.
-pub const LONGHORN_SKIP: &str =
-    "not built in this version (a PVC written on one node and read back on another); see longhorn-csi";
 
 impl ActiveSkip {
     pub fn reason(self) -> &'static str {
@@ -175,7 +171,7 @@ impl ActiveSkip {
             ActiveSkip::PassiveRequested => "--passive",
             ActiveSkip::ReadOnly => "read-only mode",
             ActiveSkip::NotBuilt => "this run reads only; a in the cockpit's overlay (or `cutover validate`) runs them",
-            ActiveSkip::Ran => LONGHORN_SKIP,
+            ActiveSkip::Ran => "",
         }
     }
 }
@@ -322,7 +318,7 @@ pub fn report_from(observation: &observe::Observation, opts: &PassiveOptions) ->
     let skipped = ACTIVE_CHECKS
         .iter()
         .filter(|(id, _)| opts.selection.includes(id))
-        .filter(|(id, _)| opts.active_skip != ActiveSkip::Ran || *id == "probe-longhorn-volume")
+        .filter(|_| opts.active_skip != ActiveSkip::Ran)
         .map(|(id, title)| Skipped {
             id: (*id).into(),
             title: (*title).into(),
@@ -524,6 +520,7 @@ pub fn probe_config(settings: &crate::settings::Settings) -> probes::ProbeConfig
         url: v.url.clone(),
         cluster_name: v.cluster_name.clone(),
         ingress_service: v.ingress_service.clone(),
+        storage_class: v.storage_class.clone(),
     }
 }
 
@@ -531,7 +528,7 @@ pub fn probe_config(settings: &crate::settings::Settings) -> probes::ProbeConfig
 /// namespace. Reads only.
 pub async fn list_leftovers(read: &kube::Client) -> Result<Vec<String>, String> {
     use k8s_openapi::api::batch::v1::Job;
-    use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
     use kube::api::{Api, ListParams};
     let lp = ListParams::default().labels(&probes::selector(None));
     let line = |kind: &str, m: &kube::api::ObjectMeta| {
@@ -557,6 +554,11 @@ pub async fn list_leftovers(read: &kube::Client) -> Result<Vec<String>, String> 
         .map_err(within("services"))?
         .map_err(err)?;
     out.extend(svcs.items.iter().map(|s| line("service", &s.metadata)));
+    let pvcs = tokio::time::timeout(timeout, Api::<PersistentVolumeClaim>::all(read.clone()).list_metadata(&lp))
+        .await
+        .map_err(within("persistentvolumeclaims"))?
+        .map_err(err)?;
+    out.extend(pvcs.items.iter().map(|s| line("persistentvolumeclaim", &s.metadata)));
     Ok(out)
 }
 
@@ -641,7 +643,7 @@ mod tests {
     #[test]
     fn skip_reasons() {
         assert!(ActiveSkip::NotBuilt.reason().starts_with("this run reads only"));
-        assert_eq!(ActiveSkip::Ran.reason(), LONGHORN_SKIP);
+        assert_eq!(ActiveSkip::Ran.reason(), "");
         assert_eq!(ActiveSkip::PassiveRequested.reason(), "--passive");
         assert_eq!(ActiveSkip::ReadOnly.reason(), "read-only mode");
     }

@@ -59,6 +59,8 @@ pub struct ProbeConfig {
     pub cluster_name: String,
     /// `namespace/name` of the ingress LoadBalancer Service (node-port, load-balancer).
     pub ingress_service: String,
+    /// The storage class of the volume probe's PVC (longhorn-volume).
+    pub storage_class: String,
 }
 
 /// A node the probes cover.
@@ -91,6 +93,108 @@ pub fn client_name(run: &str, index: usize) -> String {
 pub fn service_name(run: &str) -> String {
     format!("cutover-probe-{run}")
 }
+
+pub fn volume_claim_name(run: &str) -> String {
+    format!("cutover-probe-{run}-vol")
+}
+
+pub fn volume_job_name(run: &str, step: usize) -> String {
+    format!("cutover-probe-{run}-v{step}")
+}
+
+/// The size of the volume probe's PVC.
+pub const VOLUME_SIZE: &str = "16Mi";
+/// Where the volume probe mounts its PVC, and the file it writes there.
+pub const VOLUME_MOUNT: &str = "/cutover-probe";
+pub const VOLUME_FILE: &str = "/cutover-probe/token";
+
+/// What a volume probe Job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeRole {
+    Write,
+    Read,
+}
+
+impl VolumeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeRole::Write => "write",
+            VolumeRole::Read => "read",
+        }
+    }
+}
+
+/// The volume probe's PVC: [`VOLUME_SIZE`], ReadWriteOnce, on the configured storage class.
+pub fn volume_claim(cfg: &ProbeConfig, run: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": volume_claim_name(run), "namespace": cfg.namespace, "labels": labels(run, "volume", None) },
+        "spec": {
+            "storageClassName": cfg.storage_class,
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": VOLUME_SIZE } },
+        },
+    })
+}
+
+/// One step of the volume probe: a Job pinned to `node` (`backoffLimit: 0`,
+/// `activeDeadlineSeconds` = the timeout) mounting the run's PVC and running [`VOLUME_SCRIPT`]:
+/// the writer writes the token (the run id), a reader reads it back. `writer` is the node that
+/// wrote it (evidence in the reader's line).
+pub fn volume_job(cfg: &ProbeConfig, run: &str, step: usize, node: &str, role: VolumeRole, writer: &str) -> Value {
+    let role_label = match role {
+        VolumeRole::Write => "volume-writer",
+        VolumeRole::Read => "volume-reader",
+    };
+    let env = [
+        ("PROBE_VOLUME_NODE", node.to_string()),
+        ("PROBE_VOLUME_ROLE", role.as_str().to_string()),
+        ("PROBE_TOKEN", run.to_string()),
+        ("PROBE_CLAIM", volume_claim_name(run)),
+        ("PROBE_WRITER", writer.to_string()),
+        ("PROBE_FILE", VOLUME_FILE.to_string()),
+    ];
+    let env: Vec<Value> = env.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": volume_job_name(run, step), "namespace": cfg.namespace, "labels": labels(run, role_label, Some(node)) },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": cfg.timeout.as_secs().max(1),
+            "template": {
+                "metadata": { "labels": labels(run, role_label, Some(node)) },
+                "spec": {
+                    "nodeName": node,
+                    "restartPolicy": "Never",
+                    "tolerations": tolerate_all(),
+                    "terminationGracePeriodSeconds": 1,
+                    "automountServiceAccountToken": false,
+                    "containers": [{
+                        "name": "probe", "image": cfg.image, "command": ["/bin/sh", "-c", VOLUME_SCRIPT], "env": env,
+                        "volumeMounts": [{ "name": "data", "mountPath": VOLUME_MOUNT }],
+                    }],
+                    "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": volume_claim_name(run) } }],
+                },
+            },
+        },
+    })
+}
+
+/// The volume probe's script (POSIX sh): one `CUTOVER-PROBE longhorn-volume <node> ok|fail …`
+/// line and the `end` line; it always exits 0.
+pub const VOLUME_SCRIPT: &str = r#"me="$PROBE_VOLUME_NODE"; f="${PROBE_FILE:-/cutover-probe/token}"
+line() { printf 'CUTOVER-PROBE %s %s %s %s\n' "$1" "$2" "$3" "$4"; }
+flat() { printf '%s' "$1" | tr '\n' ' ' | cut -c1-200; }
+if [ "$PROBE_VOLUME_ROLE" = write ]; then
+  if out=$(printf '%s\n' "$PROBE_TOKEN" 2>&1 > "$f" && sync 2>&1); then line longhorn-volume "$me" ok "wrote token $PROBE_TOKEN to $PROBE_CLAIM"
+  else line longhorn-volume "$me" fail "writing to $PROBE_CLAIM: $(flat "$out")"; fi
+else
+  got=$(cat "$f" 2>&1); rc=$?
+  if [ "$rc" -eq 0 ] && [ "$got" = "$PROBE_TOKEN" ]; then line longhorn-volume "$me" ok "read token $got back from $PROBE_CLAIM (written on $PROBE_WRITER)"
+  else line longhorn-volume "$me" fail "read $PROBE_CLAIM: expected token $PROBE_TOKEN (written on $PROBE_WRITER), got: $(flat "$got")"; fi
+fi
+line end "$me" ok "volume probe ran"
+"#;
 
 /// One server pod per node (pinned by `nodeName`, tolerating every taint) listening on TCP
 /// [`SERVER_PORT`] with socat, and the probe ClusterIP Service selecting them
@@ -244,11 +348,23 @@ pub enum ProbeKind {
     NodePort,
     LoadBalancer,
     DnsEgress,
+    /// The volume probe's Jobs (not the network clients').
+    LonghornVolume,
 }
 
 impl ProbeKind {
     pub const ALL: [ProbeKind; 5] =
         [ProbeKind::PodToPod, ProbeKind::ClusterIp, ProbeKind::NodePort, ProbeKind::LoadBalancer, ProbeKind::DnsEgress];
+
+    /// Every kind a log line can carry: the network clients' and the volume probe's.
+    const TAGGED: [ProbeKind; 6] = [
+        ProbeKind::PodToPod,
+        ProbeKind::ClusterIp,
+        ProbeKind::NodePort,
+        ProbeKind::LoadBalancer,
+        ProbeKind::DnsEgress,
+        ProbeKind::LonghornVolume,
+    ];
 
     /// The tag in the log lines.
     pub fn tag(self) -> &'static str {
@@ -258,6 +374,7 @@ impl ProbeKind {
             ProbeKind::NodePort => "node-port",
             ProbeKind::LoadBalancer => "load-balancer",
             ProbeKind::DnsEgress => "dns-egress",
+            ProbeKind::LonghornVolume => "longhorn-volume",
         }
     }
 
@@ -269,11 +386,12 @@ impl ProbeKind {
             ProbeKind::NodePort => "probe-nodeport",
             ProbeKind::LoadBalancer => "probe-loadbalancer",
             ProbeKind::DnsEgress => "probe-dns-egress",
+            ProbeKind::LonghornVolume => "probe-longhorn-volume",
         }
     }
 
     fn from_tag(tag: &str) -> Option<ProbeKind> {
-        ProbeKind::ALL.into_iter().find(|k| k.tag() == tag)
+        ProbeKind::TAGGED.into_iter().find(|k| k.tag() == tag)
     }
 }
 
@@ -306,6 +424,11 @@ fn cut(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Evidence text from outside, bounded as a log line's is.
+pub fn cut_evidence(s: &str) -> String {
+    cut(s, MAX_EVIDENCE)
 }
 
 /// Parses a client's log. Lines without the `CUTOVER-PROBE ` prefix are ignored (the image may
@@ -374,7 +497,9 @@ fn expected_subjects(kind: ProbeKind, node: &str, nodes: &[ProbeNode], t: &Targe
             .collect(),
         ProbeKind::NodePort => t.node_ports.keys().map(|n| pair(node, n)).collect(),
         ProbeKind::LoadBalancer if t.load_balancer.is_empty() => Vec::new(),
-        ProbeKind::ClusterIp | ProbeKind::LoadBalancer | ProbeKind::DnsEgress => vec![node.to_string()],
+        ProbeKind::ClusterIp | ProbeKind::LoadBalancer | ProbeKind::DnsEgress | ProbeKind::LonghornVolume => {
+            vec![node.to_string()]
+        }
     }
 }
 
@@ -441,6 +566,63 @@ pub fn evaluate_kind(
     }
     results.sort_by(|a, b| a.subject.cmp(&b.subject));
     CheckResult::from_parts(kind.check_id(), title, results, notes)
+}
+
+/// How one step of the volume probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The Job finished; its log, parsed.
+    Log(ParsedLog),
+    /// The Job failed or did not finish in time (the volume could not be used there): why.
+    Failed(String),
+    /// The Job finished but its result could not be read: why.
+    NoResult(String),
+    /// The step did not run (an earlier one failed, or the run was cut short): why.
+    NotReached(String),
+}
+
+/// One step of the volume probe: the writer on the first node, then a reader on each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeStep {
+    pub node: String,
+    pub role: VolumeRole,
+    pub outcome: StepOutcome,
+    pub took: Duration,
+}
+
+/// `probe-longhorn-volume`, one subject per node the volume was (to be) mounted on: green when
+/// its step reported ok, red when it reported a failure or its Job failed or timed out (the
+/// volume could not be mounted or used there), unknown when there is no result.
+pub fn evaluate_volume(title: &str, steps: &[VolumeStep], notes: Vec<String>) -> CheckResult {
+    let mut results = Vec::new();
+    for st in steps {
+        let role = st.role.as_str();
+        let (state, evidence) = match &st.outcome {
+            StepOutcome::Log(log) => {
+                let lines: Vec<&ProbeLine> =
+                    log.lines.iter().filter(|l| l.kind == ProbeKind::LonghornVolume && l.subject == st.node).collect();
+                let mut evidence: Vec<String> = lines
+                    .iter()
+                    .map(|l| format!("{role}: {} {}", if l.ok { "ok" } else { "FAIL" }, l.evidence))
+                    .collect();
+                let state = if lines.iter().any(|l| !l.ok) {
+                    State::Red
+                } else if lines.is_empty() {
+                    evidence.push(format!("{role}: the volume probe on {} reported nothing", st.node));
+                    evidence.extend(log.malformed.iter().take(3).cloned());
+                    State::Unknown
+                } else {
+                    State::Green
+                };
+                (state, evidence)
+            }
+            StepOutcome::Failed(why) => (State::Red, vec![format!("{role}: FAIL {why}")]),
+            StepOutcome::NoResult(why) => (State::Unknown, vec![format!("{role}: no result: {why}")]),
+            StepOutcome::NotReached(why) => (State::Unknown, vec![format!("{role}: not run: {why}")]),
+        };
+        results.push(SubResult { subject: st.node.clone(), state, evidence, duration: st.took });
+    }
+    CheckResult::from_parts(ProbeKind::LonghornVolume.check_id(), title, results, notes)
 }
 
 /// `hubble-probe-flows`: per ordered pair of probe nodes, the flows between probe pods on those
@@ -602,6 +784,7 @@ mod tests {
             url: "https://example.com/".into(),
             cluster_name: "kubernetes.default.svc.cluster.local".into(),
             ingress_service: "haproxy-ingress/haproxy-ingress".into(),
+            storage_class: "longhorn".into(),
         };
         let objs = server_objects(&cfg, "r1", &nodes());
         assert_eq!(objs.len(), 4);
@@ -624,5 +807,108 @@ mod tests {
         assert_eq!(url_host("http://u:p@h.example:8080/x?y"), "h.example");
         assert_eq!(selector(Some("r1")), "app.kubernetes.io/managed-by=cutover,cutover.io/probe-run=r1");
         assert_eq!(selector(None), "app.kubernetes.io/managed-by=cutover,cutover.io/probe-run");
+    }
+
+    fn cfg() -> ProbeConfig {
+        ProbeConfig {
+            namespace: "probes".into(),
+            image: "nicolaka/netshoot:v0.13".into(),
+            timeout: Duration::from_secs(45),
+            url: "https://example.com/".into(),
+            cluster_name: "kubernetes.default.svc.cluster.local".into(),
+            ingress_service: "haproxy-ingress/haproxy-ingress".into(),
+            storage_class: "longhorn-fast".into(),
+        }
+    }
+
+    #[test]
+    fn the_volume_manifests_are_labelled_pinned_bounded_and_share_one_claim() {
+        let cfg = cfg();
+        let pvc = volume_claim(&cfg, "r2");
+        assert_eq!(pvc["kind"], "PersistentVolumeClaim");
+        assert_eq!(pvc["metadata"]["name"], "cutover-probe-r2-vol");
+        assert_eq!(pvc["spec"]["storageClassName"], "longhorn-fast");
+        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "16Mi");
+        assert_eq!(pvc["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+        let w = volume_job(&cfg, "r2", 0, "a", VolumeRole::Write, "a");
+        let r = volume_job(&cfg, "r2", 1, "b", VolumeRole::Read, "a");
+        for o in [&pvc, &w, &r] {
+            assert_eq!(o["metadata"]["labels"][MANAGED_BY.0], MANAGED_BY.1, "{o}");
+            assert_eq!(o["metadata"]["labels"][RUN_LABEL], "r2", "{o}");
+            assert_eq!(o["metadata"]["namespace"], "probes");
+        }
+        assert_ne!(w["metadata"]["name"], r["metadata"]["name"]);
+        for (j, node, role) in [(&w, "a", "write"), (&r, "b", "read")] {
+            assert_eq!(j["spec"]["activeDeadlineSeconds"], 45);
+            assert_eq!(j["spec"]["backoffLimit"], 0);
+            let pod = &j["spec"]["template"]["spec"];
+            assert_eq!(pod["nodeName"], node);
+            assert_eq!(pod["restartPolicy"], "Never");
+            assert_eq!(j["spec"]["template"]["metadata"]["labels"][RUN_LABEL], "r2");
+            assert_eq!(j["metadata"]["labels"][NODE_LABEL], node);
+            assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "cutover-probe-r2-vol");
+            assert_eq!(pod["containers"][0]["volumeMounts"][0]["mountPath"], VOLUME_MOUNT);
+            let env = pod["containers"][0]["env"].as_array().expect("env").clone();
+            let get = |k: &str| env.iter().find(|e| e["name"] == k).map(|e| e["value"].clone()).expect(k);
+            assert_eq!(get("PROBE_VOLUME_ROLE"), role);
+            assert_eq!(get("PROBE_TOKEN"), "r2", "the token is the run id");
+            assert_eq!(get("PROBE_WRITER"), "a");
+            // Not a network client: the network probes' variables are absent.
+            assert!(env.iter().all(|e| e["name"] != "PROBE_NODE"));
+        }
+    }
+
+    #[test]
+    fn the_volume_evaluation_is_green_only_when_read_back_and_names_the_failing_node() {
+        let step =
+            |node: &str, role, outcome| VolumeStep { node: node.into(), role, outcome, took: Duration::from_secs(2) };
+        let log = |t: &str| StepOutcome::Log(parse_log(t));
+        let green = [
+            step(
+                "a",
+                VolumeRole::Write,
+                log("CUTOVER-PROBE longhorn-volume a ok wrote token r1 to c\nCUTOVER-PROBE end a ok .\n"),
+            ),
+            step(
+                "b",
+                VolumeRole::Read,
+                log("CUTOVER-PROBE longhorn-volume b ok read token r1 back from c (written on a)\n"),
+            ),
+        ];
+        let r = evaluate_volume("t", &green, vec![]);
+        assert_eq!(r.id, "probe-longhorn-volume");
+        assert_eq!(r.state, State::Green);
+        assert_eq!(r.results[1].evidence, ["read: ok read token r1 back from c (written on a)"]);
+
+        // Timed out on b (FailedMount), c never reached: red naming b, c unknown.
+        let stuck = [
+            green[0].clone(),
+            step("b", VolumeRole::Read, StepOutcome::Failed("did not finish within 45s on b: FailedMount".into())),
+            step("c", VolumeRole::Read, StepOutcome::NotReached("stopped after the read on b".into())),
+        ];
+        let r = evaluate_volume("t", &stuck, vec![]);
+        let states: Vec<(&str, State)> = r.results.iter().map(|s| (s.subject.as_str(), s.state)).collect();
+        assert_eq!(states, [("a", State::Green), ("b", State::Red), ("c", State::Unknown)]);
+        assert_eq!(r.state, State::Red);
+        assert!(r.results[1].evidence[0].starts_with("read: FAIL did not finish"), "{r:?}");
+
+        // A wrong token is red; a log without a line for the node is unknown, never green; a
+        // line for another node does not count.
+        let wrong = [step(
+            "b",
+            VolumeRole::Read,
+            log("CUTOVER-PROBE longhorn-volume b fail read c: expected token r1, got: x\n"),
+        )];
+        assert_eq!(evaluate_volume("t", &wrong, vec![]).state, State::Red);
+        let other = [step("b", VolumeRole::Read, log("CUTOVER-PROBE longhorn-volume a ok x\n"))];
+        let r = evaluate_volume("t", &other, vec![]);
+        assert_eq!(r.state, State::Unknown);
+        assert!(r.results[0].evidence.iter().any(|e| e.contains("reported nothing")), "{r:?}");
+        let none = [step("b", VolumeRole::Read, StepOutcome::NoResult("cannot read the log".into()))];
+        assert_eq!(evaluate_volume("t", &none, vec![]).state, State::Unknown);
+        assert_eq!(evaluate_volume("t", &[], vec![]).state, State::Unknown);
+        // The volume tag parses; network kinds still do not include it.
+        assert_eq!(parse_log("CUTOVER-PROBE longhorn-volume a ok x\n").lines[0].kind, ProbeKind::LonghornVolume);
+        assert!(!ProbeKind::ALL.contains(&ProbeKind::LonghornVolume));
     }
 }

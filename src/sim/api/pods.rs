@@ -182,6 +182,19 @@ pub fn log(state: &Arc<ApiState>, p: &ObjectPath, q: &Query) -> Result<Response<
         )));
     }
     let limit = q.get("limitBytes").and_then(|t| t.parse::<usize>().ok());
+    if crate::sim::probes::is_volume_probe(&pod) {
+        // A volume probe's output is what its container printed when it ran (kept after it ends).
+        let full = state.shared.volumes.lock().ok().and_then(|v| v.logs.get(s(&pod, "/metadata/uid")).cloned());
+        let full = full.unwrap_or_default();
+        let lines: Vec<&str> = full.lines().collect();
+        let tail = q.get("tailLines").and_then(|t| t.parse::<usize>().ok()).unwrap_or(lines.len());
+        let mut text = String::new();
+        for l in lines.iter().skip(lines.len().saturating_sub(tail)) {
+            text.push_str(l);
+            text.push('\n');
+        }
+        return Ok(text_response(limit_bytes(text, limit)));
+    }
     if crate::sim::probes::is_probe_client(&pod) {
         // A probe client's output comes from the network model; logs are kept after it ends.
         let faults = state.shared.faults.borrow().clone();

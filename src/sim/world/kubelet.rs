@@ -45,6 +45,8 @@ pub struct PodRt {
     pub start_gen: u64,
     pub start_time: String,
     pub last_net_event: f64,
+    /// When the last FailedMount event was emitted.
+    pub last_mount_event: f64,
     pub net_error: Option<String>,
     pub containers_at: Option<f64>,
     pub running: bool,
@@ -158,6 +160,7 @@ impl World {
             start_gen: k.map(|k| k.start_gen).unwrap_or(0),
             start_time: self.now_str.clone(),
             last_net_event: f64::NEG_INFINITY,
+            last_mount_event: f64::NEG_INFINITY,
             net_error: None,
             containers_at: None,
             running: false,
@@ -250,6 +253,71 @@ impl World {
             .collect()
     }
 
+    /// The PVs of the pod's PVC volumes, each checked as the kubelet and the CSI node plugin
+    /// would before mounting: the claim exists and is Bound, and for a Longhorn volume
+    /// (`driver.longhorn.io`) the node's `longhorn-csi-plugin` pod is Ready (its driver is
+    /// registered). `Err`: not mountable now, with the FailedMount message (`None`: a claim not
+    /// Bound yet, which the provisioner binds within a tick: no event).
+    fn mount_volumes(
+        &self,
+        pod: &Value,
+        node: &str,
+        pods: &[std::sync::Arc<Value>],
+    ) -> Result<Vec<String>, Option<String>> {
+        let ns = o::namespace(pod);
+        let mut pvs = Vec::new();
+        for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+            let claim = o::s(v, "/persistentVolumeClaim/claimName");
+            if claim.is_empty() {
+                continue;
+            }
+            let vname = o::s(v, "/name");
+            let Ok(pvc) = self.store.get(res(ids::PVCS), ns, claim) else {
+                return Err(Some(format!(
+                    "Unable to attach or mount volumes: unmounted volumes=[{vname}], unattached volumes=[{vname}]: error processing PVC {ns}/{claim}: PVC is not bound: persistentvolumeclaim \"{claim}\" not found"
+                )));
+            };
+            let pv_name = o::s(&pvc, "/spec/volumeName");
+            let Ok(pv) = self.store.get(res(ids::PVS), "", pv_name) else { return Err(None) };
+            if o::s(&pvc, "/status/phase") != "Bound" {
+                return Err(None);
+            }
+            if o::s(&pv, "/spec/csi/driver") == "driver.longhorn.io" {
+                let plugin = pods.iter().find(|p| {
+                    o::s(p, "/spec/nodeName") == node
+                        && o::labels(p).get("app").map(String::as_str) == Some("longhorn-csi-plugin")
+                });
+                if plugin.is_some_and(|p| !o::pod_ready(p)) {
+                    return Err(Some(format!(
+                        "MountVolume.MountDevice failed for volume \"{pv_name}\" : kubernetes.io/csi: attacher.MountDevice failed to create newCsiDriverClient: driver name driver.longhorn.io not found in the list of registered CSI drivers"
+                    )));
+                }
+            }
+            pvs.push(pv_name.to_string());
+        }
+        Ok(pvs)
+    }
+
+    /// A volume probe's container runs: it writes or reads its volume; its output is kept for
+    /// the log endpoint.
+    fn run_volume_probe(&mut self, pod: &Value) {
+        let ns = o::namespace(pod);
+        let pv = pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|v| o::s(v, "/persistentVolumeClaim/claimName"))
+            .find(|c| !c.is_empty())
+            .and_then(|c| self.store.get(res(ids::PVCS), ns, c).ok())
+            .map(|pvc| o::s(&pvc, "/spec/volumeName").to_string())
+            .unwrap_or_default();
+        if let Ok(mut v) = self.volumes.lock() {
+            let log = crate::sim::probes::volume_run(&mut v, pod, &pv);
+            v.logs.insert(o::uid(pod).to_string(), log);
+        }
+    }
+
     /// Runs every node's kubelet once.
     pub(crate) fn kubelet_tick(&mut self) {
         let (pods, _) = self.store.list(res(ids::PODS), None);
@@ -259,6 +327,9 @@ impl World {
         for u in gone {
             if let Some(mut rt) = self.pods.remove(&u) {
                 self.release_sandbox(&mut rt);
+            }
+            if let Ok(mut v) = self.volumes.lock() {
+                v.logs.remove(&u);
             }
         }
         // Agents whose status is current (not left over from before a k3s restart or reboot).
@@ -305,6 +376,30 @@ impl World {
                 continue;
             }
             self.restart_effects(pod, &mut rt, boot_gen, start_gen);
+            // Volumes are attached and mounted before the sandbox and the containers start.
+            if !rt.running
+                && let Err(why) = self.mount_volumes(pod, &node, &pods)
+            {
+                if let Some(msg) = why
+                    && self.now - rt.last_mount_event >= timing::SANDBOX_EVENT_EVERY
+                {
+                    rt.last_mount_event = self.now;
+                    self.events.emit(
+                        &self.store,
+                        &self.now_str,
+                        &involved(pod),
+                        &ns,
+                        "Warning",
+                        "FailedMount",
+                        &msg,
+                        "kubelet",
+                        &node,
+                    );
+                }
+                self.write_pod_status(pod, &mut rt);
+                self.pods.insert(uid, rt);
+                continue;
+            }
             if rt.sandbox.is_none() {
                 match self.try_sandbox(pod, &node, &cilium_ready) {
                     Ok(sb) => {
@@ -398,6 +493,9 @@ impl World {
             }
             rt.running = true;
             rt.started_ts = self.now_str.clone();
+            if crate::sim::probes::is_volume_probe(pod) {
+                self.run_volume_probe(pod);
+            }
             rt.container_ids = main.iter().map(|_| rand_hex(&mut self.rng, 64)).collect();
             rt.crash_cause = self.crash_cause_at_start(pod);
             let inv = involved(pod);

@@ -154,6 +154,8 @@ pub(crate) struct World {
     pub(crate) taint_since: BTreeMap<(String, String), f64>,
     /// Template hashes by (workload uid, generation).
     pub(crate) hashes: BTreeMap<(String, i64), String>,
+    /// Longhorn volume contents and the volume probes' output, shared with the API.
+    pub(crate) volumes: crate::sim::probes::Volumes,
     timeline: Vec<(f64, TimelineItem)>,
     timeline_origin: f64,
     /// Off while seeding: scenario faults and node ops count from the start of the run.
@@ -190,6 +192,7 @@ impl World {
             outbox: Vec::new(),
             taint_since: BTreeMap::new(),
             hashes: BTreeMap::new(),
+            volumes: Default::default(),
             timeline,
             timeline_origin: 0.0,
             live: false,
@@ -356,6 +359,7 @@ pub fn start(shared: Arc<SimShared>, scenario: &Scenario) -> Result<Vec<JoinHand
         }
     };
     let mut w = World::new(shared.store.clone(), scenario.clone(), shared.seed);
+    w.volumes = shared.volumes.clone();
     w.seed(&git_dir).map_err(|e| SimError::Other(format!("seeding scenario {}: {e}", scenario.name)))?;
     w.journal_boot();
     w.events.enabled = true;

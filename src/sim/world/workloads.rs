@@ -679,8 +679,52 @@ impl World {
     }
 
     /// Binds pending PVCs of a known StorageClass to a new PV (the provisioners are instant here).
+    /// A deleted PVC goes once no pod uses it (pvc-protection); its PV, reclaim policy Delete,
+    /// goes with it (Longhorn deletes the volume and its content).
     fn pvc_tick(&mut self) {
         let (pvcs, _) = self.store.list(res(ids::PVCS), None);
+        let (pods, _) = self.store.list(res(ids::PODS), None);
+        for pvc in pvcs.iter().filter(|p| o::is_terminating(p)) {
+            let ns = o::namespace(pvc);
+            let in_use = pods.iter().any(|p| {
+                o::namespace(p) == ns
+                    && !matches!(o::s(p, "/status/phase"), "Succeeded" | "Failed")
+                    && p.pointer("/spec/volumes").and_then(Value::as_array).is_some_and(|vs| {
+                        vs.iter().any(|v| o::s(v, "/persistentVolumeClaim/claimName") == o::name(pvc))
+                    })
+            });
+            if !in_use {
+                let _ = self.store.mutate(res(ids::PVCS), ns, o::name(pvc), |p| {
+                    if let Some(m) = p.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                        m.remove("finalizers");
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let claims: BTreeSet<String> =
+            self.store.list(res(ids::PVCS), None).0.iter().map(|p| o::uid(p).to_string()).collect();
+        let (pvs, _) = self.store.list(res(ids::PVS), None);
+        for pv in pvs.iter() {
+            let claim_uid = o::s(pv, "/spec/claimRef/uid");
+            if claim_uid.is_empty()
+                || claims.contains(claim_uid)
+                || o::s(pv, "/spec/persistentVolumeReclaimPolicy") != "Delete"
+            {
+                continue;
+            }
+            let name = o::name(pv).to_string();
+            let _ = self.store.delete(res(ids::PVS), "", &name, None);
+            let _ = self.store.mutate(res(ids::PVS), "", &name, |p| {
+                if let Some(m) = p.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+                    m.remove("finalizers");
+                }
+                Ok(())
+            });
+            if let Ok(mut v) = self.volumes.lock() {
+                v.content.remove(&name);
+            }
+        }
         for pvc in pvcs.iter().filter(|p| o::s(p, "/spec/volumeName").is_empty() && !o::is_terminating(p)) {
             let sc = match o::s(pvc, "/spec/storageClassName") {
                 "" => "local-path".to_string(),
