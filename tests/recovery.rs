@@ -239,7 +239,10 @@ async fn too_many_requests_is_retried_and_the_badge_clears() {
     let line = "ciliumnodes.cilium.io watch: 429 TooManyRequests: storage is (re)initializing";
     assert!(c.log_lines().iter().any(|l| l == line), "{:?}", c.log_lines());
 
-    // The watch (not the list) gets the 429 this time: the re-watch after a cut.
+    // The watch (not the list) gets the 429 this time: the re-watch after a cut. The re-listed
+    // source is live before its new watch stream has started; a cut in that gap would miss it
+    // (the sim takes a stream's cut generation when the stream starts), so let it start first.
+    c.run_for(Duration::from_secs(2)).await;
     let mark = c.recoveries.len();
     sim.inject(&Fault::TooManyRequests { resource: "ciliumnodes.cilium.io".into(), count: 1 });
     sim.inject(&Fault::CutWatches);
