@@ -240,8 +240,8 @@ async fn too_many_requests_is_retried_and_the_badge_clears() {
     assert!(c.log_lines().iter().any(|l| l == line), "{:?}", c.log_lines());
 
     // The watch (not the list) gets the 429 this time: the re-watch after a cut. The re-listed
-    // source is live before its new watch stream has started; a cut in that gap would miss it
-    // (the sim takes a stream's cut generation when the stream starts), so let it start first.
+    // source is live before its new watch request has reached the API; a cut before that request
+    // arrives has nothing to cut (as with a real apiserver), so let the request arrive first.
     c.run_for(Duration::from_secs(2)).await;
     let mark = c.recoveries.len();
     sim.inject(&Fault::TooManyRequests { resource: "ciliumnodes.cilium.io".into(), count: 1 });

@@ -313,7 +313,6 @@ impl Executor {
     /// Deletes the Jobs (their pods with them), Pods, Services and PersistentVolumeClaims (after
     /// the pods that mount them) carrying the probe labels of `run` (or of every run), in every
     /// namespace, and waits (up to 60 s) until they are gone.
-    #[allow(clippy::disallowed_methods)]
     async fn probe_delete(
         &self,
         run: Option<&str>,
@@ -325,69 +324,19 @@ impl Executor {
         use kube::api::DeleteParams;
         let sel = crate::validate::probes::selector(run);
         let lp = ListParams::default().labels(&sel);
-        let read = self.read.clone();
-        let write = self.write.kube().clone();
-        let key =
-            |m: &kube::api::ObjectMeta| (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
-        let jobs: Vec<_> = Api::<Job>::all(read.clone())
-            .list_metadata(&lp)
-            .await
-            .map_err(api_err)?
-            .items
-            .iter()
-            .map(|j| key(&j.metadata))
-            .collect();
-        let pods: Vec<_> = Api::<Pod>::all(read.clone())
-            .list_metadata(&lp)
-            .await
-            .map_err(api_err)?
-            .items
-            .iter()
-            .map(|j| key(&j.metadata))
-            .collect();
-        let svcs: Vec<_> = Api::<Service>::all(read.clone())
-            .list_metadata(&lp)
-            .await
-            .map_err(api_err)?
-            .items
-            .iter()
-            .map(|j| key(&j.metadata))
-            .collect();
-        let pvcs: Vec<_> = Api::<PersistentVolumeClaim>::all(read.clone())
-            .list_metadata(&lp)
-            .await
-            .map_err(api_err)?
-            .items
-            .iter()
-            .map(|j| key(&j.metadata))
-            .collect();
-        let gone = |r: Result<(), kube::Error>| match r {
-            Ok(()) => Ok(()),
-            Err(e) if api_status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(api_err(e)),
-        };
+        let read = &self.read;
+        let write = self.write.kube();
+        let jobs = labelled::<Job>(read, &lp).await?;
+        let pods = labelled::<Pod>(read, &lp).await?;
+        let svcs = labelled::<Service>(read, &lp).await?;
+        let pvcs = labelled::<PersistentVolumeClaim>(read, &lp).await?;
         let background = DeleteParams::background();
         let now = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::background() };
-        let mut deleted = 0usize;
-        for (ns, name) in &jobs {
-            gone(Api::<Job>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()))?;
-            deleted += 1;
-        }
-        for (ns, name) in &pods {
-            gone(Api::<Pod>::namespaced(write.clone(), ns).delete(name, &now).await.map(|_| ()))?;
-            deleted += 1;
-        }
-        for (ns, name) in &svcs {
-            gone(Api::<Service>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()))?;
-            deleted += 1;
-        }
+        let mut deleted = delete_each::<Job>(write, &jobs, &background).await?;
+        deleted += delete_each::<Pod>(write, &pods, &now).await?;
+        deleted += delete_each::<Service>(write, &svcs, &background).await?;
         // A PVC in use stays until its pods are gone (pvc-protection); then its volume goes too.
-        for (ns, name) in &pvcs {
-            gone(
-                Api::<PersistentVolumeClaim>::namespaced(write.clone(), ns).delete(name, &background).await.map(|_| ()),
-            )?;
-            deleted += 1;
-        }
+        deleted += delete_each::<PersistentVolumeClaim>(write, &pvcs, &background).await?;
         progress.say(format!(
             "deleted {} Job(s), {} Pod(s), {} Service(s), {} PVC(s) labelled {sel}",
             jobs.len(),
@@ -398,15 +347,10 @@ impl Executor {
         // Wait until nothing with the labels is left (pods terminate, Job pods are collected).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let left = Api::<Pod>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
-                + Api::<Job>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
-                + Api::<Service>::all(read.clone()).list_metadata(&lp).await.map_err(api_err)?.items.len()
-                + Api::<PersistentVolumeClaim>::all(read.clone())
-                    .list_metadata(&lp)
-                    .await
-                    .map_err(api_err)?
-                    .items
-                    .len();
+            let left = labelled::<Pod>(read, &lp).await?.len()
+                + labelled::<Job>(read, &lp).await?.len()
+                + labelled::<Service>(read, &lp).await?.len()
+                + labelled::<PersistentVolumeClaim>(read, &lp).await?.len();
             if left == 0 {
                 return Ok(format!("deleted {deleted} probe object(s) labelled {sel}; none left"));
             }
@@ -828,6 +772,46 @@ impl EvictCtx {
         self.progress.phase((self.phase)(n, self.total));
         Ok(())
     }
+}
+
+/// `(namespace, name)` of every object of kind `K` matching `lp`, in every namespace, read with
+/// the read client (metadata only).
+async fn labelled<K>(read: &kube::Client, lp: &ListParams) -> Result<Vec<(String, String)>, ExecError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let list = Api::<K>::all(read.clone()).list_metadata(lp).await.map_err(api_err)?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| (o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default()))
+        .collect())
+}
+
+/// Deletes each of `objects` of kind `K` with the write client; one already gone counts as
+/// deleted. How many were deleted.
+#[allow(clippy::disallowed_methods)]
+async fn delete_each<K>(
+    write: &kube::Client,
+    objects: &[(String, String)],
+    params: &kube::api::DeleteParams,
+) -> Result<usize, ExecError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    for (ns, name) in objects {
+        match Api::<K>::namespaced(write.clone(), ns).delete(name, params).await {
+            Ok(_) => {}
+            Err(e) if api_status(&e) == Some(404) => {}
+            Err(e) => return Err(api_err(e)),
+        }
+    }
+    Ok(objects.len())
 }
 
 #[cfg(test)]

@@ -53,17 +53,17 @@ pub fn runnable(selection: &Selection) -> Vec<&'static str> {
 
 /// Every selected active check with one subject `cluster` in `state` saying why.
 fn all_with(selection: &Selection, state: State, why: &str, took: Duration) -> Vec<CheckResult> {
-    runnable(selection)
-        .into_iter()
-        .map(|id| {
-            CheckResult::from_parts(
-                id,
-                title(id),
-                vec![SubResult { subject: "cluster".into(), state, evidence: vec![why.to_string()], duration: took }],
-                vec![],
-            )
-        })
-        .collect()
+    runnable(selection).into_iter().map(|id| single(id, "cluster", state, why.to_string(), took, vec![])).collect()
+}
+
+/// Check `id` with one subject in `state`, saying why.
+fn single(id: &str, subject: &str, state: State, why: String, took: Duration, notes: Vec<String>) -> CheckResult {
+    CheckResult::from_parts(
+        id,
+        title(id),
+        vec![SubResult { subject: subject.into(), state, evidence: vec![why], duration: took }],
+        notes,
+    )
 }
 
 struct Ingress {
@@ -403,17 +403,7 @@ async fn network<D: Door>(
                 None => format!("Service {} not found", cfg.ingress_service),
                 Some(_) => format!("Service {} has no NodePort", cfg.ingress_service),
             };
-            checks.push(CheckResult::from_parts(
-                kind.check_id(),
-                title(kind.check_id()),
-                vec![SubResult {
-                    subject: cfg.ingress_service.clone(),
-                    state: State::Red,
-                    evidence: vec![why],
-                    duration: t0.elapsed(),
-                }],
-                check_notes,
-            ));
+            checks.push(single(kind.check_id(), &cfg.ingress_service, State::Red, why, t0.elapsed(), check_notes));
             continue;
         }
         if kind == ProbeKind::LoadBalancer && targets.load_balancer.is_empty() {
@@ -421,17 +411,7 @@ async fn network<D: Door>(
                 None => format!("Service {} not found", cfg.ingress_service),
                 Some(_) => "no MetalLB IP in status.loadBalancer.ingress: nothing to probe".to_string(),
             };
-            checks.push(CheckResult::from_parts(
-                kind.check_id(),
-                title(kind.check_id()),
-                vec![SubResult {
-                    subject: cfg.ingress_service.clone(),
-                    state: State::Red,
-                    evidence: vec![why],
-                    duration: t0.elapsed(),
-                }],
-                check_notes,
-            ));
+            checks.push(single(kind.check_id(), &cfg.ingress_service, State::Red, why, t0.elapsed(), check_notes));
             continue;
         }
         if kind == ProbeKind::ClusterIp && targets.service.is_empty() {
@@ -480,12 +460,7 @@ async fn volume<D: Door>(
     let t0 = Instant::now();
     let claim = probes::volume_claim_name(run);
     let one = |subject: &str, state: State, why: String, notes: Vec<String>| {
-        CheckResult::from_parts(
-            id,
-            title(id),
-            vec![SubResult { subject: subject.into(), state, evidence: vec![why], duration: t0.elapsed() }],
-            notes,
-        )
+        single(id, subject, state, why, t0.elapsed(), notes)
     };
     if probe_nodes.len() < 2 {
         return Ok(one("cluster", State::Unknown, "a volume moved between nodes needs two Ready nodes".into(), notes));

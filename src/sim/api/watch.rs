@@ -91,6 +91,9 @@ pub fn serve(state: &Arc<ApiState>, p: &ObjectPath, q: &Query, out: Output) -> R
         },
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    // A cut counts from the moment the request was accepted, as an apiserver restart would end
+    // a connection still sending its initial events.
+    let cut_generation = state.shared.faults.borrow().watch_cut_generation;
     let w = Watch {
         state: state.clone(),
         res: p.res,
@@ -100,6 +103,7 @@ pub fn serve(state: &Arc<ApiState>, p: &ObjectPath, q: &Query, out: Output) -> R
         known: HashSet::new(),
         table_columns_sent: false,
         tx,
+        cut_generation,
     };
     tokio::spawn(w.run(start, ws, timeout));
     let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
@@ -117,6 +121,8 @@ struct Watch {
     known: HashSet<(String, String)>,
     table_columns_sent: bool,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    /// `CutWatches` generation when the request was accepted: a later cut ends this watch.
+    cut_generation: u64,
 }
 
 fn key(obj: &Value) -> (String, String) {
@@ -230,7 +236,11 @@ impl Watch {
         }
         let mut last_rv = skip_upto;
         let mut faults = self.state.shared.faults.subscribe();
-        let cut_generation = faults.borrow().watch_cut_generation;
+        let cut_generation = self.cut_generation;
+        // Cut (or the API went down) while the initial events were being sent.
+        if faults.borrow_and_update().watch_cut_generation != cut_generation {
+            return;
+        }
         let mut shutdown = self.state.shutdown.clone();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
