@@ -519,6 +519,23 @@ async fn an_interrupted_run_leaves_nothing_behind_after_the_next_run() {
     assert_eq!(probe_objects(&sim), Vec::<String>::new(), "{err}");
 }
 
+/// SIGTERM (a supervisor stopping it) and SIGHUP (the operator's SSH session dropping) in the
+/// middle of an armed run stop it as Ctrl-C does: its probes are removed before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_and_hangup_clean_up_like_an_interrupt() {
+    let sim = migrated().await;
+    for (signal, name) in [("-TERM", "SIGTERM"), ("-HUP", "SIGHUP")] {
+        let child = spawn_validate(&sim, &[]);
+        settle(&sim, "the first probe objects", |sim| !probe_objects(sim).is_empty()).await;
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().expect("kill").success());
+        let (code, out, err) = finish(child).await;
+        assert!(err.contains(&format!("{name}: stopping the probes of run")), "{signal}: names the signal: {err}");
+        assert_eq!(code, 1, "{signal}: an interrupted run is not green: {out}\n{err}");
+        assert_eq!(probe_objects(&sim), Vec::<String>::new(), "{signal}: the run cleaned up: {err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_unreachable_have_their_exit_codes() {
     let sim =
