@@ -132,12 +132,14 @@ pub async fn run(conn: ClusterConn, relay: Option<RelayStarter>, opts: TuiOption
         None => Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?,
     };
     report_journal(&mut state, &journal);
+    let step_journal = journal.clone();
     let (run_tx, mut run_rx) = mpsc::unbounded_channel::<RunEvent>();
     let mut runner = Runner::new(&conn, &opts.targets.argo_namespace, journal, run_tx)
         .map_err(|e| color_eyre::eyre::eyre!(e))
         .wrap_err("cannot build the write client")?;
     runner.lease_config_mut().duration = opts.settings.runbook.lock_duration();
-    let mut step_env = crate::runbook::steps::StepEnv::new(opts.settings.clone(), opts.runbook.clone());
+    let mut step_env =
+        crate::runbook::steps::StepEnv::new(opts.settings.clone(), opts.runbook.clone()).with_journal(step_journal);
     if let Some(t) = opts.relay_target.clone() {
         step_env = step_env.with_relay(t);
     }
@@ -362,6 +364,10 @@ fn run_commands(
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     use crate::validate::{ActiveSkip, PassiveOptions};
+                    // What interrupted earlier runs left: listed (reads only); an armed `a`
+                    // deletes them first, after its confirmation.
+                    let left = crate::validate::list_leftovers(&client).await;
+                    let _ = tx.send(AppEvent::ProbeLeftovers(left)).await;
                     let result = match relay {
                         None => Err("no hubble-relay configured: the flow checks cannot run".to_string()),
                         Some(relay) => {

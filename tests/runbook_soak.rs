@@ -1,7 +1,8 @@
 //! The node step's soak and its waits against the simulated cluster through the real `ssh`:
 //! an injected broken node pair makes the soak stop the runbook with its own message (the next
-//! node untouched), an unreachable relay makes the soak unknown (which stops too), and a reboot
-//! run switches the nodes with CiliumEndpoints for their pods.
+//! node untouched), an unreachable relay makes the soak unknown (which stops too), a reboot
+//! run switches the nodes with CiliumEndpoints for their pods, and a stopped soak of the last node
+//! keeps the step from being done until a later run soaks that node again.
 #![cfg(feature = "sim")] // drives the simulated cluster
 
 mod common;
@@ -167,9 +168,21 @@ async fn pods_without_endpoints(r: &common::Rehearsal) -> Vec<(String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_stops_the_soak_and_says_what_was_seen() {
-    use tokio::io::AsyncBufReadExt;
     let (r, order) = before_the_nodes(27, |s| s.runbook("soak", "\"10m\"")).await;
     let first = order[0].clone();
+    let (code, rest) = interrupt_at(&r, &format!("{first}: soaking 0:")).await;
+    assert_eq!(code, Some(4), "cancelled exits 4:\n{rest}");
+    assert!(rest.contains(&format!("{first}: soak stopped by the operator after ")), "{rest}");
+    let text = r.journal().await;
+    assert!(text.contains(&format!("note     soak node/{first}: stopped by the operator: ")), "{text}");
+    only_first_touched(&r, &first).await;
+}
+
+/// Runs `cutover run --yes --until stage1-nodes`, and interrupts it (what `x` does in the cockpit:
+/// stop at the next safe point) once its progress has a line with `needle`: its exit code and
+/// what it printed after the interrupt.
+async fn interrupt_at(r: &common::Rehearsal, needle: &str) -> (Option<i32>, String) {
+    use tokio::io::AsyncBufReadExt;
     let mut child = r
         .command(&["run", "--yes", "--until", "stage1-nodes"])
         .stdout(std::process::Stdio::piped())
@@ -181,7 +194,7 @@ async fn x_stops_the_soak_and_says_what_was_seen() {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(common::WAIT, async {
         while let Ok(Some(l)) = lines.next_line().await {
-            let hit = l.contains(&format!("{first}: soaking 0:"));
+            let hit = l.contains(needle);
             seen.push(l);
             if hit {
                 return true;
@@ -191,22 +204,16 @@ async fn x_stops_the_soak_and_says_what_was_seen() {
     })
     .await
     .unwrap_or(false);
-    assert!(found, "the soak started:\n{}", seen.join("\n"));
-    // The operator's first interrupt (what `x` does in the cockpit): stop at the next safe point.
+    assert!(found, "{needle:?} in the progress:\n{}", seen.join("\n"));
     let pid = child.id().expect("pid").to_string();
-    let kill = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
-    assert!(kill.success());
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
     let mut rest = String::new();
     while let Ok(Ok(Some(l))) = tokio::time::timeout(common::WAIT, lines.next_line()).await {
         rest.push_str(&l);
         rest.push('\n');
     }
     let status = tokio::time::timeout(common::WAIT, child.wait()).await.expect("ends").expect("status");
-    assert_eq!(status.code(), Some(4), "cancelled exits 4:\n{rest}");
-    assert!(rest.contains(&format!("{first}: soak stopped by the operator after ")), "{rest}");
-    let text = r.journal().await;
-    assert!(text.contains(&format!("note     soak node/{first}: stopped by the operator: ")), "{text}");
-    only_first_touched(&r, &first).await;
+    (status.code(), rest)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,4 +230,50 @@ async fn a_soak_of_0s_is_off_and_the_preview_progress_and_journal_say_so() {
         assert!(text.contains(&format!("note     soak node/{n}: off ([runbook] soak = \"0s\")")), "{n}: {text}");
     }
     assert!(!text.contains(": passed: "), "no soak passed without one: {text}");
+}
+
+/// The last node's soak is stopped (the operator's `x`): every node is switched, but the step is
+/// not done. The next run soaks that node again (and only that) before it says the step is done;
+/// the run after that finds it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_soak_of_the_last_node_is_soaked_again_before_the_step_is_done() {
+    let (r, order) = before_the_nodes(31, |s| s.runbook("soak", "\"8s\"")).await;
+    let last = order.last().expect("nodes").clone();
+    let (code, rest) = interrupt_at(&r, &format!("{last}: back; soaking ")).await;
+    assert_eq!(code, Some(4), "cancelled exits 4:\n{rest}");
+    assert!(rest.contains(&format!("{last}: soak stopped by the operator after ")), "{rest}");
+
+    // Every node is switched now; the preview still has the step to do, and says why.
+    let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let all_switched = format!("done: all {} node(s) switched", order.len());
+    assert!(!out.contains(&all_switched), "not done while the last soak did not pass:\n{out}");
+    assert!(out.contains(&format!("{last}: switched; its soak at ")), "{out}");
+    assert!(out.contains("did not pass: stopped by the operator"), "{out}");
+    assert!(out.contains("it soaks again before the step is done"), "{out}");
+
+    // The next run touches no node and soaks the last one again.
+    let before = r.mutating();
+    let (code, out, err) = r.run(&["run", "--yes", "--until", "stage1-nodes"]).await;
+    let all = format!("{out}\n{err}");
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains(&format!("{last}: switched; its soak at ")), "{all}");
+    assert!(all.contains(&format!("{last}: soak passed: ")), "{all}");
+    assert!(all.contains(&format!("{last} soaked again and passed")), "{all}");
+    for n in &order {
+        assert!(!all.contains(&format!("{n}: cordoning")), "no node is worked on again: {all}");
+    }
+    // Only the cluster lock's Lease was written.
+    let writes: Vec<String> =
+        r.sim.requests()[..].iter().filter(|q| q.is_mutating()).skip(before).map(|q| q.path.clone()).collect();
+    assert!(writes.iter().all(|p| p.contains("/leases")), "{writes:?}");
+    let text = r.journal().await;
+    let soaks = text.lines().filter(|l| l.contains(&format!("note     soak node/{last}: "))).count();
+    assert_eq!(soaks, 2, "two soaks of {last} journaled: {text}");
+
+    // Now it is done.
+    let (code, out, err) = r.run(&["run", "--dry-run", "stage1"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&all_switched), "{out}");
+    r.assert_journal_verifies().await;
 }

@@ -558,6 +558,23 @@ async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leav
         .with_relay(cutover::hubble::client::RelayTarget::Address(sim.relay_addr.to_string()));
     env.validate_window = Duration::from_secs(3);
     r.enable_runbook(env);
+    let admin = {
+        let kc = kube::config::Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
+        let opts = kube::config::KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config")).expect("client")
+    };
+    // What an interrupted earlier run left: deleted first, inside the operation.
+    let leftover: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "cutover-probe-dead1", "namespace": "default",
+            "labels": {"app.kubernetes.io/managed-by": "cutover", "cutover.io/probe-run": "dead1"}},
+        "spec": {"ports": [{"port": 8080}]}
+    }))
+    .expect("service");
+    #[allow(clippy::disallowed_methods)] // the test sets up its scenario
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(admin.clone(), "default")
+        .create(&Default::default(), &leftover)
+        .await
+        .expect("leftover created");
     r.start(req(Operation::Validate)).expect("starts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     let mut report = None;
@@ -590,12 +607,8 @@ async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leav
     // The end says what the report says.
     let green = report.exit_code() == cutover::validate::EXIT_GREEN;
     assert_eq!(result.is_ok(), green, "{result:?}");
-    // Nothing of the run is left, and the journal has the operation and its probe writes.
-    let admin = {
-        let kc = kube::config::Kubeconfig::read_from(&sim.kubeconfig).expect("kubeconfig");
-        let opts = kube::config::KubeConfigOptions { context: Some("sim".into()), ..Default::default() };
-        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("config")).expect("client")
-    };
+    // Nothing of the run (nor the earlier one) is left, and the journal has the operation and
+    // its probe writes.
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=cutover");
     let pods = Api::<Pod>::all(admin.clone()).list(&lp).await.expect("pods");
     let left: Vec<String> = pods
@@ -614,6 +627,11 @@ async fn the_cockpits_active_validation_runs_through_the_runner_reports_and_leav
     assert!(
         v.entries.iter().any(|e| matches!(&e.record, Record::Intent { title, .. } if title.starts_with("validate"))),
         "intent journaled"
+    );
+    assert!(
+        v.entries.iter().any(|e| matches!(&e.record, Record::Request { verb, path, .. }
+            if verb == "delete" && path.ends_with("/services/cutover-probe-dead1"))),
+        "the leftover's delete journaled before it was sent"
     );
     // Read-only: the same operation is refused, nothing sent.
     let ro = connect(&GlobalArgs { read_only: true, ..global }, |_| false).await.expect("connects");

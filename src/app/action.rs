@@ -128,19 +128,21 @@ impl Operation {
             }
             Operation::ProbeDelete { run, why } => vec![
                 format!(
-                    "DELETE the Jobs, Pods and Services labelled {} in every namespace ({why}).",
+                    "DELETE the Jobs, Pods, Services and PVCs labelled {} in every namespace ({why}).",
                     crate::validate::probes::selector(run.as_deref())
                 ),
                 "Nothing else is touched: only objects cutover's validation runs created carry these labels.".into(),
             ],
             Operation::Validate => vec![
                 "Read the cluster and the flow stream (the passive checks), then run the active checks:".into(),
-                "CREATE one probe server Pod per Ready node, a probe Service and one client Job per node".into(),
+                "CREATE one probe server Pod per Ready node, a probe Service and one client Job per node,".into(),
+                "and a PVC written by a Job on one node and read back by a Job on each other node".into(),
                 format!(
-                    "(labelled {}, in [validate] namespace), read the clients' logs and the relay,",
+                    "(labelled {}, in [validate] namespace), read the Jobs' logs and the relay,",
                     crate::validate::probes::selector(None)
                 ),
                 "then DELETE every object of the run, also after a failure or x. Nothing else is changed.".into(),
+                "Probe objects an earlier run left behind are DELETED first.".into(),
             ],
         }
     }

@@ -438,6 +438,9 @@ pub struct AppState {
     pub validation: Option<(Timestamp, Result<crate::validate::Report, String>)>,
     /// A validation is reading now (since when).
     pub validating: Option<Timestamp>,
+    /// Probe objects of earlier validation runs, as the last `v` listed them (`Err`: could not
+    /// look; `None`: not looked, or stale since an active run removed them).
+    pub probe_leftovers: Option<Result<Vec<String>, String>>,
 }
 
 const LOG_CAP: usize = 500;
@@ -477,6 +480,7 @@ impl AppState {
             runbook: Default::default(),
             validation: None,
             validating: None,
+            probe_leftovers: None,
         }
     }
 

@@ -52,6 +52,8 @@ pub enum AppEvent {
     Runbook(Result<Box<super::runbook::RunbookRead>, String>),
     /// A validation run (`v`) finished.
     Validated(Result<Box<crate::validate::Report>, String>),
+    /// The probe objects earlier validation runs left behind, listed by `v` (reads only).
+    ProbeLeftovers(Result<Vec<String>, String>),
     /// One step's preview, read for its confirmation.
     StepPreviewed {
         id: String,
@@ -138,6 +140,10 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
             }
             if state.running.as_ref().is_some_and(|r| r.op == op) {
                 state.running = None;
+            }
+            if op == Operation::Validate {
+                // It deleted what earlier runs left (or failed trying): the last listing is stale.
+                state.probe_leftovers = None;
             }
             if matches!(op, Operation::Step { .. } | Operation::SkipStep { .. }) || state.runbook.open {
                 state.runbook.reading = true;
@@ -226,6 +232,24 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
                 state.log(Level::Error, format!("runbook: cannot read it: {e}"));
             }
             state.runbook.read = Some(result.map(|b| *b));
+            Vec::new()
+        }
+        AppEvent::ProbeLeftovers(result) => {
+            match &result {
+                Ok(left) if !left.is_empty() => state.log(
+                    Level::Warn,
+                    format!(
+                        "validation: {} probe object(s) of earlier runs are left: {}",
+                        left.len(),
+                        crate::validate::leftover_summary(left)
+                    ),
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    state.log(Level::Warn, format!("validation: cannot look for probe objects of earlier runs: {e}"))
+                }
+            }
+            state.probe_leftovers = Some(result);
             Vec::new()
         }
         AppEvent::Validated(result) => {
@@ -580,7 +604,17 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                     state.log(Level::Warn, "an operation is running: the active checks wait until it ends");
                 } else {
                     state.ui.validate_open = false;
-                    state.ui.confirm = Some(Pending::new(Operation::Validate));
+                    let mut preview = Operation::Validate.explain();
+                    if let Some(Ok(left)) = &state.probe_leftovers
+                        && !left.is_empty()
+                    {
+                        preview.push(format!(
+                            "Left by earlier runs ({}), deleted first: {}",
+                            left.len(),
+                            crate::validate::leftover_summary(left)
+                        ));
+                    }
+                    state.ui.confirm = Some(Pending::with_preview(Operation::Validate, preview, false));
                 }
             }
             KeyCode::Char('q') => return request_quit(state),

@@ -718,7 +718,7 @@ pub async fn run_plan(args: PlanArgs, global: &crate::cli::GlobalArgs) -> Result
         Err(e) => (Position::default(), PlanPosition::Unknown { why: format!("cannot read the journal: {e}") }),
     };
     let settings = Arc::new(settings);
-    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone()));
+    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone())).with_journal(journal.clone());
     let snapshot = crate::checks::gather(&conn.client, &settings).await;
     let checks = crate::checks::evaluate(&snapshot, &settings);
     let done = counted_done(&runbook, &position);

@@ -202,8 +202,8 @@ async fn drive(
             namespace: settings.cilium.namespace.clone(),
         },
     };
-    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone())).with_relay(relay);
     let journal = Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
+    let env = StepEnv::new(settings.clone(), Arc::new(runbook.clone())).with_relay(relay).with_journal(journal.clone());
     let entries = match journal.read() {
         Ok(v) => v.entries,
         Err(e) => {

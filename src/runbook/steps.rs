@@ -37,6 +37,9 @@ pub struct StepEnv {
     pub relay: Option<crate::hubble::client::RelayTarget>,
     /// How long the `validate` step reads the flow stream.
     pub validate_window: Duration,
+    /// The cluster's journal, read by the node step's preview for its soaks' verdicts (`None`:
+    /// the nodes alone say whether the step is done).
+    pub journal: Option<super::journal::Journal>,
 }
 
 impl std::fmt::Debug for StepEnv {
@@ -57,7 +60,21 @@ impl StepEnv {
     pub fn new(settings: Arc<Settings>, runbook: Arc<Runbook>) -> StepEnv {
         let wait_timeout = settings.runbook.wait_timeout();
         let validate_window = settings_window(&settings);
-        StepEnv { settings, runbook, wait_timeout, wait_poll: Duration::from_secs(3), relay: None, validate_window }
+        StepEnv {
+            settings,
+            runbook,
+            wait_timeout,
+            wait_poll: Duration::from_secs(3),
+            relay: None,
+            validate_window,
+            journal: None,
+        }
+    }
+
+    /// The journal whose soak verdicts the node step's preview reads.
+    pub fn with_journal(mut self, journal: super::journal::Journal) -> StepEnv {
+        self.journal = Some(journal);
+        self
     }
 
     /// The relay the `validate` step reads flows from.
@@ -332,6 +349,18 @@ pub async fn preview(
                 crate::validate::probes::VOLUME_SIZE,
                 v.storage_class
             ));
+            match crate::validate::list_leftovers(read).await {
+                Ok(left) if !left.is_empty() => changes.push(format!(
+                    "First DELETE the {} probe object(s) earlier validation runs left behind (labelled {}): {}",
+                    left.len(),
+                    crate::validate::probes::selector(None),
+                    crate::validate::leftover_summary(&left)
+                )),
+                Ok(_) => {}
+                Err(e) => changes.push(format!(
+                    "Probe objects of earlier runs: cannot look now ({e}); any found when it runs are deleted first"
+                )),
+            }
             changes.push("The runbook stops unless every check that ran is green.".into());
         }
         StepKind::NodeCutover => {
@@ -616,6 +645,25 @@ pub(crate) async fn validate_all(
     let run = crate::validate::probes::new_run_id();
     let say = |m: String| progress.say(format!("{what}: {m}"));
     let mut door = StepDoor { exec, progress, cancel };
+    // What an interrupted earlier run left (its confirmation listed them): deleted first, under
+    // this operation's lock and journal entry. Nothing of this run exists yet.
+    match crate::validate::list_leftovers(read).await {
+        Ok(left) if !left.is_empty() => {
+            say(format!(
+                "{} probe object(s) of earlier runs are left; deleting them first: {}",
+                left.len(),
+                crate::validate::leftover_summary(&left)
+            ));
+            let op = Operation::ProbeDelete { run: None, why: "leftovers of earlier validation runs".into() };
+            crate::validate::active::Door::run(&mut door, op).await.map_err(|e| {
+                ExecError::Failed(format!(
+                    "{what}: deleting the probe objects of earlier runs: {e}; no probe of this run was created"
+                ))
+            })?;
+        }
+        Ok(_) => {}
+        Err(e) => say(format!("cannot look for probe objects of earlier runs: {e}")),
+    }
     let outcome = crate::validate::active::run_active(
         read,
         &mut door,

@@ -21,6 +21,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use tokio_util::sync::CancellationToken;
 
 use super::executor::{ExecError, Executor, Progress};
+use super::journal::{Entry, Record};
 use super::node_work::NodePhase;
 use super::plan::Step;
 use super::soak::{SoakLimits, SoakStop};
@@ -272,12 +273,94 @@ pub async fn preview(
         lines.push(format!("  PATCH node {}: spec.unschedulable=false (uncordon)", t.name));
         lines.push(format!("  {}", soak_preview(env, step.undo)));
     }
-    let done = if !targets.is_empty() && targets.iter().all(|t| t.done.is_some()) {
+    let mut done = if !targets.is_empty() && targets.iter().all(|t| t.done.is_some()) {
         Some(format!("all {} node(s) switched", targets.len()))
     } else {
         None
     };
+    // The last node(s) in the order switched before: the step is not done until the last one's
+    // soak passed (a soak that stopped the last run, or a run that died before its verdict).
+    if let Some(prev) = unsoaked
+        && let Some(why) = unsettled_soak(env, &step.id, prev)
+    {
+        lines.push(format!("{prev}: {why}; it soaks again before the step is done"));
+        done = None;
+    }
     Ok(super::steps::KindPreview { lines, done })
+}
+
+/// What the journal says of `node`'s soak, as far as runs of one node step go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastSoak {
+    /// No run of the step changed the node, and none soaked it (switched elsewhere, or before
+    /// this journal).
+    Nothing,
+    /// A run of the step changed the node at this time, and no soak verdict came after it (the
+    /// run stopped, or died, before its soak ended).
+    NoVerdict { changed: String },
+    /// The last soak verdict journaled (after the last change): its time and text (`passed: …`,
+    /// `off …`, `stopped: …`, `unknown: …`, `stopped by the operator: …`).
+    Verdict { time: String, detail: String },
+}
+
+impl LastSoak {
+    /// Nothing more to soak: a passed (or deliberately off) soak, or nothing this step did.
+    pub fn settled(&self) -> bool {
+        match self {
+            LastSoak::Nothing => true,
+            LastSoak::NoVerdict { .. } => false,
+            LastSoak::Verdict { detail, .. } => detail.starts_with("passed") || detail.starts_with("off"),
+        }
+    }
+}
+
+/// `node`'s last soak in `entries` by runs of `step`: the last `soak` note on `node/NAME`, unless a
+/// change on it comes after that note.
+pub fn last_soak(entries: &[Entry], step: &str, node: &str) -> LastSoak {
+    let target = format!("node/{node}");
+    let ops: BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.record {
+            Record::Intent { op, step: Some(s), .. } if s == step => Some(op.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut last = LastSoak::Nothing;
+    for e in entries {
+        match &e.record {
+            Record::Change { op, target: t, .. } if *t == target && ops.contains(op.as_str()) => {
+                last = LastSoak::NoVerdict { changed: e.time.clone() };
+            }
+            Record::Note { op, target: t, what, detail }
+                if *t == target && what == "soak" && ops.contains(op.as_str()) =>
+            {
+                last = LastSoak::Verdict { time: e.time.clone(), detail: detail.clone() };
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
+/// Why `node` (switched before this run, last in the order) must soak again before `step` is
+/// done, from the journal; `None` when its soak is settled or there is no journal to read.
+fn unsettled_soak(env: &StepEnv, step: &str, node: &str) -> Option<String> {
+    let journal = env.journal.as_ref()?;
+    let entries = match journal.read() {
+        Ok(v) => v.entries,
+        Err(e) => return Some(format!("switched; the journal cannot be read ({e}), so its soak's verdict is unknown")),
+    };
+    match last_soak(&entries, step, node) {
+        s if s.settled() => None,
+        LastSoak::NoVerdict { changed } => {
+            Some(format!("switched by this step at {changed} with no soak verdict after it (the run stopped first)"))
+        }
+        LastSoak::Verdict { time, detail } => Some(format!(
+            "switched; its soak at {time} did not pass: {}",
+            crate::validate::probes::cut_evidence(&detail)
+        )),
+        LastSoak::Nothing => None,
+    }
 }
 
 /// The preview's soak line.
@@ -395,8 +478,21 @@ pub async fn run(
         })?;
         switched.push(t.name.clone());
     }
+    // The order ends with node(s) switched before this run: the last one soaks again when the
+    // journal has no passed soak of it (its soak stopped the last run, or that run died first).
+    let mut soaked_again = String::new();
+    if let Some(prev) = unsoaked
+        && let Some(why) = unsettled_soak(env, &step.id, &prev.name)
+    {
+        progress.say(format!("{}: {why}; it soaks again before the step is done", prev.name));
+        let w = Written(vec!["switched before this run".into()]);
+        let res = soak(env, read, &prev.name, journal, &progress.for_node(&prev.name), cancel, &w).await;
+        progress.work(None);
+        res?;
+        soaked_again = format!("; {} soaked again and passed", prev.name);
+    }
     Ok(format!(
-        "{}: {} node(s) switched ({}){}",
+        "{}: {} node(s) switched ({}){}{soaked_again}",
         step.id,
         switched.len(),
         list(&switched),
@@ -1060,5 +1156,101 @@ mod tests {
         s.ssh.config_file = Some("/nonexistent/ssh_config".into());
         let e = ssh_available(&s).expect_err("missing file");
         assert!(e.contains("/nonexistent/ssh_config"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod soak_verdict_tests {
+    use super::*;
+
+    fn entry(seq: u64, record: Record) -> Entry {
+        Entry { seq, time: format!("t{seq}"), prev: String::new(), record }
+    }
+
+    fn intent(op: &str, step: &str) -> Record {
+        Record::Intent {
+            op: op.into(),
+            title: format!("run {step}"),
+            preview: vec![],
+            confirmed_by: "test".into(),
+            mode: "armed".into(),
+            step: Some(step.into()),
+        }
+    }
+
+    fn change(op: &str, node: &str) -> Record {
+        Record::Change {
+            op: op.into(),
+            target: format!("node/{node}"),
+            action: "write-dropin".into(),
+            detail: String::new(),
+        }
+    }
+
+    fn soak(op: &str, node: &str, detail: &str) -> Record {
+        Record::Note { op: op.into(), target: format!("node/{node}"), what: "soak".into(), detail: detail.into() }
+    }
+
+    #[test]
+    fn the_last_soak_after_the_last_change_of_the_step_is_its_verdict() {
+        let j = |records: Vec<Record>| -> Vec<Entry> {
+            records.into_iter().enumerate().map(|(i, r)| entry(i as u64 + 1, r)).collect()
+        };
+        // Nothing this step did: switched elsewhere.
+        assert_eq!(last_soak(&j(vec![]), "stage1-nodes", "w2"), LastSoak::Nothing);
+        assert!(LastSoak::Nothing.settled());
+
+        // Changed, then the run died (or stopped) before its soak's verdict.
+        let e = j(vec![intent("a", "stage1-nodes"), change("a", "w2")]);
+        assert_eq!(last_soak(&e, "stage1-nodes", "w2"), LastSoak::NoVerdict { changed: "t2".into() });
+        assert!(!last_soak(&e, "stage1-nodes", "w2").settled());
+
+        // The soak stopped the run: not settled; a later run's passed soak settles it.
+        let mut records = vec![
+            intent("a", "stage1-nodes"),
+            change("a", "w2"),
+            soak("a", "w2", "stopped: 3 drop(s) other than policy-denied"),
+        ];
+        let stopped = last_soak(&j(records.clone()), "stage1-nodes", "w2");
+        assert_eq!(
+            stopped,
+            LastSoak::Verdict { time: "t3".into(), detail: "stopped: 3 drop(s) other than policy-denied".into() }
+        );
+        assert!(!stopped.settled());
+        records.extend([intent("b", "stage1-nodes"), soak("b", "w2", "passed: 900 flows, 0 drops")]);
+        assert!(last_soak(&j(records.clone()), "stage1-nodes", "w2").settled());
+
+        // A soak that was off settles it too (the operator chose that).
+        assert!(
+            last_soak(
+                &j(vec![
+                    intent("a", "stage1-nodes"),
+                    change("a", "w2"),
+                    soak("a", "w2", "off ([runbook] soak = \"0s\")")
+                ]),
+                "stage1-nodes",
+                "w2"
+            )
+            .settled()
+        );
+
+        // A later change by the step (after a rollback, the stage again) needs a new soak.
+        records.extend([intent("c", "stage1-nodes"), change("c", "w2")]);
+        assert_eq!(last_soak(&j(records.clone()), "stage1-nodes", "w2"), LastSoak::NoVerdict { changed: "t7".into() });
+
+        // Other steps' and other nodes' records do not count.
+        let e = j(vec![
+            intent("a", "stage1-nodes"),
+            change("a", "w2"),
+            soak("a", "w2", "passed: ok"),
+            intent("r", "rollback1-nodes"),
+            change("r", "w2"),
+            intent("s", "stage2-nodes"),
+            change("s", "w2"),
+            soak("s", "w1", "stopped: drops"),
+        ]);
+        assert!(last_soak(&e, "stage1-nodes", "w2").settled());
+        assert_eq!(last_soak(&e, "stage2-nodes", "w2"), LastSoak::NoVerdict { changed: "t7".into() });
+        assert!(!last_soak(&e, "stage2-nodes", "w1").settled());
     }
 }

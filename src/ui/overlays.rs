@@ -403,8 +403,32 @@ pub fn validation(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme
         (None, None) => "not run yet · v runs it".to_string(),
     };
     lines.push(Line::from(Span::styled(header, theme.dim())));
+    let w = area.width.saturating_sub(6) as usize;
+    match &state.probe_leftovers {
+        Some(Ok(left)) if !left.is_empty() => {
+            let what = if state.mode == crate::app::state::Mode::ReadOnly {
+                "read-only: listed only"
+            } else {
+                "a deletes them first, after its confirmation"
+            };
+            let line = format!("{} probe object(s) of earlier runs are left ({what}):", left.len());
+            lines.push(Line::from(Span::styled(fit(&line, w), theme.warn())));
+            const SHOWN: usize = 4;
+            for l in left.iter().take(SHOWN) {
+                lines.push(Line::from(Span::styled(fit(&format!("  {l}"), w), theme.warn())));
+            }
+            if left.len() > SHOWN {
+                let more = format!("  and {} more (`cutover validate --passive` lists them all)", left.len() - SHOWN);
+                lines.push(Line::from(Span::styled(fit(&more, w), theme.warn())));
+            }
+        }
+        Some(Err(e)) => {
+            let line = format!("probe objects of earlier runs: unknown ({e})");
+            lines.push(Line::from(Span::styled(fit(&line, w), theme.warn())));
+        }
+        _ => {}
+    }
     if let Some((_, Ok(r))) = &state.validation {
-        let w = area.width.saturating_sub(6) as usize;
         for l in crate::validate::output::text(r).lines() {
             let t = l.trim_start();
             let style = if t.starts_with("red ") {

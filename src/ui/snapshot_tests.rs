@@ -1240,3 +1240,49 @@ fn a_in_the_validation_overlay_runs_the_active_checks_through_the_runner_after_a
     assert!(ro.ui.confirm.is_none());
     assert!(render(&ro, 120, 30).contains("validation (read-only)"));
 }
+
+#[test]
+fn probe_leftovers_of_earlier_runs_are_listed_and_a_deletes_them_first_after_its_confirmation() {
+    let left: Vec<String> = vec![
+        "job default/cutover-probe-ab12-c0 (run ab12)".into(),
+        "pod default/cutover-probe-ab12-s0 (run ab12)".into(),
+        "pod default/cutover-probe-ab12-s1 (run ab12)".into(),
+        "service default/cutover-probe-ab12 (run ab12)".into(),
+        "persistentvolumeclaim default/cutover-probe-ab12-vol (run ab12)".into(),
+    ];
+    let mut s = typical(Mode::Armed);
+    press(&mut s, KeyCode::Char('v'));
+    update(&mut s, AppEvent::ProbeLeftovers(Ok(left.clone())));
+    update(&mut s, AppEvent::Validated(Ok(Box::new(red_pair_report()))));
+    let out = render(&s, 160, 30);
+    assert!(
+        out.contains("5 probe object(s) of earlier runs are left (a deletes them first, after its confirmation):"),
+        "{out}"
+    );
+    assert!(out.contains("  job default/cutover-probe-ab12-c0 (run ab12)"), "{out}");
+    assert!(out.contains("  service default/cutover-probe-ab12 (run ab12)"), "{out}");
+    assert!(out.contains("and 1 more"), "{out}");
+    // The confirmation says so.
+    press(&mut s, KeyCode::Char('a'));
+    let pending = s.ui.confirm.clone().expect("a confirmation");
+    assert!(
+        pending.preview.iter().any(|l| l.starts_with("Left by earlier runs (5), deleted first: job default/")),
+        "{pending:?}"
+    );
+    // Once the active run ends, the listing is stale: not shown until `v` looks again.
+    update(
+        &mut s,
+        AppEvent::Run(crate::runbook::runner::RunEvent::Done { op: Operation::Validate, result: Ok("green".into()) }),
+    );
+    assert!(s.probe_leftovers.is_none());
+
+    // Read-only: listed only. Could not look: unknown, said as such.
+    let mut ro = typical(Mode::ReadOnly);
+    press(&mut ro, KeyCode::Char('v'));
+    update(&mut ro, AppEvent::ProbeLeftovers(Ok(left)));
+    let out = render(&ro, 160, 30);
+    assert!(out.contains("5 probe object(s) of earlier runs are left (read-only: listed only):"), "{out}");
+    update(&mut ro, AppEvent::ProbeLeftovers(Err("listing pods: 403 Forbidden".into())));
+    let out = render(&ro, 160, 30);
+    assert!(out.contains("probe objects of earlier runs: unknown (listing pods: 403 Forbidden)"), "{out}");
+}

@@ -524,6 +524,16 @@ pub fn probe_config(settings: &crate::settings::Settings) -> probes::ProbeConfig
     }
 }
 
+/// The first few leftovers in a line (`pod default/x (run a), …, and 7 more`).
+pub fn leftover_summary(left: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut s = left.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if left.len() > SHOWN {
+        s.push_str(&format!(", and {} more", left.len() - SHOWN));
+    }
+    s
+}
+
 /// The probe objects of earlier runs (`kind namespace/name (run X)`), by label, in every
 /// namespace. Reads only.
 pub async fn list_leftovers(read: &kube::Client) -> Result<Vec<String>, String> {
