@@ -360,13 +360,14 @@ fn run_commands(
                 let client = conn.client.clone();
                 let relay = env.relay.clone();
                 let window = env.validate_window;
+                let probe_timeout = env.settings.validate.timeout();
                 let read_only = conn.read_only;
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     use crate::validate::{ActiveSkip, PassiveOptions};
                     // What interrupted earlier runs left: listed (reads only); an armed `a`
                     // deletes them first, after its confirmation.
-                    let left = crate::validate::list_leftovers(&client).await;
+                    let left = crate::validate::Leftovers::find(&client, probe_timeout).await.map(Box::new);
                     let _ = tx.send(AppEvent::ProbeLeftovers(left)).await;
                     let result = match relay {
                         None => Err("no hubble-relay configured: the flow checks cannot run".to_string()),

@@ -142,7 +142,7 @@ impl Operation {
                     crate::validate::probes::selector(None)
                 ),
                 "then DELETE every object of the run, also after a failure or x. Nothing else is changed.".into(),
-                "Probe objects an earlier run left behind are DELETED first.".into(),
+                "Probe objects earlier runs left behind (idle ones: not a run in progress elsewhere) are DELETED first.".into(),
             ],
         }
     }

@@ -440,7 +440,7 @@ pub struct AppState {
     pub validating: Option<Timestamp>,
     /// Probe objects of earlier validation runs, as the last `v` listed them (`Err`: could not
     /// look; `None`: not looked, or stale since an active run removed them).
-    pub probe_leftovers: Option<Result<Vec<String>, String>>,
+    pub probe_leftovers: Option<Result<crate::validate::Leftovers, String>>,
 }
 
 const LOG_CAP: usize = 500;

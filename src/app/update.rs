@@ -53,7 +53,7 @@ pub enum AppEvent {
     /// A validation run (`v`) finished.
     Validated(Result<Box<crate::validate::Report>, String>),
     /// The probe objects earlier validation runs left behind, listed by `v` (reads only).
-    ProbeLeftovers(Result<Vec<String>, String>),
+    ProbeLeftovers(Result<Box<crate::validate::Leftovers>, String>),
     /// One step's preview, read for its confirmation.
     StepPreviewed {
         id: String,
@@ -236,12 +236,12 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
         }
         AppEvent::ProbeLeftovers(result) => {
             match &result {
-                Ok(left) if !left.is_empty() => state.log(
+                Ok(left) if !left.objects.is_empty() => state.log(
                     Level::Warn,
                     format!(
-                        "validation: {} probe object(s) of earlier runs are left: {}",
-                        left.len(),
-                        crate::validate::leftover_summary(left)
+                        "validation: {} probe object(s) of earlier runs are left (run {})",
+                        left.objects.len(),
+                        left.idle.iter().chain(&left.recent).cloned().collect::<Vec<_>>().join(", ")
                     ),
                 ),
                 Ok(_) => {}
@@ -249,7 +249,7 @@ pub fn update(state: &mut AppState, ev: AppEvent) -> Vec<Command> {
                     state.log(Level::Warn, format!("validation: cannot look for probe objects of earlier runs: {e}"))
                 }
             }
-            state.probe_leftovers = Some(result);
+            state.probe_leftovers = Some(result.map(|b| *b));
             Vec::new()
         }
         AppEvent::Validated(result) => {
@@ -605,14 +605,8 @@ fn on_key(state: &mut AppState, key: KeyEvent) -> Vec<Command> {
                 } else {
                     state.ui.validate_open = false;
                     let mut preview = Operation::Validate.explain();
-                    if let Some(Ok(left)) = &state.probe_leftovers
-                        && !left.is_empty()
-                    {
-                        preview.push(format!(
-                            "Left by earlier runs ({}), deleted first: {}",
-                            left.len(),
-                            crate::validate::leftover_summary(left)
-                        ));
+                    if let Some(Ok(left)) = &state.probe_leftovers {
+                        preview.extend(left.describe());
                     }
                     state.ui.confirm = Some(Pending::with_preview(Operation::Validate, preview, false));
                 }

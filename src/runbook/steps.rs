@@ -349,16 +349,10 @@ pub async fn preview(
                 crate::validate::probes::VOLUME_SIZE,
                 v.storage_class
             ));
-            match crate::validate::list_leftovers(read).await {
-                Ok(left) if !left.is_empty() => changes.push(format!(
-                    "First DELETE the {} probe object(s) earlier validation runs left behind (labelled {}): {}",
-                    left.len(),
-                    crate::validate::probes::selector(None),
-                    crate::validate::leftover_summary(&left)
-                )),
-                Ok(_) => {}
+            match crate::validate::Leftovers::find(read, v.timeout()).await {
+                Ok(left) => changes.extend(left.describe()),
                 Err(e) => changes.push(format!(
-                    "Probe objects of earlier runs: cannot look now ({e}); any found when it runs are deleted first"
+                    "Probe objects of earlier runs: cannot look now ({e}); idle ones found when it runs are deleted first"
                 )),
             }
             changes.push("The runbook stops unless every check that ran is green.".into());
@@ -647,21 +641,25 @@ pub(crate) async fn validate_all(
     let mut door = StepDoor { exec, progress, cancel };
     // What an interrupted earlier run left (its confirmation listed them): deleted first, under
     // this operation's lock and journal entry. Nothing of this run exists yet.
-    match crate::validate::list_leftovers(read).await {
-        Ok(left) if !left.is_empty() => {
-            say(format!(
-                "{} probe object(s) of earlier runs are left; deleting them first: {}",
-                left.len(),
-                crate::validate::leftover_summary(&left)
-            ));
-            let op = Operation::ProbeDelete { run: None, why: "leftovers of earlier validation runs".into() };
-            crate::validate::active::Door::run(&mut door, op).await.map_err(|e| {
-                ExecError::Failed(format!(
-                    "{what}: deleting the probe objects of earlier runs: {e}; no probe of this run was created"
-                ))
-            })?;
+    // A run with recent objects may be in progress in another session: left alone.
+    match crate::validate::Leftovers::find(read, cfg.timeout).await {
+        Ok(left) => {
+            for line in left.describe() {
+                say(line);
+            }
+            for old in &left.idle {
+                let why = format!(
+                    "left by validation run {old}, idle for over {}",
+                    crate::duration::format_short(left.quiet)
+                );
+                let op = Operation::ProbeDelete { run: Some(old.clone()), why };
+                crate::validate::active::Door::run(&mut door, op).await.map_err(|e| {
+                    ExecError::Failed(format!(
+                        "{what}: deleting the probe objects of earlier run {old}: {e}; no probe of this run was created"
+                    ))
+                })?;
+            }
         }
-        Ok(_) => {}
         Err(e) => say(format!("cannot look for probe objects of earlier runs: {e}")),
     }
     let outcome = crate::validate::active::run_active(

@@ -405,21 +405,33 @@ pub fn validation(frame: &mut Frame, area: Rect, state: &AppState, theme: &Theme
     lines.push(Line::from(Span::styled(header, theme.dim())));
     let w = area.width.saturating_sub(6) as usize;
     match &state.probe_leftovers {
-        Some(Ok(left)) if !left.is_empty() => {
-            let what = if state.mode == crate::app::state::Mode::ReadOnly {
-                "read-only: listed only"
-            } else {
-                "a deletes them first, after its confirmation"
-            };
-            let line = format!("{} probe object(s) of earlier runs are left ({what}):", left.len());
+        Some(Ok(left)) if !left.objects.is_empty() => {
+            let read_only = state.mode == crate::app::state::Mode::ReadOnly;
+            let line = format!("{} probe object(s) of earlier runs are left:", left.objects.len());
             lines.push(Line::from(Span::styled(fit(&line, w), theme.warn())));
+            let quiet = crate::duration::format_short(left.quiet);
+            let idle = if read_only {
+                "idle; read-only: listed only".to_string()
+            } else {
+                "idle: a deletes them first, after its confirmation".to_string()
+            };
+            let recent = format!("created less than {quiet} ago, maybe a run in progress elsewhere: left alone");
             const SHOWN: usize = 4;
-            for l in left.iter().take(SHOWN) {
-                lines.push(Line::from(Span::styled(fit(&format!("  {l}"), w), theme.warn())));
-            }
-            if left.len() > SHOWN {
-                let more = format!("  and {} more (`cutover validate --passive` lists them all)", left.len() - SHOWN);
-                lines.push(Line::from(Span::styled(fit(&more, w), theme.warn())));
+            for (runs, what) in [(&left.idle, idle), (&left.recent, recent)] {
+                if runs.is_empty() {
+                    continue;
+                }
+                let objects = left.of(runs);
+                let head = format!("  run {} ({what}):", runs.join(", "));
+                lines.push(Line::from(Span::styled(fit(&head, w), theme.warn())));
+                for o in objects.iter().take(SHOWN) {
+                    lines.push(Line::from(Span::styled(fit(&format!("    {o}"), w), theme.warn())));
+                }
+                if objects.len() > SHOWN {
+                    let more =
+                        format!("    and {} more (`cutover validate --passive` lists them all)", objects.len() - SHOWN);
+                    lines.push(Line::from(Span::styled(fit(&more, w), theme.warn())));
+                }
             }
         }
         Some(Err(e)) => {

@@ -1243,32 +1243,50 @@ fn a_in_the_validation_overlay_runs_the_active_checks_through_the_runner_after_a
 
 #[test]
 fn probe_leftovers_of_earlier_runs_are_listed_and_a_deletes_them_first_after_its_confirmation() {
-    let left: Vec<String> = vec![
-        "job default/cutover-probe-ab12-c0 (run ab12)".into(),
-        "pod default/cutover-probe-ab12-s0 (run ab12)".into(),
-        "pod default/cutover-probe-ab12-s1 (run ab12)".into(),
-        "service default/cutover-probe-ab12 (run ab12)".into(),
-        "persistentvolumeclaim default/cutover-probe-ab12-vol (run ab12)".into(),
-    ];
+    use crate::validate::{Leftover, Leftovers};
+    let o = |kind: &'static str, name: &str, run: &str| Leftover {
+        kind,
+        namespace: "default".into(),
+        name: name.into(),
+        run: run.into(),
+        created: None,
+    };
+    let left = Leftovers {
+        objects: vec![
+            o("job", "cutover-probe-ab12-c0", "ab12"),
+            o("pod", "cutover-probe-ab12-s0", "ab12"),
+            o("pod", "cutover-probe-ab12-s1", "ab12"),
+            o("service", "cutover-probe-ab12", "ab12"),
+            o("persistentvolumeclaim", "cutover-probe-ab12-vol", "ab12"),
+            o("pod", "cutover-probe-cd34-s0", "cd34"),
+        ],
+        idle: vec!["ab12".into()],
+        recent: vec!["cd34".into()],
+        quiet: std::time::Duration::from_secs(270),
+    };
     let mut s = typical(Mode::Armed);
     press(&mut s, KeyCode::Char('v'));
-    update(&mut s, AppEvent::ProbeLeftovers(Ok(left.clone())));
+    update(&mut s, AppEvent::ProbeLeftovers(Ok(Box::new(left.clone()))));
     update(&mut s, AppEvent::Validated(Ok(Box::new(red_pair_report()))));
-    let out = render(&s, 160, 30);
+    let out = render(&s, 160, 40);
+    assert!(out.contains("6 probe object(s) of earlier runs are left:"), "{out}");
+    assert!(out.contains("  run ab12 (idle: a deletes them first, after its confirmation):"), "{out}");
+    assert!(out.contains("    job default/cutover-probe-ab12-c0 (run ab12)"), "{out}");
+    assert!(out.contains("    and 1 more"), "{out}");
     assert!(
-        out.contains("5 probe object(s) of earlier runs are left (a deletes them first, after its confirmation):"),
+        out.contains("  run cd34 (created less than 4m30s ago, maybe a run in progress elsewhere: left alone):"),
         "{out}"
     );
-    assert!(out.contains("  job default/cutover-probe-ab12-c0 (run ab12)"), "{out}");
-    assert!(out.contains("  service default/cutover-probe-ab12 (run ab12)"), "{out}");
-    assert!(out.contains("and 1 more"), "{out}");
-    // The confirmation says so.
+    // The confirmation says what is deleted first and what is left alone.
     press(&mut s, KeyCode::Char('a'));
     let pending = s.ui.confirm.clone().expect("a confirmation");
     assert!(
-        pending.preview.iter().any(|l| l.starts_with("Left by earlier runs (5), deleted first: job default/")),
+        pending.preview.iter().any(|l| l.starts_with(
+            "First DELETE the 5 probe object(s) earlier validation runs left behind (run ab12): job default/"
+        )),
         "{pending:?}"
     );
+    assert!(pending.preview.iter().any(|l| l.starts_with("Left alone: 1 probe object(s) of run cd34")), "{pending:?}");
     // Once the active run ends, the listing is stale: not shown until `v` looks again.
     update(
         &mut s,
@@ -1279,10 +1297,10 @@ fn probe_leftovers_of_earlier_runs_are_listed_and_a_deletes_them_first_after_its
     // Read-only: listed only. Could not look: unknown, said as such.
     let mut ro = typical(Mode::ReadOnly);
     press(&mut ro, KeyCode::Char('v'));
-    update(&mut ro, AppEvent::ProbeLeftovers(Ok(left)));
-    let out = render(&ro, 160, 30);
-    assert!(out.contains("5 probe object(s) of earlier runs are left (read-only: listed only):"), "{out}");
+    update(&mut ro, AppEvent::ProbeLeftovers(Ok(Box::new(left))));
+    let out = render(&ro, 160, 40);
+    assert!(out.contains("  run ab12 (idle; read-only: listed only):"), "{out}");
     update(&mut ro, AppEvent::ProbeLeftovers(Err("listing pods: 403 Forbidden".into())));
-    let out = render(&ro, 160, 30);
+    let out = render(&ro, 160, 40);
     assert!(out.contains("probe objects of earlier runs: unknown (listing pods: 403 Forbidden)"), "{out}");
 }

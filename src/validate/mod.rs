@@ -17,7 +17,7 @@ pub mod observe;
 pub mod output;
 pub mod probes;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -424,7 +424,9 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
         }
     };
     // Leftovers of earlier runs (listing reads only), after the passive checks could read.
-    let leftovers = list_leftovers(&conn.client).await;
+    let found = Leftovers::find(&conn.client, settings.validate.timeout()).await;
+    let leftovers: Result<Vec<String>, String> =
+        found.as_ref().map(|l| l.objects.iter().map(ToString::to_string).collect()).map_err(Clone::clone);
     let mut door = None;
     if armed && (want_active || (args.yes && leftovers.as_ref().is_ok_and(|l| !l.is_empty()))) {
         let journal =
@@ -445,6 +447,16 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
             eprintln!("cutover validate: {} probe object(s) of earlier runs are left:", left.len());
             for l in left {
                 eprintln!("  {l}");
+            }
+            if let Ok(f) = &found
+                && !f.recent.is_empty()
+            {
+                eprintln!(
+                    "cutover validate: run {} created objects less than {} ago: it may be in progress in another session{}",
+                    f.recent.join(", "),
+                    crate::duration::format_short(f.quiet),
+                    if args.yes && armed { " (--yes removes it too)" } else { "" }
+                );
             }
             match door.as_mut() {
                 Some(d) if args.yes => {
@@ -534,42 +546,154 @@ pub fn leftover_summary(left: &[String]) -> String {
     s
 }
 
-/// The probe objects of earlier runs (`kind namespace/name (run X)`), by label, in every
-/// namespace. Reads only.
-pub async fn list_leftovers(read: &kube::Client) -> Result<Vec<String>, String> {
+/// A probe object an earlier validation run left behind (or one still in progress elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// Its run id (the `cutover.io/probe-run` label).
+    pub run: String,
+    /// When it was created (`None`: the API did not say).
+    pub created: Option<jiff::Timestamp>,
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{} (run {})", self.kind, self.namespace, self.name, self.run)
+    }
+}
+
+/// What earlier runs left, as an implicit cleanup (the runbook's `validate` step, the cockpit's
+/// `a`) sees it: which runs it deletes first and which it leaves alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftovers {
+    pub objects: Vec<Leftover>,
+    /// Runs idle for longer than `quiet`: deleted first.
+    pub idle: Vec<String>,
+    /// Runs with a recent object (maybe in progress in another session): left alone.
+    pub recent: Vec<String>,
+    pub quiet: Duration,
+}
+
+impl Leftovers {
+    /// Looks (reads only); `timeout`: `[validate] timeout`, which bounds a run's quiet time.
+    pub async fn find(read: &kube::Client, timeout: Duration) -> Result<Leftovers, String> {
+        let objects = find_leftovers(read).await?;
+        let quiet = quiet_period(timeout);
+        let (idle, recent) = split_runs(&objects, jiff::Timestamp::now(), quiet);
+        Ok(Leftovers { objects, idle, recent, quiet })
+    }
+
+    /// The objects of `runs`, as lines.
+    pub fn of(&self, runs: &[String]) -> Vec<String> {
+        self.objects.iter().filter(|o| runs.contains(&o.run)).map(ToString::to_string).collect()
+    }
+
+    /// For a preview or a confirmation: what is deleted first, and what is left alone.
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if !self.idle.is_empty() {
+            let o = self.of(&self.idle);
+            v.push(format!(
+                "First DELETE the {} probe object(s) earlier validation runs left behind (run {}): {}",
+                o.len(),
+                self.idle.join(", "),
+                leftover_summary(&o)
+            ));
+        }
+        if !self.recent.is_empty() {
+            let o = self.of(&self.recent);
+            v.push(format!(
+                "Left alone: {} probe object(s) of run {} created less than {} ago (maybe a run in progress in another session): {}",
+                o.len(),
+                self.recent.join(", "),
+                crate::duration::format_short(self.quiet),
+                leftover_summary(&o)
+            ));
+        }
+        v
+    }
+}
+
+/// The probe objects of every run there is, by label, in every namespace. Reads only (metadata).
+pub async fn find_leftovers(read: &kube::Client) -> Result<Vec<Leftover>, String> {
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
-    use kube::api::{Api, ListParams};
-    let lp = ListParams::default().labels(&probes::selector(None));
-    let line = |kind: &str, m: &kube::api::ObjectMeta| {
-        let run = m.labels.as_ref().and_then(|l| l.get(probes::RUN_LABEL)).cloned().unwrap_or_default();
-        format!("{kind} {}/{} (run {run})", m.namespace.as_deref().unwrap_or(""), m.name.as_deref().unwrap_or(""))
-    };
-    let err = |e: kube::Error| crate::cluster::client::redact(&e.to_string());
-    let timeout = Duration::from_secs(30);
-    let within = |what: &'static str| move |_| format!("listing {what}: no answer within 30s");
+    let lp = kube::api::ListParams::default().labels(&probes::selector(None));
     let mut out = Vec::new();
-    let jobs = tokio::time::timeout(timeout, Api::<Job>::all(read.clone()).list_metadata(&lp))
-        .await
-        .map_err(within("jobs"))?
-        .map_err(err)?;
-    out.extend(jobs.items.iter().map(|j| line("job", &j.metadata)));
-    let pods = tokio::time::timeout(timeout, Api::<Pod>::all(read.clone()).list_metadata(&lp))
-        .await
-        .map_err(within("pods"))?
-        .map_err(err)?;
-    out.extend(pods.items.iter().map(|p| line("pod", &p.metadata)));
-    let svcs = tokio::time::timeout(timeout, Api::<Service>::all(read.clone()).list_metadata(&lp))
-        .await
-        .map_err(within("services"))?
-        .map_err(err)?;
-    out.extend(svcs.items.iter().map(|s| line("service", &s.metadata)));
-    let pvcs = tokio::time::timeout(timeout, Api::<PersistentVolumeClaim>::all(read.clone()).list_metadata(&lp))
-        .await
-        .map_err(within("persistentvolumeclaims"))?
-        .map_err(err)?;
-    out.extend(pvcs.items.iter().map(|s| line("persistentvolumeclaim", &s.metadata)));
+    out.extend(leftovers_of::<Job>(read, &lp, "job", "jobs").await?);
+    out.extend(leftovers_of::<Pod>(read, &lp, "pod", "pods").await?);
+    out.extend(leftovers_of::<Service>(read, &lp, "service", "services").await?);
+    out.extend(
+        leftovers_of::<PersistentVolumeClaim>(read, &lp, "persistentvolumeclaim", "persistentvolumeclaims").await?,
+    );
     Ok(out)
+}
+
+async fn leftovers_of<K>(
+    read: &kube::Client,
+    lp: &kube::api::ListParams,
+    kind: &'static str,
+    plural: &str,
+) -> Result<Vec<Leftover>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let list = tokio::time::timeout(Duration::from_secs(30), kube::api::Api::<K>::all(read.clone()).list_metadata(lp))
+        .await
+        .map_err(|_| format!("listing {plural}: no answer within 30s"))?
+        .map_err(|e| crate::cluster::client::redact(&e.to_string()))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| {
+            let m = o.metadata;
+            Leftover {
+                kind,
+                run: m.labels.as_ref().and_then(|l| l.get(probes::RUN_LABEL)).cloned().unwrap_or_default(),
+                namespace: m.namespace.unwrap_or_default(),
+                name: m.name.unwrap_or_default(),
+                created: m.creation_timestamp.map(|t| t.0),
+            }
+        })
+        .collect())
+}
+
+/// How long a validation run in progress can go without creating an object: each of its phases
+/// ends within `[validate] timeout`, and the next one creates its objects. A run whose newest
+/// object is older than twice that (and 30 s) is no longer running anywhere.
+pub fn quiet_period(timeout: Duration) -> Duration {
+    timeout.saturating_mul(2) + Duration::from_secs(30)
+}
+
+/// The runs of `left`, split: `(idle, recent)`. Idle: the newest object is older than `quiet`
+/// (left behind by a run that was killed). Recent: it may be a run in progress in another session
+/// (`cutover validate` takes the cluster lock only for its creates and deletes), or a creation
+/// time is missing: left alone by an implicit cleanup.
+pub fn split_runs(left: &[Leftover], now: jiff::Timestamp, quiet: Duration) -> (Vec<String>, Vec<String>) {
+    let mut newest: BTreeMap<&str, Option<jiff::Timestamp>> = BTreeMap::new();
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
+    for l in left {
+        match l.created {
+            Some(t) => {
+                let e = newest.entry(&l.run).or_insert(Some(t));
+                *e = (*e).max(Some(t));
+            }
+            None => {
+                newest.entry(&l.run).or_insert(None);
+                unknown.insert(&l.run);
+            }
+        }
+    }
+    let quiet = jiff::SignedDuration::try_from(quiet).unwrap_or(jiff::SignedDuration::MAX);
+    let (mut idle, mut recent) = (Vec::new(), Vec::new());
+    for (run, t) in newest {
+        let old = !unknown.contains(run) && t.is_some_and(|t| now.duration_since(t) >= quiet);
+        if old { idle.push(run.to_string()) } else { recent.push(run.to_string()) }
+    }
+    (idle, recent)
 }
 
 /// The runner as the active checks' door: starts one operation and waits for its result,
@@ -656,5 +780,58 @@ mod tests {
         assert_eq!(ActiveSkip::Ran.reason(), "");
         assert_eq!(ActiveSkip::PassiveRequested.reason(), "--passive");
         assert_eq!(ActiveSkip::ReadOnly.reason(), "read-only mode");
+    }
+
+    fn leftover(kind: &'static str, name: &str, run: &str, created: Option<i64>) -> Leftover {
+        Leftover {
+            kind,
+            namespace: "default".into(),
+            name: name.into(),
+            run: run.into(),
+            created: created.map(|s| jiff::Timestamp::from_second(s).expect("time")),
+        }
+    }
+
+    #[test]
+    fn leftover_runs_split_into_idle_and_recent_by_their_newest_object() {
+        let now = 10_000;
+        let quiet = quiet_period(Duration::from_secs(120));
+        assert_eq!(quiet, Duration::from_secs(270));
+        let left = vec![
+            // Killed long ago: every object older than the quiet period.
+            leftover("pod", "cutover-probe-old1-s0", "old1", Some(now - 3600)),
+            leftover("job", "cutover-probe-old1-c0", "old1", Some(now - 600)),
+            // Its servers are old, but it created a Job 60 s ago: maybe still running.
+            leftover("pod", "cutover-probe-live-s0", "live", Some(now - 3600)),
+            leftover("job", "cutover-probe-live-c0", "live", Some(now - 60)),
+            // Exactly the quiet period: idle.
+            leftover("service", "cutover-probe-edge", "edge", Some(now - 270)),
+            // No creation time: unknown is never old.
+            leftover("pod", "cutover-probe-nots-s0", "nots", Some(now - 3600)),
+            leftover("pod", "cutover-probe-nots-s1", "nots", None),
+            // Created "in the future" (the cluster's clock ahead of ours): recent.
+            leftover("pod", "cutover-probe-skew-s0", "skew", Some(now + 30)),
+        ];
+        let at = jiff::Timestamp::from_second(now).expect("now");
+        let (idle, recent) = split_runs(&left, at, quiet);
+        assert_eq!(idle, ["edge", "old1"]);
+        assert_eq!(recent, ["live", "nots", "skew"]);
+
+        let l = Leftovers { objects: left, idle, recent, quiet };
+        let d = l.describe();
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(
+            d[0].starts_with(
+                "First DELETE the 3 probe object(s) earlier validation runs left behind (run edge, old1): "
+            ),
+            "{d:?}"
+        );
+        assert!(
+            d[1].starts_with("Left alone: 5 probe object(s) of run live, nots, skew created less than 4m30s ago"),
+            "{d:?}"
+        );
+        assert!(d[1].ends_with(", and 1 more"), "{d:?}");
+        let none = Leftovers { objects: vec![], idle: vec![], recent: vec![], quiet };
+        assert!(none.describe().is_empty());
     }
 }
