@@ -353,10 +353,24 @@ async fn sim(args: SimArgs) -> Result<ExitCode> {
         },
     };
     let sim = cutover::sim::Sim::start(opts).await.wrap_err("cannot start the simulated cluster")?;
-    let info = sim.info();
+    // A settings file for cutover against this sim, as `demo` uses: a clone of its Git origin
+    // (alive as long as the sim) and its nodes' SSH on loopback. Without it the node step's ssh
+    // would go to the sim's made-up node addresses (a private range that may be someone's LAN).
+    let clone_dir = cutover::tempdir::TempDir::new().wrap_err("cannot create the sim's Git clone directory")?;
+    let clone = sim.clone_origin(&clone_dir.path.join("k8s-homelab")).wrap_err("cannot clone the sim's Git origin")?;
+    let mut settings = cutover::settings::Settings::default();
+    sim.point_settings_at(&mut settings, clone);
+    settings.ssh = cutover::node::sim_settings(&sim.ssh);
+    let settings_path = clone_dir.path.join("cutover.toml");
+    let text = toml::to_string(&settings).wrap_err("cannot encode the sim's settings")?;
+    std::fs::write(&settings_path, text)
+        .wrap_err_with(|| format!("cannot write the sim's settings to {}", settings_path.display()))?;
+    let mut info = serde_json::to_value(sim.info()).wrap_err("cannot encode the sim info")?;
+    info["settings"] = serde_json::Value::String(settings_path.display().to_string());
     println!("{}", serde_json::to_string(&info).wrap_err("cannot encode the sim info")?);
     tokio::signal::ctrl_c().await.wrap_err("cannot wait for Ctrl-C")?;
     sim.stop();
+    drop(clone_dir);
     Ok(ExitCode::SUCCESS)
 }
 

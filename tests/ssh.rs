@@ -328,3 +328,59 @@ async fn command_failures_are_typed() {
     let text = w1.logs(20).await.expect("journal").stdout_text();
     assert!(text.contains("-- Boot "), "{text}");
 }
+
+/// `cutover sim` prints a settings file next to its kubeconfig: its Git clone and its nodes'
+/// SSH on loopback, so `cutover --settings …` against it never sends ssh to the sim's made-up
+/// node addresses. `cutover plan` with it reads every node's drop-in through that ssh_config;
+/// the file and the clone go when the sim stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sims_settings_file_points_ssh_and_git_at_the_sim() {
+    use tokio::io::AsyncBufReadExt;
+    // A short state directory: the ssh ControlMaster sockets live in it (a long one gets a
+    // private temporary directory instead, gone when cutover exits).
+    let state = std::path::PathBuf::from(format!("/tmp/cs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["--log-file", "/dev/null", "sim", "--scenario", "fresh"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cutover sim starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("in time").expect("reads").expect("a line");
+    let info: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+    let path = std::path::PathBuf::from(info["settings"].as_str().expect("settings"));
+    let s = cutover::settings::Settings::load(Some(&path)).expect("the settings file reads back");
+    assert_eq!(s.ssh.config_file.as_deref().and_then(Path::to_str), info["ssh"]["config"].as_str(), "{s:?}");
+    assert!(s.git.repo_path.join(".git").is_dir(), "a clone of the sim's origin: {}", s.git.repo_path.display());
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["--kubeconfig", info["kubeconfig"].as_str().expect("kubeconfig"), "--context", "sim"])
+        .args(["--log-file", "/dev/null", "--hubble-server", info["hubble_relay"].as_str().expect("relay")])
+        .arg("--settings")
+        .arg(&path)
+        .arg("plan")
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .await
+        .expect("cutover plan runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let config = info["ssh"]["config"].as_str().expect("config");
+    assert!(text.contains("ok  node-step-available: ssh at "), "{text}");
+    assert!(text.contains(&format!("ssh -F {config} ")), "{text}");
+    // The agents' drop-ins were read over that ssh: their connection masters (ControlPersist)
+    // are there, one per agent.
+    let masters = std::fs::read_dir(state.join("cutover").join("ssh")).map(|d| d.count()).unwrap_or(0);
+    assert!(masters >= 2, "{masters} ssh connection(s) to the sim's agents:\n{text}");
+
+    // Ctrl-C: the sim stops and its settings file and clone go with it.
+    let pid = child.id().expect("pid").to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("stops").expect("status");
+    assert!(status.success(), "{status:?}");
+    assert!(!path.exists(), "{} removed", path.display());
+    let _ = std::fs::remove_dir_all(&state);
+}
