@@ -2,7 +2,8 @@
 //! ([`probes::SCRIPT`]) under the system `sh` with the real `ping` (iputils), `nc`
 //! (netcat-openbsd), `nslookup` (BIND 9) and `curl`, the tools the default image (netshoot) ships;
 //! the server pods' own command (socat, taken from the manifest the product creates); and the
-//! volume script ([`probes::VOLUME_SCRIPT`]) on a real directory. Their output is read by the
+//! volume script ([`probes::VOLUME_SCRIPT`]) on a real directory. The client's environment is the
+//! one the product's Job manifest sets ([`probes::client_objects`]). Their output is read by the
 //! product's parser and judged by the product's evaluation, so a change to the script that the
 //! real tools do not answer as the parser expects turns this red — the sim cannot catch that, it
 //! works the results out from the probe's environment.
@@ -217,10 +218,25 @@ impl Netns {
         });
     }
 
-    /// Runs the client script inside the namespace with `env`; its stdout.
-    fn run_client(&self, env: &[(&str, &str)]) -> String {
-        let out =
-            self.command("/bin/sh").args(["-c", probes::SCRIPT]).envs(env.iter().copied()).output().expect("sh runs");
+    /// Runs the client script inside the namespace as the product's Job for `cp1` would: with the
+    /// environment its manifest sets from `cfg` and `targets` (`timeout` overrides the per-command
+    /// seconds); its stdout.
+    fn run_client(&self, cfg: &ProbeConfig, targets: &Targets, timeout: Option<&str>) -> String {
+        let jobs = probes::client_objects(cfg, "t1", &nodes(), targets);
+        let job = jobs.iter().find(|j| j["spec"]["template"]["spec"]["nodeName"] == "cp1").expect("cp1's Job");
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["command"][2], probes::SCRIPT, "the Job runs the script");
+        let mut env: Vec<(String, String)> = container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| (e["name"].as_str().expect("name").into(), e["value"].as_str().expect("value").into()))
+            .collect();
+        if let Some(t) = timeout {
+            env.retain(|(k, _)| k != "PROBE_TIMEOUT");
+            env.push(("PROBE_TIMEOUT".into(), t.into()));
+        }
+        let out = self.command("/bin/sh").args(["-c", probes::SCRIPT]).envs(env).output().expect("sh runs");
         assert!(
             out.status.success(),
             "the script always exits 0: {:?} {}",
@@ -350,17 +366,7 @@ fn client_script_with_the_real_tools_all_green() {
         ]),
         load_balancer: "127.0.2.1:30080".into(),
     };
-    let log = ns.run_client(&[
-        ("PROBE_NODE", "cp1"),
-        ("PROBE_PEERS", "w1=127.0.0.2 w2=127.0.0.3"),
-        ("PROBE_SERVICE", "127.0.0.9:8080"),
-        ("PROBE_NODEPORTS", "cp1=127.0.1.1:30080 w1=127.0.1.2:30080 w2=127.0.1.3:30080"),
-        ("PROBE_LB", "127.0.2.1:30080"),
-        ("PROBE_DNS_CLUSTER", "kubernetes.default.svc.cluster.local"),
-        ("PROBE_DNS_EXTERNAL", "egress.example"),
-        ("PROBE_URL", "http://egress.example/"),
-        ("PROBE_TIMEOUT", "3"),
-    ]);
+    let log = ns.run_client(&probe_config(), &targets, None);
 
     let parsed = probes::parse_log(&log);
     let fails: Vec<_> = parsed.lines.iter().filter(|l| !l.ok).collect();
@@ -402,17 +408,8 @@ fn client_script_with_the_real_tools_fails_exactly_what_is_broken() {
         node_ports: BTreeMap::from([("cp1".into(), "127.0.1.1:30080".into()), ("w1".into(), "127.0.1.2:30081".into())]),
         load_balancer: String::new(),
     };
-    let log = ns.run_client(&[
-        ("PROBE_NODE", "cp1"),
-        ("PROBE_PEERS", "w1=127.0.0.2 w2=192.0.2.9"),
-        ("PROBE_SERVICE", "127.0.0.9:8080"),
-        ("PROBE_NODEPORTS", "cp1=127.0.1.1:30080 w1=127.0.1.2:30081"),
-        ("PROBE_LB", ""),
-        ("PROBE_DNS_CLUSTER", "kubernetes.default.svc.cluster.local"),
-        ("PROBE_DNS_EXTERNAL", "nowhere.example"),
-        ("PROBE_URL", "http://nowhere.example/"),
-        ("PROBE_TIMEOUT", "2"),
-    ]);
+    let cfg = ProbeConfig { url: "http://nowhere.example/".into(), ..probe_config() };
+    let log = ns.run_client(&cfg, &targets, Some("2"));
 
     let judged = judge(&log, &targets);
     let red = |kind: ProbeKind| -> Vec<String> {

@@ -350,8 +350,11 @@ fn unsettled_soak(env: &StepEnv, step: &str, node: &str) -> Option<String> {
         Ok(v) => v.entries,
         Err(e) => return Some(format!("switched; the journal cannot be read ({e}), so its soak's verdict is unknown")),
     };
-    match last_soak(&entries, step, node) {
-        s if s.settled() => None,
+    let last = last_soak(&entries, step, node);
+    if last.settled() {
+        return None;
+    }
+    match last {
         LastSoak::NoVerdict { changed } => {
             Some(format!("switched by this step at {changed} with no soak verdict after it (the run stopped first)"))
         }

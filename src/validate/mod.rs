@@ -424,11 +424,9 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
         }
     };
     // Leftovers of earlier runs (listing reads only), after the passive checks could read.
-    let found = Leftovers::find(&conn.client, settings.validate.timeout()).await;
-    let leftovers: Result<Vec<String>, String> =
-        found.as_ref().map(|l| l.objects.iter().map(ToString::to_string).collect()).map_err(Clone::clone);
+    let leftovers = Leftovers::find(&conn.client, settings.validate.timeout()).await;
     let mut door = None;
-    if armed && (want_active || (args.yes && leftovers.as_ref().is_ok_and(|l| !l.is_empty()))) {
+    if armed && (want_active || (args.yes && leftovers.as_ref().is_ok_and(|l| !l.objects.is_empty()))) {
         let journal =
             crate::runbook::journal::Journal::for_cluster(&conn.cluster).wrap_err("cannot place the journal")?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -443,18 +441,16 @@ pub async fn run(args: ValidateArgs, global: &GlobalArgs) -> color_eyre::Result<
         });
     }
     match &leftovers {
-        Ok(left) if !left.is_empty() => {
-            eprintln!("cutover validate: {} probe object(s) of earlier runs are left:", left.len());
-            for l in left {
+        Ok(left) if !left.objects.is_empty() => {
+            eprintln!("cutover validate: {} probe object(s) of earlier runs are left:", left.objects.len());
+            for l in &left.objects {
                 eprintln!("  {l}");
             }
-            if let Ok(f) = &found
-                && !f.recent.is_empty()
-            {
+            if !left.recent.is_empty() {
                 eprintln!(
                     "cutover validate: run {} created objects less than {} ago: it may be in progress in another session{}",
-                    f.recent.join(", "),
-                    crate::duration::format_short(f.quiet),
+                    left.recent.join(", "),
+                    crate::duration::format_short(left.quiet),
                     if args.yes && armed { " (--yes removes it too)" } else { "" }
                 );
             }
@@ -673,24 +669,19 @@ pub fn quiet_period(timeout: Duration) -> Duration {
 /// (`cutover validate` takes the cluster lock only for its creates and deletes), or a creation
 /// time is missing: left alone by an implicit cleanup.
 pub fn split_runs(left: &[Leftover], now: jiff::Timestamp, quiet: Duration) -> (Vec<String>, Vec<String>) {
+    // Per run, its newest creation time; `None` once any of its objects has none.
     let mut newest: BTreeMap<&str, Option<jiff::Timestamp>> = BTreeMap::new();
-    let mut unknown: BTreeSet<&str> = BTreeSet::new();
     for l in left {
-        match l.created {
-            Some(t) => {
-                let e = newest.entry(&l.run).or_insert(Some(t));
-                *e = (*e).max(Some(t));
-            }
-            None => {
-                newest.entry(&l.run).or_insert(None);
-                unknown.insert(&l.run);
-            }
-        }
+        let e = newest.entry(&l.run).or_insert(l.created);
+        *e = match (*e, l.created) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
     }
     let quiet = jiff::SignedDuration::try_from(quiet).unwrap_or(jiff::SignedDuration::MAX);
     let (mut idle, mut recent) = (Vec::new(), Vec::new());
     for (run, t) in newest {
-        let old = !unknown.contains(run) && t.is_some_and(|t| now.duration_since(t) >= quiet);
+        let old = t.is_some_and(|t| now.duration_since(t) >= quiet);
         if old { idle.push(run.to_string()) } else { recent.push(run.to_string()) }
     }
     (idle, recent)

@@ -237,7 +237,7 @@ impl Watch {
         let mut last_rv = skip_upto;
         let mut faults = self.state.shared.faults.subscribe();
         let cut_generation = self.cut_generation;
-        // Cut (or the API went down) while the initial events were being sent.
+        // Cut while the initial events were being sent.
         if faults.borrow_and_update().watch_cut_generation != cut_generation {
             return;
         }
